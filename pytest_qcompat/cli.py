@@ -1,0 +1,95 @@
+"""The `qcompat` command: validate | explain | merge | render."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .matrix import MatrixError, load_matrix
+from .results import ReportFormatError, load_report, merge_reports, write_json_atomic
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .cells import expand
+
+    status = 0
+    for path in args.matrix:
+        try:
+            matrix = load_matrix(path)
+        except MatrixError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        cells = expand(matrix)
+        print(f"{path}: ok: {len(matrix.models)} models x {len(matrix.quantization)} methods x {len(matrix.dtypes)} dtypes "
+              f"x {len(matrix.engines)} engines x {len(matrix.targets)} targets -> {len(cells)} cells")
+    return status
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .taxonomy import classify
+
+    text = " ".join(args.text) if args.text != ["-"] else sys.stdin.read()
+    cls_, hint = classify(text)
+    if args.json:
+        print(json.dumps({"class": cls_, "hint": hint}))
+    else:
+        print(f"{cls_}: {hint}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    try:
+        docs = [(Path(p).stem if Path(p).name != "report.json" else Path(p).parent.name or p, load_report(p)) for p in args.reports]
+    except ReportFormatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    merged = merge_reports(docs)
+    write_json_atomic(Path(args.output), merged)
+    print(f"merged {len(docs)} reports, {len(merged['cells'])} cells -> {args.output}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .report import render_all
+
+    try:
+        doc = load_report(args.report)
+    except ReportFormatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.output) if args.output else Path(args.report).parent
+    for path in render_all(doc, out, write_json=False):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qcompat", description="pytest-qcompat: quantized model compatibility matrix tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("validate", help="check matrix files; print the cell count or the error with file:line")
+    p.add_argument("matrix", nargs="+")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("explain", help="classify an engine error message and print the remediation hint")
+    p.add_argument("text", nargs="+", help="the error text ('-' reads standard input)")
+    p.add_argument("--json", action="store_true", help='print {"class": ..., "hint": ...}')
+    p.set_defaults(func=cmd_explain)
+    p = sub.add_parser("merge", help="merge report.json shards from several runners")
+    p.add_argument("reports", nargs="+")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_merge)
+    p = sub.add_parser("render", help="write report.md and report.html for a (merged) report.json")
+    p.add_argument("report")
+    p.add_argument("-o", "--output", help="output folder (default: beside the report)")
+    p.set_defaults(func=cmd_render)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The engine interface: small on purpose. Engines know nothing of pytest.
+
+A worker process calls, for one cell:  engine = Engine(args); engine.load(request); engine.generate(...);
+engine.close().  Anything an engine raises becomes the cell's failure, classified by taxonomy.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass
+class LoadRequest:
+    """What to load. `path` is a local checkpoint folder (tiny models are built before load)."""
+
+    path: str
+    dtype: str  # float32 | bfloat16 | float16 | auto
+    quantization: str  # none | bnb-4bit | ...
+    prequantized: bool  # True when `path` is an already quantized checkpoint (a variant)
+    device: str  # "cpu" or "cuda"
+    trust_remote_code: bool = False
+    seed: int = 0
+    gguf_file: str | None = None
+
+
+@dataclass
+class Generation:
+    prompt: str
+    text: str
+    token_ids: list[int]
+    logits_finite: bool | None = None  # None where the engine exposes no logits
+    top_logprobs: list[dict[int, float]] | None = None
+
+
+@dataclass
+class EngineInfo:
+    version: str | None
+    args: dict[str, Any] = field(default_factory=dict)  # the exact arguments used, for users to copy
+
+
+class Engine:
+    """Base class for engines. Subclasses set `kind`, `preload` and implement load/generate."""
+
+    kind: ClassVar[str] = "base"
+    # Modules a warm worker imports once, before forking a child per cell.
+    preload: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, args: dict[str, Any] | None = None):
+        self.args = dict(args or {})
+
+    def load(self, request: LoadRequest) -> EngineInfo:
+        raise NotImplementedError
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass

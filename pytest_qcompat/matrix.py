@@ -1,0 +1,301 @@
+"""Load and validate matrix.yaml: safe YAML with line numbers, JSON-Schema checks, friendly errors.
+
+Every problem becomes a MatrixError naming the file, line and key, with a suggestion where one exists;
+no Python traceback ever reaches the user for bad input.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .names import AXES, DTYPES, KNOWN_TARGETS, METHODS, TARGET_RE, closest
+
+DEFAULT_PROMPTS = ("The capital of France is", "def fibonacci(n):")
+
+
+class MatrixError(Exception):
+    """Bad matrix input: one clear message naming file, line and key."""
+
+    def __init__(self, path: Path | str, line: int | None, key: str, message: str, suggestion: str | None = None):
+        self.path, self.line, self.key, self.suggestion = str(path), line, key, suggestion
+        where = f"{self.path}:{line}" if line else self.path
+        text = f"{where}: {key}: {message}" if key else f"{where}: {message}"
+        if suggestion:
+            text += f" ({suggestion})"
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    source: str
+    trust_remote_code: bool = False
+    revision: str | None = None
+    variants: dict[str, str] = field(default_factory=dict)  # method -> resolved checkpoint path or hub id
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    kind: str
+    python: str | None = None  # None: the interpreter running pytest
+    args: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Generation:
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    max_new_tokens: int = 16
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    models: tuple[ModelSpec, ...]
+    dtypes: tuple[str, ...]
+    quantization: tuple[str, ...]
+    engines: tuple[EngineSpec, ...]
+    targets: tuple[str, ...]
+    include: tuple[dict[str, str], ...] = ()
+    exclude: tuple[dict[str, tuple[str, ...]], ...] = ()
+    generation: Generation = Generation()
+    timeout: float = 600.0
+
+    def model(self, model_id: str) -> ModelSpec:
+        return next(m for m in self.models if m.id == model_id)
+
+    def engine(self, name: str) -> EngineSpec:
+        return next(e for e in self.engines if e.name == name)
+
+
+def schema() -> dict:
+    return json.loads(resources.files("pytest_qcompat").joinpath("schema/matrix.schema.json").read_text())
+
+
+# ---------------------------------------------------------------- YAML with line numbers
+
+
+def _compose(text: str, path: Path) -> tuple[Any, dict[tuple, int]]:
+    """Parse YAML safely, returning data plus {key path: line} for every mapping key and list item."""
+    loader = yaml.SafeLoader(text)
+    lines: dict[tuple, int] = {}
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, lines
+
+        def build(n: yaml.Node, at: tuple) -> Any:
+            lines.setdefault(at, n.start_mark.line + 1)
+            if isinstance(n, yaml.MappingNode):
+                out: dict = {}
+                for k_node, v_node in n.value:
+                    key = loader.construct_object(k_node, deep=True)
+                    if not isinstance(key, (str, int, float, bool)) or key is None:
+                        raise MatrixError(path, k_node.start_mark.line + 1, ".".join(map(str, at)) or "<top>", "mapping keys must be plain strings")
+                    if key in out:
+                        raise MatrixError(path, k_node.start_mark.line + 1, _dotted(at + (key,)), "duplicate key")
+                    lines[at + (key,)] = k_node.start_mark.line + 1
+                    out[key] = build(v_node, at + (key,))
+                return out
+            if isinstance(n, yaml.SequenceNode):
+                return [build(item, at + (i,)) for i, item in enumerate(n.value)]
+            return loader.construct_object(n, deep=True)
+
+        return build(node, ()), lines
+    except MatrixError:
+        raise
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        if "python/" in str(exc) or "could not determine a constructor" in str(exc):
+            raise MatrixError(path, line, "", f"unsafe or unknown YAML tag is not allowed: {problem}",
+                              "matrix files are loaded with yaml.safe_load; remove the tag") from None
+        raise MatrixError(path, line, "", f"invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+def _dotted(at: tuple) -> str:
+    out = ""
+    for part in at:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line(lines: dict[tuple, int], at: tuple) -> int | None:
+    while at and at not in lines:
+        at = at[:-1]
+    return lines.get(at)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _schema_error(err: jsonschema.ValidationError, path: Path, lines: dict[tuple, int]) -> MatrixError:
+    at = tuple(err.absolute_path)
+    line = _line(lines, at)
+    key = _dotted(at) or "<top>"
+    if err.validator == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        unknown = sorted(set(err.instance) - set(allowed))
+        bad = unknown[0] if unknown else "?"
+        line = _line(lines, at + (bad,))
+        hint = closest(bad, allowed)
+        return MatrixError(path, line, _dotted(at + (bad,)), f"unknown key {bad!r}",
+                           f"did you mean {hint!r}?" if hint else f"valid keys: {', '.join(allowed)}")
+    if err.validator == "enum":
+        hint = closest(err.instance, err.validator_value)
+        return MatrixError(path, line, key, f"{err.instance!r} is not a valid value",
+                           f"did you mean {hint!r}?" if hint else f"valid values: {', '.join(map(str, err.validator_value))}")
+    if err.validator == "propertyNames":
+        bad = next((k for k in err.instance if k not in err.schema["propertyNames"].get("enum", [k])), None)
+        valid = err.schema["propertyNames"].get("enum")
+        if bad is not None and valid:
+            hint = closest(bad, valid)
+            return MatrixError(path, _line(lines, at + (bad,)), _dotted(at + (bad,)), f"{bad!r} is not a valid method",
+                               f"did you mean {hint!r}?" if hint else f"valid: {', '.join(valid)}")
+        return MatrixError(path, line, key, "names must be letters, digits, '.', '_' or '-'")
+    if err.validator == "minItems" and err.validator_value == 1:
+        return MatrixError(path, line, key, "must not be empty", "list at least one value or remove the key for its default")
+    if err.validator == "required":
+        return MatrixError(path, line, key, err.message)
+    if err.validator == "pattern" and at and at[0] == "targets":
+        hint = closest(err.instance, KNOWN_TARGETS)
+        return MatrixError(path, line, key, f"{err.instance!r} is not a target (cpu or sm_XY)",
+                           f"did you mean {hint!r}?" if hint else None)
+    if err.validator == "type":
+        want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
+        return MatrixError(path, line, key, f"expected {want}, got {type(err.instance).__name__} {err.instance!r}")
+    if err.validator == "oneOf" and at == ("engines",):
+        return MatrixError(path, line, key, "must be a list of engine names or a mapping name -> {kind, python, args}")
+    return MatrixError(path, line, key, err.message)
+
+
+def _as_tuple(v: Any) -> tuple[str, ...]:
+    return tuple(v) if isinstance(v, list) else (v,)
+
+
+def load_matrix(path: str | os.PathLike) -> Matrix:
+    """Read, validate and normalise a matrix file. Raises MatrixError for any bad input."""
+    from .engines import known_kinds  # cheap: a registry of names, no engine imports
+
+    path = Path(path)
+    if not path.is_file():
+        hint = None
+        if path.parent.is_dir():
+            near = closest(path.name, [p.name for p in path.parent.iterdir() if p.suffix in (".yaml", ".yml")])
+            hint = f"did you mean {str(path.parent / near)!r}?" if near else None
+        raise MatrixError(path, None, "", "matrix file not found", hint or "pass --qcompat-matrix PATH to an existing YAML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MatrixError(path, None, "", f"cannot read: {exc}") from None
+    data, lines = _compose(text, path)
+    if data is None:
+        raise MatrixError(path, 1, "", "the matrix file is empty", "start with a 'models:' list; see the README's matrix reference")
+    if not isinstance(data, dict):
+        raise MatrixError(path, 1, "<top>", f"expected a mapping of keys (models, dtypes, ...), got {type(data).__name__}")
+
+    errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(data),
+                    key=lambda e: (_line(lines, tuple(e.absolute_path)) or 0, -len(e.absolute_path)))
+    if errors:
+        # oneOf hides the useful inner error; prefer the deepest one on the earliest line.
+        err = errors[0]
+        if err.context:
+            err = max(err.context, key=lambda e: len(e.absolute_path))
+        raise _schema_error(err, path, lines)
+
+    base = path.parent
+    models: list[ModelSpec] = []
+    seen: dict[str, int] = {}
+    for i, m in enumerate(data["models"]):
+        if m["id"] in seen:
+            raise MatrixError(path, _line(lines, ("models", i, "id")), f"models[{i}].id",
+                              f"duplicate model id {m['id']!r} (first defined on line {seen[m['id']]})", "model ids must be unique")
+        seen[m["id"]] = _line(lines, ("models", i, "id")) or 0
+        variants = {meth: _resolve_source(src, base) for meth, src in (m.get("variants") or {}).items()}
+        models.append(ModelSpec(m["id"], _resolve_source(m["source"], base), bool(m.get("trust_remote_code", False)),
+                                m.get("revision"), variants))
+        if m["source"].startswith("tiny:"):
+            from .tiny import ARCHS
+            arch = m["source"][5:]
+            if arch not in ARCHS:
+                hint = closest(arch, list(ARCHS))
+                raise MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source",
+                                  f"no embedded tiny model {arch!r}", f"did you mean 'tiny:{hint}'?" if hint else f"available: {', '.join(ARCHS)}")
+
+    engines_raw = data.get("engines", ["transformers"])
+    engines: list[EngineSpec] = []
+    kinds = known_kinds()
+    items = [(n, {"kind": n}) for n in engines_raw] if isinstance(engines_raw, list) else list(engines_raw.items())
+    for idx, (name, spec) in enumerate(items):
+        at = ("engines", idx) if isinstance(engines_raw, list) else ("engines", name)
+        kind = spec.get("kind", name)
+        if kind not in kinds and ":" not in kind:
+            hint = closest(kind, kinds)
+            raise MatrixError(path, _line(lines, at), _dotted(at), f"unknown engine {kind!r}",
+                              f"did you mean {hint!r}?" if hint else f"built-in engines: {', '.join(kinds)}; or give module:Class")
+        python = spec.get("python")
+        if python and ("/" in python or python.startswith(".")):
+            python = str((base / python).resolve()) if not os.path.isabs(python) else python
+        engines.append(EngineSpec(name, kind, python, dict(spec.get("args") or {}), dict(spec.get("env") or {})))
+
+    m_ids = [m.id for m in models]
+    e_names = [e.name for e in engines]
+    valid = {"model": m_ids, "dtype": list(DTYPES), "quantization": list(METHODS), "engine": e_names, "target": list(KNOWN_TARGETS)}
+
+    def check_value(axis: str, value: str, at: tuple) -> None:
+        if axis == "target" and TARGET_RE.match(value):
+            return
+        if value not in valid[axis]:
+            hint = closest(value, valid[axis])
+            raise MatrixError(path, _line(lines, at), _dotted(at), f"unknown {axis} {value!r}",
+                              f"did you mean {hint!r}?" if hint else f"valid: {', '.join(valid[axis])}")
+
+    include = []
+    for i, rule in enumerate(data.get("include", [])):
+        for axis in AXES:
+            check_value(axis, rule[axis], ("include", i, axis))
+        include.append({a: rule[a] for a in AXES})
+    exclude = []
+    for i, rule in enumerate(data.get("exclude", [])):
+        norm = {}
+        for axis, v in rule.items():
+            for j, value in enumerate(_as_tuple(v)):
+                check_value(axis, value, ("exclude", i, axis) + ((j,) if isinstance(v, list) else ()))
+            norm[axis] = _as_tuple(v)
+        exclude.append(norm)
+
+    gen = data.get("generation", {})
+    generation = Generation(tuple(gen.get("prompts", DEFAULT_PROMPTS)), int(gen.get("max_new_tokens", 16)), int(gen.get("seed", 0)))
+    return Matrix(
+        path=path.resolve(),
+        models=tuple(models),
+        dtypes=tuple(data.get("dtypes", ["float32"])),
+        quantization=tuple(data.get("quantization", ["none"])),
+        engines=tuple(engines),
+        targets=tuple(data.get("targets", ["cpu"])),
+        include=tuple(include),
+        exclude=tuple(exclude),
+        generation=generation,
+        timeout=float(data.get("timeout", 600)),
+    )
+
+
+def _resolve_source(source: str, base: Path) -> str:
+    """Local paths resolve relative to the matrix file; tiny:<arch> and hub ids stay as they are."""
+    if source.startswith("tiny:"):
+        return source
+    if source.startswith((".", "/", "~")) or (base / source).exists():
+        return str((base / os.path.expanduser(source)).resolve())
+    return source  # a hub id such as org/name

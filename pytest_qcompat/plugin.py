@@ -1,0 +1,265 @@
+"""pytest hooks, kept thin: options, markers, collecting matrix cells, running them, the terminal summary."""
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from .cells import Cell
+from .hardware import DeviceSpecError, Runner, package_versions, probe_runner
+from .matrix import MatrixError, load_matrix
+from .names import marker_name
+from .plan import Requirements, check, marker_specs
+from .results import CellResult
+from .session import QcompatSession
+
+session_key = pytest.StashKey[QcompatSession]()
+runner_key = pytest.StashKey[Runner]()
+
+MARKERS = (
+    "qcompat: a pytest-qcompat matrix cell",
+    "qcompat_target(target): the test is about this exact target (cpu or sm_XY); skipped where the runner has no such GPU",
+    "qcompat_requires(capability=None, gpus=0, vram_gb=None, packages=()): minimum GPU capability ('8.0'), GPU count, "
+    "GPU memory in GiB and packages; skipped with the reason where the runner lacks any of them",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("qcompat", "quantized-model compatibility matrix (pytest-qcompat)")
+    group.addoption("--qcompat-matrix", metavar="PATH", help="matrix.yaml to expand into load-and-generate cells")
+    group.addoption("--qcompat-device", metavar="SPEC", default="auto",
+                    help="runner hardware: auto (probe), cpu, sm_80, 2xsm_90 or sm_75,sm_86 (simulated; for skip logic)")
+    group.addoption("--qcompat-report", metavar="DIR", default="qcompat-report",
+                    help="folder for report.json, report.md, report.html and cell logs (default: qcompat-report)")
+    group.addoption("--qcompat-isolation", choices=("fork", "spawn"), default="fork",
+                    help="fork: warm worker per engine environment, one forked process per cell (default); "
+                         "spawn: a fresh interpreter per cell")
+    group.addoption("--qcompat-timeout", type=float, metavar="SECONDS", help="override the matrix's per-cell timeout")
+
+
+def _runner(config: pytest.Config) -> Runner:
+    if runner_key not in config.stash:
+        config.stash[runner_key] = probe_runner(config.getoption("qcompat_device"))
+    return config.stash[runner_key]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    try:
+        if config.getoption("qcompat_device") != "auto":
+            _runner(config)  # validate the spec early
+    except DeviceSpecError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    path = config.getoption("qcompat_matrix")
+    if not path:
+        return
+    try:
+        matrix = load_matrix(Path(config.invocation_params.dir, path))
+    except MatrixError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    qs = QcompatSession(matrix, Path(config.invocation_params.dir, config.getoption("qcompat_report")),
+                        isolation=config.getoption("qcompat_isolation"), timeout=config.getoption("qcompat_timeout"),
+                        runner=_runner(config))
+    config.stash[session_key] = qs
+    names = {marker_name(v) for c in qs.cells for v in (c.model, c.dtype, c.quantization, c.engine, c.target)}
+    for name in sorted(names):
+        config.addinivalue_line("markers", f"{name}: pytest-qcompat axis value")
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (CI cancel) ends the session like Ctrl-C, so the report is finished and workers are stopped.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _qs(config: pytest.Config) -> QcompatSession | None:
+    return config.stash.get(session_key, None)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # `pytest --qcompat-matrix m.yaml` runs just the matrix; name test paths to run your own tests too.
+    if _qs(config) is not None and config.args_source != pytest.Config.ArgsSource.ARGS:
+        return True
+    return None
+
+
+class CellFailed(Exception):
+    def __init__(self, result: CellResult):
+        super().__init__(result.message)
+        self.result = result
+
+
+class MatrixFile(pytest.File):
+    def collect(self):
+        qs = _qs(self.config)
+        for cell in qs.cells:
+            item = MatrixItem.from_parent(self, name=cell.id, cell=cell)
+            for name, args, kwargs in marker_specs(qs.plan(cell)):
+                item.add_marker(getattr(pytest.mark, name)(*args, **kwargs))
+            yield item
+
+
+class MatrixItem(pytest.Item):
+    def __init__(self, *, cell: Cell, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.cell = cell
+        self.qcompat_result: CellResult | None = None
+
+    def setup(self) -> None:
+        plan = _qs(self.config).plan(self.cell)
+        if plan.action == "skip":
+            pytest.skip(plan.reason)
+
+    def runtest(self) -> None:
+        qs = _qs(self.config)
+        result = self.qcompat_result = qs.run(self.cell)
+        qs.record(result)
+        if result.status != "passed":
+            raise CellFailed(result)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CellFailed):
+            r = excinfo.value.result
+            lines = [f"{r.id}: {r.status} [{r.error_class}]", f"  message: {r.message}", f"  hint: {r.hint}"]
+            if r.engine_args:
+                lines.append(f"  engine args: {r.engine_args}")
+            if r.stderr_tail:
+                lines += ["  stderr tail:"] + ["    " + s for s in r.stderr_tail.strip().splitlines()[-15:]]
+            if r.log:
+                lines.append(f"  log: {r.log}")
+            return "\n".join(lines)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"qcompat cell {self.cell.id}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    qs = _qs(config)
+    if qs is None:
+        return
+    # Cells are prepended before -k/-m/--lf deselection runs, so those work on cell ids as usual.
+    items[:0] = list(MatrixFile.from_parent(session, path=qs.matrix.path).collect())
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    qs = _qs(session.config)
+    if qs is not None and not session.config.option.collectonly:
+        qs.start_report([i.cell for i in session.items if isinstance(i, MatrixItem)])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    # Skips from any source (the plan, user markers, skipif) land in the report with their reason.
+    if isinstance(item, MatrixItem) and report.when == "setup" and report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        qs = _qs(item.config)
+        qs.record(qs.skipped(item.cell, reason.removeprefix("Skipped: ")))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    qs = _qs(session.config)
+    if qs is None:
+        return
+    session.config.stash[paths_key] = qs.finish(write_reports=not session.config.option.collectonly)
+
+
+paths_key = pytest.StashKey[list]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    qs = _qs(config)
+    if qs is None or qs.store is None:
+        return
+    from .report.terminal import summary_lines
+
+    terminalreporter.write_sep("=", "qcompat matrix")
+    for line in summary_lines(qs.store.document()):
+        terminalreporter.write_line(line)
+    paths = config.stash.get(paths_key, [])
+    if paths:
+        terminalreporter.write_line("report: " + ", ".join(str(p) for p in paths))
+
+
+# ---------------------------------------------------------------- user tests against cells
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "qcompat_cell" not in metafunc.fixturenames:
+        return
+    qs = _qs(metafunc.config)
+    if qs is None:
+        metafunc.parametrize("qcompat_cell", [pytest.param(None, marks=pytest.mark.skip(reason="no --qcompat-matrix given"))],
+                             ids=["no-matrix"])
+        return
+    params = []
+    for cell in qs.cells:
+        plan = qs.plan(cell)
+        marks = [getattr(pytest.mark, n)(*a, **k) for n, a, k in marker_specs(plan)]
+        if plan.action == "skip":
+            marks.append(pytest.mark.skip(reason=plan.reason))
+        params.append(pytest.param(cell, id=cell.id, marks=marks))
+    metafunc.parametrize("qcompat_cell", params)
+
+
+@pytest.fixture
+def qcompat_cell(request: pytest.FixtureRequest) -> Cell:
+    """The matrix cell this test instance is parametrized with."""
+    return request.param
+
+
+@pytest.fixture
+def qcompat_run(request: pytest.FixtureRequest) -> Callable[[Cell], CellResult]:
+    """Run a cell in an isolated worker (as the matrix does) and return its CellResult."""
+    qs = _qs(request.config)
+    if qs is None:
+        pytest.skip("no --qcompat-matrix given")
+    return qs.run
+
+
+@pytest.fixture(scope="session")
+def qcompat_runner(pytestconfig: pytest.Config) -> Runner:
+    """The probed (or --qcompat-device simulated) runner hardware."""
+    return _runner(pytestconfig)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if isinstance(item, MatrixItem) or not any(True for _ in item.iter_markers()):
+        return
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "qcompat_cell" in callspec.params:
+        return  # matrix-parametrized tests carry their cell's plan already
+    for mark in item.iter_markers("qcompat_target"):
+        reason = check(Requirements(target=str(mark.args[0])), _runner(item.config), None)
+        if reason:
+            pytest.skip(reason)
+    for mark in item.iter_markers("qcompat_requires"):
+        cap = mark.kwargs.get("capability")
+        if isinstance(cap, str):
+            major, _, minor = cap.removeprefix("sm_").partition(".") if "." in cap else (cap.removeprefix("sm_")[:-1], "", cap[-1])
+            cap = (int(major), int(minor or 0))
+        req = Requirements(min_capability=tuple(cap) if cap else None, gpus=int(mark.kwargs.get("gpus", 0)),
+                           vram_gb=mark.kwargs.get("vram_gb"), packages=tuple(mark.kwargs.get("packages", ())))
+        reason = check(req, _runner(item.config), package_versions() | _importable(req.packages))
+        if reason:
+            pytest.skip(reason)
+
+
+def _importable(packages) -> dict[str, str]:
+    import importlib.metadata as md
+    found = {}
+    for p in packages:
+        for alt in p.split("|"):
+            try:
+                found[alt] = md.version(alt)
+            except md.PackageNotFoundError:
+                pass
+    return found

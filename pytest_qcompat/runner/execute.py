@@ -1,0 +1,98 @@
+"""Run one cell inside a worker process: resolve the checkpoint, load, generate, check, time.
+
+Runs in the engine's interpreter (never in the pytest process). Returns a plain dict; the pytest side turns
+it into a CellResult and classifies any error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..checks import check_outputs
+from ..engines import load_engine_class
+from ..engines.base import LoadRequest
+
+
+def resolve_checkpoint(model: dict[str, Any], quantization: str) -> tuple[str, bool]:
+    """(path or hub id, prequantized). A variant for the method wins; tiny:<arch> builds the embedded model."""
+    variant = (model.get("variants") or {}).get(quantization)
+    if variant:
+        return variant, quantization != "none"
+    source = model["source"]
+    if source.startswith("tiny:"):
+        from ..tiny import build
+        return str(build(source[5:])), False
+    return source, False
+
+
+def run_cell(request: dict[str, Any]) -> dict[str, Any]:
+    cell, model, engine_spec, gen = request["cell"], request["model"], request["engine"], request["generation"]
+    started = time.time()
+    outcome: dict[str, Any] = {"ok": False, "metrics": {}, "outputs": [], "engine_args": None, "engine_version": None}
+    metrics = outcome["metrics"]
+    engine = None
+    try:
+        t0 = time.perf_counter()
+        path, prequantized = resolve_checkpoint(model, cell["quantization"])
+        metrics["resolve_s"] = round(time.perf_counter() - t0, 4)
+        engine = load_engine_class(engine_spec["kind"])(engine_spec.get("args"))
+        load_req = LoadRequest(path=path, dtype=cell["dtype"], quantization=cell["quantization"], prequantized=prequantized,
+                               device=request.get("device", "cpu"), trust_remote_code=bool(model.get("trust_remote_code")),
+                               seed=int(gen.get("seed", 0)))
+        t0 = time.perf_counter()
+        info = engine.load(load_req)
+        metrics["load_s"] = round(time.perf_counter() - t0, 4)
+        outcome["engine_version"], outcome["engine_args"] = info.version, info.args
+        outcome["loaded"] = getattr(engine, "loaded", None)
+        t0 = time.perf_counter()
+        gens = engine.generate(list(gen["prompts"]), int(gen["max_new_tokens"]))
+        dt = time.perf_counter() - t0
+        n_tokens = sum(len(g.token_ids) for g in gens)
+        metrics.update(generate_s=round(dt, 4), new_tokens=n_tokens, tokens_per_s=round(n_tokens / dt, 2) if dt > 0 else None)
+        outcome["outputs"] = [{k: v for k, v in asdict(g).items() if k != "top_logprobs"} | {"top_logprobs": _jsonable_top(g.top_logprobs)} for g in gens]
+        problem = check_outputs(outcome["outputs"])
+        if problem:
+            outcome.update(message=problem, error_class="wrong-output")
+        else:
+            outcome["ok"] = True
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes the cell's result
+        outcome.update(exception=type(exc).__name__, message=f"{type(exc).__name__}: {exc}",
+                       traceback="".join(traceback.format_exception(exc))[-8000:])
+    finally:
+        metrics["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        metrics.update(_gpu_peak())
+        if engine is not None:
+            try:
+                engine.close()
+            except Exception:  # noqa: BLE001 - closing must not hide the cell's own result
+                pass
+        metrics["cell_s"] = round(time.time() - started, 4)
+    return outcome
+
+
+def _jsonable_top(top):
+    return None if top is None else [{str(k): round(v, 4) for k, v in step.items()} for step in top]
+
+
+def _gpu_peak() -> dict[str, float]:
+    import sys
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            return {"peak_gpu_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1)}
+    except Exception:  # noqa: BLE001
+        pass
+    return {}
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, default=str))
+    os.replace(tmp, path)

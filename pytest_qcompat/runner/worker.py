@@ -1,0 +1,117 @@
+"""Worker process, run with the engine's interpreter.
+
+serve: a warm process. It imports the engine's heavy modules once, then forks one child per cell, so each
+       cell pays no import cost yet keeps full crash isolation (and on GPUs, the child's exit returns all
+       memory). Protocol: JSON lines on stdin; replies on a private copy of the original stdout.
+once:  run a single cell in this fresh process (isolation=spawn, and the naive benchmark baseline).
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import signal
+import sys
+import traceback
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies, so workers never outlive the session."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _redirect_output(log_path: str) -> None:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+
+
+def _run_and_write(request: dict, result_path: str) -> int:
+    from .execute import run_cell, write_json_atomic
+
+    _apply_env(request)
+    outcome = run_cell(request)
+    write_json_atomic(result_path, outcome)
+    return 0
+
+
+def _apply_env(request: dict) -> None:
+    os.environ.update({k: str(v) for k, v in (request.get("env") or {}).items()})
+
+
+def serve(kinds: list[str]) -> int:
+    _die_with_parent()
+    # Keep the protocol channel private: whatever engines print to stdout goes to stderr instead.
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    loaded, failed = [], {}
+    preload = ["pytest_qcompat.runner.execute"]
+    for kind in kinds:
+        try:
+            from ..engines import load_engine_class
+            preload.extend(load_engine_class(kind).preload)
+        except BaseException as exc:  # noqa: BLE001
+            failed[kind] = f"{type(exc).__name__}: {exc}"
+    for mod in preload:
+        try:
+            importlib.import_module(mod)
+            loaded.append(mod)
+        except BaseException as exc:  # noqa: BLE001 - a missing engine shows up per cell, not here
+            failed[mod] = f"{type(exc).__name__}: {exc}"
+    proto.write(json.dumps({"event": "ready", "pid": os.getpid(), "preloaded": loaded, "preload_errors": failed}) + "\n")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        msg = json.loads(line)
+        if msg.get("op") == "exit":
+            break
+        pid = os.fork()
+        if pid == 0:  # the cell's own process
+            code = 1
+            try:
+                os.setpgid(0, 0)
+                _die_with_parent()
+                _redirect_output(msg["log_path"])
+                code = _run_and_write(msg["request"], msg["result_path"])
+            except BaseException:  # noqa: BLE001
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        proto.write(json.dumps({"event": "started", "pid": pid}) + "\n")
+        _, status = os.waitpid(pid, 0)
+        proto.write(json.dumps({"event": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)}) + "\n")
+    return 0
+
+
+def once(request_path: str, result_path: str) -> int:
+    _die_with_parent()
+    with open(request_path) as fh:
+        request = json.load(fh)
+    return _run_and_write(request, result_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "serve":
+        return serve([m for m in (argv[1] if len(argv) > 1 else "").split(",") if m])
+    if argv and argv[0] == "once" and len(argv) == 3:
+        return once(argv[1], argv[2])
+    print("usage: python -m pytest_qcompat.runner.worker serve KIND,KIND | once REQUEST.json RESULT.json", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
