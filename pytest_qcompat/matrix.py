@@ -84,6 +84,9 @@ def schema() -> dict:
 # ---------------------------------------------------------------- YAML with line numbers
 
 
+_SAFE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float", "bool", "null")}
+
+
 def _compose(text: str, path: Path) -> tuple[Any, dict[tuple, int]]:
     """Parse YAML safely, returning data plus {key path: line} for every mapping key and list item."""
     loader = yaml.SafeLoader(text)
@@ -95,6 +98,10 @@ def _compose(text: str, path: Path) -> tuple[Any, dict[tuple, int]]:
 
         def build(n: yaml.Node, at: tuple) -> Any:
             lines.setdefault(at, n.start_mark.line + 1)
+            if n.tag not in _SAFE_TAGS and not (isinstance(n, yaml.ScalarNode) and n.tag.startswith("tag:yaml.org,2002:")
+                                                and n.tag.split(":")[-1] in ("timestamp", "binary")):
+                raise MatrixError(path, n.start_mark.line + 1, _dotted(at) or "<top>", f"unsafe or unknown YAML tag {n.tag!r} is not allowed",
+                                  "matrix files are loaded safely; remove the tag")
             if isinstance(n, yaml.MappingNode):
                 out: dict = {}
                 for k_node, v_node in n.value:
@@ -141,8 +148,13 @@ def _line(lines: dict[tuple, int], at: tuple) -> int | None:
 # ---------------------------------------------------------------- validation
 
 
-def _schema_error(err: jsonschema.ValidationError, path: Path, lines: dict[tuple, int]) -> MatrixError:
+def _schema_error(err: jsonschema.ValidationError, path: Path, lines: dict[tuple, int], data: Any) -> MatrixError:
     at = tuple(err.absolute_path)
+    parent = data
+    for part in at:
+        parent = parent[part] if isinstance(parent, (dict, list)) else None
+    if isinstance(parent, dict) and isinstance(err.instance, str) and err.instance in parent:
+        at = at + (err.instance,)  # a propertyNames error: point at the offending key itself
     line = _line(lines, at)
     key = _dotted(at) or "<top>"
     if err.validator == "additionalProperties":
@@ -213,7 +225,7 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
         err = errors[0]
         if err.context:
             err = max(err.context, key=lambda e: len(e.absolute_path))
-        raise _schema_error(err, path, lines)
+        raise _schema_error(err, path, lines, data)
 
     base = path.parent
     models: list[ModelSpec] = []

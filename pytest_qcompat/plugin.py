@@ -70,7 +70,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: pytest-qcompat axis value")
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (CI cancel) ends the session like Ctrl-C, so the report is finished and workers are stopped.
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        config.stash[sigterm_key] = signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+sigterm_key = pytest.StashKey[Any]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if sigterm_key in config.stash and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, config.stash[sigterm_key])
 
 
 def _raise_interrupt(signum, frame):
@@ -145,7 +153,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if qs is None:
         return
     # Cells are prepended before -k/-m/--lf deselection runs, so those work on cell ids as usual.
-    items[:0] = list(MatrixFile.from_parent(session, path=qs.matrix.path).collect())
+    collector = MatrixFile.from_parent(session, path=qs.matrix.path)
+    cells = list(collector.collect())
+    # Report the collection like any other file, so counts, --collect-only and --lf see the cells.
+    session.ihook.pytest_collectreport(report=pytest.CollectReport(collector.nodeid, "passed", None, cells))
+    items[:0] = cells
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

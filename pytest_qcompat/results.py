@@ -100,11 +100,10 @@ def interpret(cell: Cell, raw, timeout: float, evidence: str) -> CellResult:
     if outcome.get("ok"):
         return CellResult.for_cell(cell, "passed", **common)
     message = outcome.get("message") or "failed without a message"
-    cls_ = outcome.get("error_class")
-    hint = None
-    if cls_:
-        _, hint = classify(message)
-    else:
+    cls_, hint = classify(message)
+    if outcome.get("error_class"):
+        cls_ = outcome["error_class"]
+    elif cls_ == "unknown":  # the message alone said nothing known: look at the whole traceback too
         cls_, hint = classify(message + "\n" + (outcome.get("traceback") or ""))
     return CellResult.for_cell(cell, "failed", error_class=cls_, hint=hint, message=message,
                                stderr_tail=(outcome.get("traceback") or raw.log_tail or "")[-4000:], **common)
