@@ -83,3 +83,15 @@ def required_packages(method: str, engine_kind: str, dtype: str = "float32") -> 
     for f in facts_for(dtype, method, engine_kind):
         pkgs.extend(p for p in f.packages if p not in pkgs)
     return tuple(pkgs)
+
+# Methods an engine applies to an unquantized checkpoint at load time; others need a pre-quantized checkpoint
+# (a `variants` entry). Source: transformers BitsAndBytesConfig; vLLM in-flight bitsandbytes and online fp8.
+ON_THE_FLY: dict[str, frozenset[str]] = {
+    "transformers": frozenset({"none", "bnb-4bit", "bnb-8bit"}),
+    "vllm": frozenset({"none", "bnb-4bit", "fp8"}),
+}
+
+
+def needs_checkpoint(engine_kind: str, method: str) -> bool:
+    known = ON_THE_FLY.get(engine_kind)
+    return known is not None and method not in known

@@ -9,7 +9,7 @@ from typing import Any
 
 from .cells import Cell
 from .hardware import Runner
-from .knowledge import min_capability, required_packages
+from .knowledge import min_capability, needs_checkpoint, required_packages
 from .matrix import Matrix
 from .names import capability_of, marker_name
 
@@ -74,21 +74,35 @@ def check(req: Requirements, runner: Runner, installed: dict[str, str] | None, w
     return None
 
 
-def plan_cell(cell: Cell, matrix: Matrix, runner: Runner, installed: dict[str, str] | None) -> Plan:
+def plan_cell(cell: Cell, matrix: Matrix, runner: Runner, installed: dict[str, str] | None,
+              prediction: dict[str, Any] | None = None, emulate: bool = True) -> Plan:
+    """Run here (verified), run on a newer GPU with the capability query replaced (emulated), or skip
+    with the reason (and the prediction, when there is one: evidence predicted)."""
+    from .engines import EMULATABLE
+
     req = requirements_for(cell, matrix)
     engine = matrix.engine(cell.engine)
     floor = min_capability(cell.dtype, cell.quantization, engine.kind)
     target_cap = capability_of(cell.target)
     expectation = [f.id for f in floor[1]] if floor and target_cap and target_cap < floor[0] else []
+    skipped = dict(expectation=expectation, prediction=prediction, evidence="predicted" if prediction else "none")
     if installed == {}:
-        return Plan(cell, "skip", req, f"engine {cell.engine!r}: interpreter {engine.python} not found or not runnable",
-                    expectation=expectation)
+        return Plan(cell, "skip", req, f"engine {cell.engine!r}: interpreter {engine.python} not found or not runnable", **skipped)
+    if needs_checkpoint(engine.kind, cell.quantization) and cell.quantization not in matrix.model(cell.model).variants:
+        return Plan(cell, "skip", req, f"needs a pre-quantized {cell.quantization} checkpoint for {engine.kind}: "
+                    f"add one under the model's variants", **skipped)
     where = f" in engine {cell.engine!r}'s environment" + (f" ({engine.python})" if engine.python else "")
     reason = check(req, runner, installed, where)
+    if reason and target_cap and emulate and engine.kind in EMULATABLE and reason.startswith("needs an"):
+        newer = sorted((g for g in runner.gpus if g.capability > target_cap and not g.simulated), key=lambda g: g.capability)
+        if newer:
+            return Plan(cell, "run", req, device="cuda", gpu_indices=(newer[0].index,), evidence="emulated",
+                        prediction=prediction, expectation=expectation)
     if reason:
-        return Plan(cell, "skip", req, reason, expectation=expectation)
+        return Plan(cell, "skip", req, reason, **skipped)
     gpus = tuple(g.index for g in runner.gpus if g.target == cell.target)[: max(req.gpus, 1)] if cell.target != "cpu" else ()
-    return Plan(cell, "run", req, device="cuda" if gpus else "cpu", gpu_indices=gpus, expectation=expectation)
+    return Plan(cell, "run", req, device="cuda" if gpus else "cpu", gpu_indices=gpus, prediction=prediction,
+                expectation=expectation)
 
 
 def marker_specs(plan: Plan) -> list[tuple[str, tuple, dict]]:

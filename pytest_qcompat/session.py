@@ -1,28 +1,36 @@
 """One pytest session's qcompat state: the matrix, its cells and plans, the worker pool, the report store."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from .cache import cache_root
 from .cells import Cell, expand
 from .hardware import Runner, package_versions, probe_runner
 from .matrix import Matrix
+from .names import capability_of
+from .engines import worker_env
+from .fixes import describe, fix_for
 from .plan import Plan, plan_cell
+from .predict import engine_limits, model_info, predict
 from .results import SCHEMA, CellResult, ReportStore, interpret
 from .runner.pool import Pool
 
 
 class QcompatSession:
     def __init__(self, matrix: Matrix, report_dir: Path, device: str = "auto", isolation: str = "fork",
-                 timeout: float | None = None, runner: Runner | None = None):
+                 timeout: float | None = None, runner: Runner | None = None, emulate: bool = True, fixes: bool = True):
         self.matrix = matrix
         self.cells: list[Cell] = expand(matrix)
         self.report_dir = Path(report_dir)
         self.runner = runner or probe_runner(device)
         self.isolation = isolation
         self.timeout = timeout or matrix.timeout
+        self.emulate, self.fixes = emulate, fixes
+        self._limits: dict[str, dict | None] = {}
         self._installed: dict[str, dict[str, str]] = {}
         self._plans: dict[str, Plan] = {}
         self.pool: Pool | None = None
@@ -35,9 +43,22 @@ class QcompatSession:
             self._installed[engine_name] = package_versions(python) if (python is None or os.path.exists(python)) else {}
         return self._installed[engine_name]
 
+    def limits(self, engine_name: str) -> dict | None:
+        if engine_name not in self._limits:
+            engine = self.matrix.engine(engine_name)
+            installed = self.installed(engine_name)
+            self._limits[engine_name] = engine_limits(engine.kind, engine.python, installed) if installed else None
+        return self._limits[engine_name]
+
+    def prediction(self, cell: Cell) -> dict | None:
+        kind = self.matrix.engine(cell.engine).kind
+        info = model_info(self.matrix.model(cell.model), cell.quantization)
+        return predict(cell, kind, self.limits(cell.engine), info)
+
     def plan(self, cell: Cell) -> Plan:
         if cell.id not in self._plans:
-            self._plans[cell.id] = plan_cell(cell, self.matrix, self.runner, self.installed(cell.engine))
+            self._plans[cell.id] = plan_cell(cell, self.matrix, self.runner, self.installed(cell.engine),
+                                             self.prediction(cell), self.emulate)
         return self._plans[cell.id]
 
     def environment(self) -> dict[str, Any]:
@@ -68,17 +89,35 @@ class QcompatSession:
             "generation": {"prompts": list(self.matrix.generation.prompts),
                            "max_new_tokens": self.matrix.generation.max_new_tokens, "seed": self.matrix.generation.seed},
             "device": plan.device,
+            "emulate_capability": list(capability_of(cell.target)) if plan.evidence == "emulated" else None,
         }
 
     def run(self, cell: Cell) -> CellResult:
         plan = self.plan(cell)
+        engine = self.matrix.engine(cell.engine)
+        request = self.request(cell, plan)
+        result = self._execute(cell, plan, request, cell.id)
+        result.prediction = plan.prediction
+        changes = fix_for(result.error_class, cell, engine.kind, engine.args) if self.fixes and result.status == "failed" else None
+        if changes:
+            retry_req = json.loads(json.dumps(request))
+            if "dtype" in changes:
+                retry_req["cell"]["dtype"] = changes["dtype"]
+            retry_req["engine"]["args"].update({k: v for k, v in changes.items() if k != "dtype"})
+            again = self._execute(cell, plan, retry_req, f"{cell.id}.retry")
+            result.retry = {"changes": changes, "status": again.status, "error_class": again.error_class,
+                            "message": again.message, "engine_args": again.engine_args, "metrics": again.metrics,
+                            "summary": f"fails as given; {'works' if again.status == 'passed' else 'still fails'} with {describe(changes)}"}
+        return result
+
+    def _execute(self, cell: Cell, plan: Plan, request: dict[str, Any], log_name: str) -> CellResult:
         if self.pool is None:
             self.pool = Pool(self.report_dir / "logs", self.isolation)
         engine = self.matrix.engine(cell.engine)
-        env = dict(engine.env)
+        env = {**worker_env(engine.kind, plan.device, str(cache_root())), **engine.env}
         if plan.device == "cuda":
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, plan.gpu_indices))
-        raw = self.pool.run(cell.id, self.request(cell, plan), engine.python, (engine.kind,), env, self.timeout)
+        raw = self.pool.run(log_name, request, engine.python, (engine.kind,), env, self.timeout)
         result = interpret(cell, raw, self.timeout, plan.evidence)
         result.engine_kind = engine.kind
         result.runner = self.runner.describe()

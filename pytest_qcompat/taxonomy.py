@@ -1,4 +1,4 @@
-"""Error text -> failure class + one-line remediation hint (+ the fix to try, for tried fixes).
+"""Error text -> failure class + one-line remediation hint (fixes.py says which fix to try).
 
 Patterns are seeded from real engine messages (vLLM, transformers, bitsandbytes, llama.cpp source and issue
 trackers). The first matching rule wins, so specific rules come before general ones.
@@ -6,7 +6,7 @@ trackers). The first matching rule wins, so specific rules come before general o
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,6 @@ class Rule:
     hint: str
     patterns: tuple[str, ...]
     source: str = ""
-    fix: dict = field(default_factory=dict)  # engine arguments / cell changes worth retrying with
 
     def matches(self, text: str) -> bool:
         return any(re.search(p, text, re.IGNORECASE | re.DOTALL) for p in self.patterns)
@@ -33,12 +32,12 @@ RULES: tuple[Rule, ...] = (
          (r"Bfloat16 is only supported on GPUs with compute capability of at least 8\.0",
           r"bf16 is not supported on", r"bfloat16 is not supported (on|by) (this|your) (GPU|device)",
           r"CUBLAS_STATUS_NOT_SUPPORTED.*bf16|bf16.*CUBLAS_STATUS_NOT_SUPPORTED"),
-         "vllm/platforms/cuda.py check_if_supports_dtype; torch cuBLAS", {"dtype": "float16"}),
+         "vllm/platforms/cuda.py check_if_supports_dtype; torch cuBLAS"),
     Rule("dtype-unsupported-by-model",
          "The model refuses this dtype (numerical instability): use bfloat16, or float32 where bfloat16 is unavailable.",
          (r"The model type '[\w-]+' does not support float16", r"does not support float16\. Reason",
           r"model .* is not supported in float16"),
-         "vllm/config/model.py _HF_DTYPE/_FLOAT16_NOT_SUPPORTED_MODELS (gemma2, gemma3, plamo2, glm4)", {"dtype": "float32"}),
+         "vllm/config/model.py _HF_DTYPE/_FLOAT16_NOT_SUPPORTED_MODELS (gemma2, gemma3, plamo2, glm4)"),
     Rule("quant-capability",
          "This GPU is below the quantization method's minimum compute capability: pick a method it supports (e.g. GPTQ or bitsandbytes) or a newer GPU.",
          (r"The quantization method [\w-]+ is not supported for the current GPU", r"Minimum capability: \d+\.? Current capability: \d+",
@@ -48,15 +47,14 @@ RULES: tuple[Rule, ...] = (
     Rule("quant-dtype", "The quantization method does not support this activation dtype: use one it lists (usually float16 or bfloat16).",
          (r"is not supported for quantization method", r"Supported dtypes: \[", r"only supports? (float16|half)( and bfloat16)? (activations|dtype)",
           r"compute_dtype .* not supported", r"Marlin .* only supports? (float16|bfloat16)"),
-         "vllm/config/model.py _verify_quantization (quant_cls.get_supported_act_dtypes)", {"dtype": "float16"}),
+         "vllm/config/model.py _verify_quantization (quant_cls.get_supported_act_dtypes)"),
     Rule("loader-mismatch",
          "The checkpoint's format does not match how it was loaded: for bitsandbytes checkpoints in vLLM pass quantization=\"bitsandbytes\" (and on old vLLM load_format=\"bitsandbytes\"); for other formats check the quantization_config.",
          (r"KeyError: '[^']*\.(absmax|quant_map|quant_state|nested_absmax|SCB|weight_format|qweight|qzeros|scales|g_idx)[^']*'",
           r"Cannot find any of .* in the model's state dict", r"There is no module or parameter named", r"size mismatch for",
           r"Error\(s\) in loading state_dict", r"unexpected key\(s\) in state_dict", r"load_format .* is not compatible",
           r"BitsAndBytes .* load_format", r"Expected .* to be quantized|weights? (are|is) not quantized"),
-         "vLLM issue tracker (bitsandbytes prequantized checkpoints: KeyError ...weight.absmax)",
-         {"quantization": "bitsandbytes", "load_format": "bitsandbytes"}),
+         "vLLM issue tracker (bitsandbytes prequantized checkpoints: KeyError ...weight.absmax)"),
     Rule("quant-method-unknown",
          "This engine (version/build) does not implement the method: use another engine for it, or a build that has it.",
          (r"Unknown quantization method", r"Unknown quantization type", r"quantization method .* is not supported on (this|the current) platform",
@@ -70,14 +68,14 @@ RULES: tuple[Rule, ...] = (
     Rule("kv-cache", "The KV cache is too small for max_model_len: lower max_model_len or give the cache more memory.",
          (r"larger than the maximum number of tokens that can be stored in KV cache", r"No available memory for the cache blocks",
           r"max seq len .* is larger than", r"insufficient KV cache"),
-         "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory", {"max_model_len": 256}),
+         "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory"),
     Rule("oom", "Out of memory: use a smaller model, a 4-bit method, fewer sequences, or a GPU with more memory.",
          (r"CUDA out of memory", r"OutOfMemoryError", r"\bMemoryError\b", r"std::bad_alloc", r"Cannot allocate memory",
           r"out of memory", r"killed by SIGKILL", r"CUBLAS_STATUS_ALLOC_FAILED", r"failed to allocate"),
          "torch.cuda.OutOfMemoryError; Linux OOM killer"),
     Rule("no-kernel-image",
          "The installed build has no kernels for this GPU architecture: install a wheel built for it (check TORCH_CUDA_ARCH_LIST) or build from source.",
-         (r"no kernel image is available for execution on the device", r"CUDA error: no kernel image", r"sm_\d+ is not compatible with the current PyTorch installation",
+         (r"no kernel image is available for execution on the device", r"_C::\w+\(\) expected at most 0 argument", r"CUDA error: no kernel image", r"sm_\d+ is not compatible with the current PyTorch installation",
           r"invalid device function"),
          "CUDA runtime error cudaErrorNoKernelImageForDevice"),
     Rule("attention-backend", "No attention backend supports this head size/dtype/GPU: change the attention backend or dtype.",

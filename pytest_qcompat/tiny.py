@@ -12,12 +12,24 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .cache import cache_root
+
 BUILDER_VERSION = 1
 VOCAB_SIZE = 512
 # Sizes chosen so every engine accepts them: head_dim 64 (vLLM CPU needs >= 32), hidden 256
 # (llama.cpp K-quants need multiples of 256; bitsandbytes blocks of 64).
 _COMMON = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
                num_key_value_heads=2, max_position_embeddings=512, vocab_size=VOCAB_SIZE, tie_word_embeddings=True)
+
+# model_type of each arch, as its config.json says (vLLM's dtype rules key on it).
+MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "mistral": "mistral", "gemma": "gemma",
+               "gemma2": "gemma2", "gemma3": "gemma3_text", "phi3": "phi3", "gpt2": "gpt2"}
+
+
+def describe(arch: str) -> dict:
+    """What predictions need to know about an embedded model, without building it."""
+    return {"model_type": MODEL_TYPES[arch], "architectures": [ARCHS[arch][1]], "dtype": "bfloat16"}
+
 
 ARCHS: dict[str, tuple[str, str, dict]] = {
     # arch: (config class, model class, config kwargs)
@@ -46,10 +58,6 @@ CORPUS = [
     "Water boils at 100 degrees Celsius at sea level; it freezes at 0 degrees Celsius.",
 ]
 SPECIAL_TOKENS = ["<|endoftext|>", "<s>", "</s>", "<pad>", "<unk>"]
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("QCOMPAT_CACHE_DIR") or Path.home() / ".cache" / "qcompat")
 
 
 def spec_hash(arch: str) -> str:

@@ -30,3 +30,16 @@ def import_path(kind: str) -> str:
 def load_engine_class(kind: str):
     module, _, attr = import_path(kind).partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def worker_env(kind: str, device: str, cache_root: str) -> dict[str, str]:
+    """Environment a built-in engine's worker needs (set before the engine is imported)."""
+    if kind == "vllm":
+        from .vllm import default_env
+
+        return {**default_env(device), "VLLM_CACHE_ROOT": f"{cache_root}/vllm"}
+    return {}
+
+
+# Engines whose capability queries execute.emulate_capability knows how to replace.
+EMULATABLE = ("transformers", "vllm")

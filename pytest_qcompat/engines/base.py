@@ -47,6 +47,8 @@ class Engine:
 
     def __init__(self, args: dict[str, Any] | None = None):
         self.args = dict(args or {})
+        # Set by load() before calling into the engine, so a refused load still reports what was passed.
+        self.args_used: dict[str, Any] | None = None
 
     def load(self, request: LoadRequest) -> EngineInfo:
         raise NotImplementedError

@@ -51,6 +51,7 @@ class TransformersEngine(Engine):
         kwargs.update(extra)
         shown.update(extra)
 
+        self.args_used = {"call": "AutoModelForCausalLM.from_pretrained", "path": request.path, **shown}
         torch.manual_seed(request.seed)
         tok_kwargs = {"gguf_file": request.gguf_file} if request.gguf_file else {}
         self.tokenizer = AutoTokenizer.from_pretrained(request.path, trust_remote_code=request.trust_remote_code, **tok_kwargs)
@@ -60,8 +61,7 @@ class TransformersEngine(Engine):
         qmodules = sum(1 for m in self.model.modules() if type(m).__name__ in ("Linear4bit", "Linear8bitLt"))
         self.loaded = {"param_dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
                        "quantized_modules": qmodules}
-        return EngineInfo(version=transformers.__version__,
-                          args={"call": "AutoModelForCausalLM.from_pretrained", "path": request.path, **shown})
+        return EngineInfo(version=transformers.__version__, args=self.args_used)
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         torch = self.torch

@@ -31,6 +31,36 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str) -> tuple[str, b
     return source, False
 
 
+def emulate_capability(capability: tuple[int, int]) -> list[str]:
+    """Make the engine see an older GPU: replace the capability queries of torch and vLLM, so the engine's
+    real gates and checks run (bf16, quantization minimum capability) on the newer card we have."""
+    import sys
+
+    patched = []
+    major, minor = capability
+    try:
+        import torch
+
+        torch.cuda.get_device_capability = lambda device=None: (major, minor)
+        torch.cuda.is_bf16_supported = lambda including_emulation=True: (major, minor) >= (8, 0)
+        patched.append("torch.cuda.get_device_capability")
+    except ImportError:
+        pass
+    if "vllm" in sys.modules or _importable("vllm"):
+        from vllm.platforms import current_platform
+        from vllm.platforms.interface import DeviceCapability
+
+        type(current_platform).get_device_capability = classmethod(lambda cls, device_id=0: DeviceCapability(major, minor))
+        patched.append(f"{type(current_platform).__name__}.get_device_capability")
+    return patched
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
 def run_cell(request: dict[str, Any]) -> dict[str, Any]:
     cell, model, engine_spec, gen = request["cell"], request["model"], request["engine"], request["generation"]
     started = time.time()
@@ -41,6 +71,8 @@ def run_cell(request: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         path, prequantized = resolve_checkpoint(model, cell["quantization"])
         metrics["resolve_s"] = round(time.perf_counter() - t0, 4)
+        if request.get("emulate_capability"):
+            outcome["emulated"] = emulate_capability(tuple(request["emulate_capability"]))
         engine = load_engine_class(engine_spec["kind"])(engine_spec.get("args"))
         load_req = LoadRequest(path=path, dtype=cell["dtype"], quantization=cell["quantization"], prequantized=prequantized,
                                device=request.get("device", "cpu"), trust_remote_code=bool(model.get("trust_remote_code")),
@@ -62,6 +94,8 @@ def run_cell(request: dict[str, Any]) -> dict[str, Any]:
         else:
             outcome["ok"] = True
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the cell's result
+        if engine is not None and outcome["engine_args"] is None and getattr(engine, "args_used", None):
+            outcome["engine_args"] = engine.args_used  # what was passed, even though the engine refused it
         outcome.update(exception=type(exc).__name__, message=f"{type(exc).__name__}: {exc}",
                        traceback="".join(traceback.format_exception(exc))[-8000:])
     finally:

@@ -103,13 +103,27 @@ def once(request_path: str, result_path: str) -> int:
     return _run_and_write(request, result_path)
 
 
+def limits(kind: str, out_path: str) -> int:
+    """Write the engine's declared limits (for predictions) as JSON; {} when the engine declares none."""
+    from ..engines import load_engine_class
+    from .execute import write_json_atomic
+
+    cls = load_engine_class(kind)
+    data = cls.declared_limits() if hasattr(cls, "declared_limits") else {}
+    write_json_atomic(out_path, data)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "serve":
         return serve([m for m in (argv[1] if len(argv) > 1 else "").split(",") if m])
     if argv and argv[0] == "once" and len(argv) == 3:
         return once(argv[1], argv[2])
-    print("usage: python -m pytest_qcompat.runner.worker serve KIND,KIND | once REQUEST.json RESULT.json", file=sys.stderr)
+    if argv and argv[0] == "limits" and len(argv) == 3:
+        return limits(argv[1], argv[2])
+    print("usage: python -m pytest_qcompat.runner.worker serve KIND,KIND | once REQUEST.json RESULT.json | limits KIND OUT.json",
+          file=sys.stderr)
     return 2
 
 
