@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .matrix import Matrix
 
@@ -43,3 +43,7 @@ def expand(matrix: Matrix) -> list[Cell]:
         cell = Cell(rule["model"], rule["quantization"], rule["dtype"], rule["engine"], rule["target"])
         cells.setdefault(cell.id, cell)
     return list(cells.values())
+
+
+def replace_dtype(cell: Cell, dtype: str | None) -> Cell:
+    return replace(cell, dtype=dtype) if dtype else cell

@@ -1,6 +1,7 @@
 """pytest hooks, kept thin: options, markers, collecting matrix cells, running them, the terminal summary."""
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ from .matrix import MatrixError, load_matrix
 from .names import marker_name
 from .plan import Requirements, check, marker_specs
 from .results import CellResult
+from .runner.pinning import pin_gpus
 from .session import QcompatSession
 
 session_key = pytest.StashKey[QcompatSession]()
@@ -65,10 +67,19 @@ def pytest_configure(config: pytest.Config) -> None:
         matrix = load_matrix(Path(config.invocation_params.dir, path))
     except MatrixError as exc:
         raise pytest.UsageError(str(exc)) from None
-    qs = QcompatSession(matrix, Path(config.invocation_params.dir, config.getoption("qcompat_report")),
+    report_dir = Path(config.invocation_params.dir, config.getoption("qcompat_report"))
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None and not config.option.collectonly:
+        shutil.rmtree(report_dir / "shards", ignore_errors=True)  # shards of an earlier xdist run
+    qs = QcompatSession(matrix, report_dir,
                         isolation=config.getoption("qcompat_isolation"), timeout=config.getoption("qcompat_timeout"),
                         runner=_runner(config), emulate=not config.getoption("qcompat_no_emulate"),
                         fixes=not config.getoption("qcompat_no_fixes"))
+    if workerinput is not None:
+        # An xdist worker writes its own shard; the controller merges them (see pytest_sessionfinish).
+        qs.shard = workerinput["workerid"]
+        qs.gpu_share = pin_gpus(int(workerinput.get("workercount", 1)), int(qs.shard.lstrip("gw") or 0),
+                                [str(g.index) for g in qs.runner.gpus])
     config.stash[session_key] = qs
     names = {marker_name(v) for c in qs.cells for v in (c.model, c.dtype, c.quantization, c.engine, c.target)}
     for name in sorted(names):
@@ -195,7 +206,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     qs = _qs(session.config)
     if qs is None:
         return
+    if qs.store is None and _is_xdist_controller(session.config) and not session.config.option.collectonly:
+        session.config.stash[paths_key] = qs.merge_shards()
+        return
     session.config.stash[paths_key] = qs.finish(write_reports=not session.config.option.collectonly)
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput") and config.pluginmanager.has_plugin("dsession")
 
 
 paths_key = pytest.StashKey[list]()
@@ -203,12 +221,13 @@ paths_key = pytest.StashKey[list]()
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     qs = _qs(config)
-    if qs is None or qs.store is None:
+    doc = qs.document() if qs is not None else None
+    if doc is None:
         return
     from .report.terminal import summary_lines
 
     terminalreporter.write_sep("=", "qcompat matrix")
-    for line in summary_lines(qs.store.document()):
+    for line in summary_lines(doc):
         terminalreporter.write_line(line)
     paths = config.stash.get(paths_key, [])
     if paths:

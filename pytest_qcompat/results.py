@@ -177,6 +177,9 @@ def merge_reports(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                 continue
             newer = (rank.get(cell["status"], 0), cell.get("finished_at") or "") > (rank.get(old["status"], 0), old.get("finished_at") or "")
             keep, drop = (cell, old) if newer else (old, cell)
+            if drop.get("finished_at") is None:  # a "not run" placeholder (e.g. an xdist worker's share of others' cells)
+                merged[cell["id"]] = keep
+                continue
             keep = dict(keep)
             keep["merged_from"] = sorted(set((old.get("merged_from") or [old["shard"]]) + [cell["shard"]]))
             keep["superseded"] = {"shard": drop["shard"], "status": drop["status"]}

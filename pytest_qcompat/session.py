@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import cache_root
-from .cells import Cell, expand
+from .cells import Cell, expand, replace_dtype
 from .hardware import Runner, package_versions, probe_runner
 from .matrix import Matrix
 from .names import capability_of
@@ -35,6 +35,9 @@ class QcompatSession:
         self._plans: dict[str, Plan] = {}
         self.pool: Pool | None = None
         self.store: ReportStore | None = None
+        self.shard: str | None = None  # xdist worker id: this session writes shards/<id>.json
+        self.gpu_share: list[str] | None = None  # GPUs this xdist worker may use
+        self._merged: dict[str, Any] | None = None
 
     # -- planning -----------------------------------------------------------------------------
     def installed(self, engine_name: str) -> dict[str, str]:
@@ -74,7 +77,8 @@ class QcompatSession:
 
     # -- running -----------------------------------------------------------------------------
     def start_report(self, cells: list[Cell]) -> None:
-        self.store = ReportStore(self.report_dir / "report.json", self.environment())
+        path = self.report_dir / "shards" / f"{self.shard}.json" if self.shard else self.report_dir / "report.json"
+        self.store = ReportStore(path, self.environment())
         self.store.add_pending(cells)
         self.store.flush()
 
@@ -98,16 +102,25 @@ class QcompatSession:
         request = self.request(cell, plan)
         result = self._execute(cell, plan, request, cell.id)
         result.prediction = plan.prediction
-        changes = fix_for(result.error_class, cell, engine.kind, engine.args) if self.fixes and result.status == "failed" else None
-        if changes:
+        # Tried fixes: retry with the known remedy; a second, different failure may add a second remedy
+        # (the seed case: bf16 refused on sm_70, then the checkpoint's loader arguments).
+        changes: dict[str, Any] = {}
+        current, tried = result, set()
+        while self.fixes and current.status == "failed" and len(tried) < 2:
+            step = fix_for(current.error_class, replace_dtype(cell, changes.get("dtype")), engine.kind, {**engine.args, **changes})
+            if not step or current.error_class in tried:
+                break
+            tried.add(current.error_class)
+            changes.update(step)
             retry_req = json.loads(json.dumps(request))
             if "dtype" in changes:
                 retry_req["cell"]["dtype"] = changes["dtype"]
             retry_req["engine"]["args"].update({k: v for k, v in changes.items() if k != "dtype"})
-            again = self._execute(cell, plan, retry_req, f"{cell.id}.retry")
-            result.retry = {"changes": changes, "status": again.status, "error_class": again.error_class,
-                            "message": again.message, "engine_args": again.engine_args, "metrics": again.metrics,
-                            "summary": f"fails as given; {'works' if again.status == 'passed' else 'still fails'} with {describe(changes)}"}
+            current = self._execute(cell, plan, retry_req, f"{cell.id}.retry{len(tried)}")
+            result.retry = {"changes": dict(changes), "status": current.status, "error_class": current.error_class,
+                            "message": current.message, "engine_args": current.engine_args, "metrics": current.metrics,
+                            "summary": f"fails as given; {'works' if current.status == 'passed' else 'still fails'} "
+                                       f"with {describe(changes)}"}
         return result
 
     def _execute(self, cell: Cell, plan: Plan, request: dict[str, Any], log_name: str) -> CellResult:
@@ -116,7 +129,11 @@ class QcompatSession:
         engine = self.matrix.engine(cell.engine)
         env = {**worker_env(engine.kind, plan.device, str(cache_root())), **engine.env}
         if plan.device == "cuda":
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, plan.gpu_indices))
+            gpus = [str(i) for i in plan.gpu_indices]
+            if self.gpu_share:  # under xdist: this worker's own GPUs when they can serve the cell
+                mine = [g for g in gpus if g in self.gpu_share]
+                gpus = mine or gpus
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         raw = self.pool.run(log_name, request, engine.python, (engine.kind,), env, self.timeout)
         result = interpret(cell, raw, self.timeout, plan.evidence)
         result.engine_kind = engine.kind
@@ -133,6 +150,11 @@ class QcompatSession:
         if self.store is not None:
             self.store.record(result)
 
+    def document(self) -> dict[str, Any] | None:
+        if self._merged is not None:
+            return self._merged
+        return self.store.document() if self.store is not None else None
+
     def finish(self, write_reports: bool = True) -> list[Path]:
         if self.pool is not None:
             self.pool.close()
@@ -140,5 +162,22 @@ class QcompatSession:
         if self.store is None or not write_reports:
             return []
         self.store.flush()
+        if self.shard:
+            return [self.store.path]
         from .report import render_all
         return render_all(self.store.document(), self.report_dir)
+
+    def merge_shards(self) -> list[Path]:
+        """xdist controller: merge the workers' shards into one report (each cell once)."""
+        from .report import render_all
+        from .results import load_report, merge_reports
+
+        shards = sorted((self.report_dir / "shards").glob("*.json"))
+        if not shards:
+            return []
+        merged = merge_reports([(p.stem, load_report(p)) for p in shards])
+        for cell in merged["cells"]:
+            cell.pop("shard", None)
+        merged["environment"] = {**self.environment(), "xdist_workers": [p.stem for p in shards]}
+        self._merged = merged
+        return render_all(merged, self.report_dir)

@@ -63,7 +63,7 @@ class VllmEngine(Engine):
             "max_num_seqs": 8,
         }
         if request.device == "cuda":
-            args["gpu_memory_utilization"] = 0.3
+            args["gpu_memory_utilization"] = 0.2
             if _accepts("kv_cache_memory_bytes"):
                 args["kv_cache_memory_bytes"] = 256 << 20
         quant = self._quantization(request)

@@ -43,6 +43,8 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("PYTHONFAULTHANDLER", "1")  # a segfault prints the Python stack to the cell's log
+    # The warm server forks cells: it must not initialise the CUDA driver itself (device counting via NVML).
+    env.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     env.update(extra or {})
     return env
 

@@ -1,0 +1,13 @@
+"""Which GPUs an xdist worker uses: an index into the caller's visible GPUs, never a physical n % count."""
+from __future__ import annotations
+
+
+def pin_gpus(worker_count: int, worker_index: int, visible: list[str]) -> list[str]:
+    """With at least as many GPUs as workers, each worker gets its own contiguous block; with fewer GPUs than
+    workers, workers share them evenly (worker i gets visible[i * len // count])."""
+    if not visible or worker_count <= 0:
+        return []
+    if worker_count <= len(visible):
+        per = len(visible) // worker_count
+        return visible[worker_index * per:(worker_index + 1) * per]
+    return [visible[worker_index * len(visible) // worker_count]]
