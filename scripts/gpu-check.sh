@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # One command on the GPU machine (see ../shared/gpu/README.md for staging vLLM + bitsandbytes into /tmp/qstage):
 # install the staged wheels, stamp the environment, run the seed reproduction and the GPU matrix, and leave the
-# reports in $OUT. Usage there: bash scripts/gpu-check.sh [seconds for the GPU matrix]
+# reports in $OUT. Usage there: bash scripts/gpu-check.sh [all|prep|matrix] [seconds for the GPU matrix]
+#   prep: install, environment stamp, fork smoke (also warms vLLM's caches), the seed reproduction
+#   matrix: the GPU matrix under a time budget (an interrupted run still writes a valid report)
 set -uo pipefail
-budget=${1:-420}
+mode=${1:-all}
+budget=${2:-420}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 [ -d /tmp/qsite/vllm ] || bash .gpu/c7/install.sh >/dev/null
@@ -21,6 +24,7 @@ run() { # name matrix extra-args...
   echo "== $name: exit $?"; tail -n 25 "/tmp/rep-$name.txt"
   cp "/tmp/rep-$name/report.json" "$OUT/$name.json" 2>/dev/null
 }
+if [ "$mode" != matrix ]; then
 # 0. Fork-per-cell must work with CUDA here; if a smoke cell crashes, fall back to one process per cell.
 cat > /tmp/smoke.yaml <<'YAML'
 models: [{id: tiny-llama, source: "tiny:llama"}]
@@ -37,10 +41,13 @@ import json, sys
 cells = json.load(open(sys.argv[1]))["cells"]
 sys.exit(0 if all(c["status"] == "passed" for c in cells) else 1)
 PY
-echo "isolation: $iso (smoke took $(( $(date +%s) - t0 )) s)"
+echo "isolation: $iso (smoke took $(( $(date +%s) - t0 )) s)"; echo "$iso" > /tmp/qcompat-isolation
 # 1. The seed: a bitsandbytes 4-bit Gemma checkpoint on an emulated V100.
 $py -m pytest_qcompat.artifacts.bnb tiny:gemma .qcompat-seed/tiny-gemma-bnb-4bit --device cuda > /tmp/produce.txt 2>&1 || tail -5 /tmp/produce.txt
 run seed docs/gpu/seed.yaml --qcompat-isolation "$iso" -rxf
+fi
+[ "$mode" = prep ] && { ls -la "$OUT"; exit 0; }
+iso=$(cat /tmp/qcompat-isolation 2>/dev/null || echo fork)
 # 2. The GPU matrix, parallel; a time budget keeps the call inside its limit (an interrupted run still reports).
 t0=$(date +%s)
 timeout -s INT "$budget" $py -m pytest -p pytest_qcompat.plugin -p no:cacheprovider --qcompat-matrix docs/gpu/matrix-gpu.yaml \

@@ -12,7 +12,8 @@ class QuantMethodUnsupported(RuntimeError):
 
 class TransformersEngine(Engine):
     kind = "transformers"
-    preload = ("torch", "transformers", "transformers.generation", "bitsandbytes")
+    preload = ("torch", "transformers", "transformers.generation")
+    preload_cpu_only = ("bitsandbytes",)  # its import initialises CUDA on GPU machines
 
     def load(self, request: LoadRequest) -> EngineInfo:
         import torch

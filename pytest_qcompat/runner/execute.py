@@ -31,27 +31,24 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str) -> tuple[str, b
     return source, False
 
 
-def emulate_capability(capability: tuple[int, int]) -> list[str]:
-    """Make the engine see an older GPU: replace the capability queries of torch and vLLM, so the engine's
-    real gates and checks run (bf16, quantization minimum capability) on the newer card we have."""
-    import sys
-
+def emulate_capability(capability: tuple[int, int], engine_kind: str) -> list[str]:
+    """Make the engine see an older GPU so its real gates and checks run on the newer card we have.
+    vLLM: replace its platform's capability query only (patching torch's too would make Triton build kernels
+    for the older architecture, which the newer card cannot load). torch-based engines: torch's queries."""
     patched = []
     major, minor = capability
-    try:
-        import torch
-
-        torch.cuda.get_device_capability = lambda device=None: (major, minor)
-        torch.cuda.is_bf16_supported = lambda including_emulation=True: (major, minor) >= (8, 0)
-        patched.append("torch.cuda.get_device_capability")
-    except ImportError:
-        pass
-    if "vllm" in sys.modules or _importable("vllm"):
+    if engine_kind == "vllm":
         from vllm.platforms import current_platform
         from vllm.platforms.interface import DeviceCapability
 
         type(current_platform).get_device_capability = classmethod(lambda cls, device_id=0: DeviceCapability(major, minor))
         patched.append(f"{type(current_platform).__name__}.get_device_capability")
+    else:
+        import torch
+
+        torch.cuda.get_device_capability = lambda device=None: (major, minor)
+        torch.cuda.is_bf16_supported = lambda including_emulation=True: (major, minor) >= (8, 0)
+        patched.append("torch.cuda.get_device_capability")
     return patched
 
 
@@ -72,7 +69,7 @@ def run_cell(request: dict[str, Any]) -> dict[str, Any]:
         path, prequantized = resolve_checkpoint(model, cell["quantization"])
         metrics["resolve_s"] = round(time.perf_counter() - t0, 4)
         if request.get("emulate_capability"):
-            outcome["emulated"] = emulate_capability(tuple(request["emulate_capability"]))
+            outcome["emulated"] = emulate_capability(tuple(request["emulate_capability"]), engine_spec["kind"])
         engine = load_engine_class(engine_spec["kind"])(engine_spec.get("args"))
         load_req = LoadRequest(path=path, dtype=cell["dtype"], quantization=cell["quantization"], prequantized=prequantized,
                                device=request.get("device", "cpu"), trust_remote_code=bool(model.get("trust_remote_code")),

@@ -57,10 +57,14 @@ def serve(kinds: list[str]) -> int:
     sys.stdout = sys.stderr
     loaded, failed = [], {}
     preload = ["pytest_qcompat.runner.execute"]
+    on_gpu = bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
     for kind in kinds:
         try:
             from ..engines import load_engine_class
-            preload.extend(load_engine_class(kind).preload)
+            cls = load_engine_class(kind)
+            preload.extend(cls.preload)
+            if not on_gpu:  # e.g. bitsandbytes initialises CUDA at import, which would make forking unsafe
+                preload.extend(getattr(cls, "preload_cpu_only", ()))
         except BaseException as exc:  # noqa: BLE001
             failed[kind] = f"{type(exc).__name__}: {exc}"
     for mod in preload:
@@ -69,13 +73,24 @@ def serve(kinds: list[str]) -> int:
             loaded.append(mod)
         except BaseException as exc:  # noqa: BLE001 - a missing engine shows up per cell, not here
             failed[mod] = f"{type(exc).__name__}: {exc}"
-    proto.write(json.dumps({"event": "ready", "pid": os.getpid(), "preloaded": loaded, "preload_errors": failed}) + "\n")
+    # Forking is only safe while this process has not initialised CUDA (an import may have): otherwise each
+    # cell gets a fresh interpreter instead, with the same protocol.
+    torch = sys.modules.get("torch")
+    fork_safe = not (torch is not None and torch.cuda.is_initialized())
+    proto.write(json.dumps({"event": "ready", "pid": os.getpid(), "preloaded": loaded, "preload_errors": failed,
+                            "fork": fork_safe}) + "\n")
     for line in sys.stdin:
         if not line.strip():
             continue
         msg = json.loads(line)
         if msg.get("op") == "exit":
             break
+        if not fork_safe:
+            pid = _spawn_once(msg)
+            proto.write(json.dumps({"event": "started", "pid": pid}) + "\n")
+            _, status = os.waitpid(pid, 0)
+            proto.write(json.dumps({"event": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)}) + "\n")
+            continue
         pid = os.fork()
         if pid == 0:  # the cell's own process
             code = 1
@@ -94,6 +109,19 @@ def serve(kinds: list[str]) -> int:
         _, status = os.waitpid(pid, 0)
         proto.write(json.dumps({"event": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)}) + "\n")
     return 0
+
+
+def _spawn_once(msg: dict) -> int:
+    import subprocess
+
+    req_path = msg["result_path"] + ".request.json"
+    with open(req_path, "w") as fh:
+        json.dump(msg["request"], fh)
+    log = open(msg["log_path"], "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_qcompat.runner.worker", "once", req_path, msg["result_path"]],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    return proc.pid
 
 
 def once(request_path: str, result_path: str) -> int:
