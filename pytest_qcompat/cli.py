@@ -1,4 +1,4 @@
-"""The `qcompat` command: validate | explain | merge | render."""
+"""The `qcompat` command: validate | explain | merge | render | diff."""
 from __future__ import annotations
 
 import argparse
@@ -65,6 +65,22 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .results import diff_markdown, diff_reports
+
+    try:
+        old, new = load_report(args.old), load_report(args.new)
+    except ReportFormatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    d = diff_reports(old, new, slower=args.slower, min_seconds=args.min_seconds)
+    md = diff_markdown(d)
+    if args.markdown:
+        Path(args.markdown).write_text(md)
+    print(md, end="")
+    return 1 if d["regressed"] or d["slower"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qcompat", description="pytest-qcompat: quantized model compatibility matrix tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("report")
     p.add_argument("-o", "--output", help="output folder (default: beside the report)")
     p.set_defaults(func=cmd_render)
+    p = sub.add_parser("diff", help="cells that got worse between two reports (exit 1 if any): for CI gating")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--slower", type=float, default=1.5, help="flag passed cells this many times slower (default 1.5)")
+    p.add_argument("--min-seconds", type=float, default=1.0, help="...and slower by at least this many seconds (default 1)")
+    p.add_argument("--markdown", metavar="FILE", help="also write the Markdown summary here")
+    p.set_defaults(func=cmd_diff)
     return parser
 
 

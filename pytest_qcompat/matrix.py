@@ -311,3 +311,8 @@ def _resolve_source(source: str, base: Path) -> str:
     if source.startswith((".", "/", "~")) or (base / source).exists():
         return str((base / os.path.expanduser(source)).resolve())
     return source  # a hub id such as org/name
+
+
+def is_hub_id(source: str) -> bool:
+    """org/name that is neither tiny:<arch> nor a local path."""
+    return not source.startswith(("tiny:", "/", ".", "~")) and "/" in source and not os.path.exists(source)

@@ -40,6 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="fork: warm worker per engine environment, one forked process per cell (default); "
                          "spawn: a fresh interpreter per cell")
     group.addoption("--qcompat-timeout", type=float, metavar="SECONDS", help="override the matrix's per-cell timeout")
+    group.addoption("--qcompat-resume", metavar="REPORT", help="do not rerun cells that have a run result in this report.json")
     group.addoption("--qcompat-no-emulate", action="store_true",
                     help="on GPU runners, skip (and predict) lower targets instead of running them with the capability emulated")
     group.addoption("--qcompat-no-fixes", action="store_true",
@@ -75,6 +76,12 @@ def pytest_configure(config: pytest.Config) -> None:
                         isolation=config.getoption("qcompat_isolation"), timeout=config.getoption("qcompat_timeout"),
                         runner=_runner(config), emulate=not config.getoption("qcompat_no_emulate"),
                         fixes=not config.getoption("qcompat_no_fixes"))
+    if config.getoption("qcompat_resume"):
+        from .results import ReportFormatError
+        try:
+            qs.load_resume(Path(config.invocation_params.dir, config.getoption("qcompat_resume")))
+        except ReportFormatError as exc:
+            raise pytest.UsageError(f"--qcompat-resume: {exc}") from None
     if workerinput is not None:
         # An xdist worker writes its own shard; the controller merges them (see pytest_sessionfinish).
         qs.shard = workerinput["workerid"]
@@ -135,7 +142,13 @@ class MatrixItem(pytest.Item):
         self.qcompat_result: CellResult | None = None
 
     def setup(self) -> None:
-        plan = _qs(self.config).plan(self.cell)
+        qs = _qs(self.config)
+        old = qs.resumed.get(self.cell.id)
+        if old is not None:
+            qs.record(CellResult.from_dict(old))
+            self.qcompat_resumed = True
+            pytest.skip(f"resumed: {old['status']} in {old['resumed_from']}")
+        plan = qs.plan(self.cell)
         if plan.action == "skip":
             pytest.skip(plan.reason)
 
@@ -196,7 +209,7 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     outcome = yield
     report = outcome.get_result()
     # Skips from any source (the plan, user markers, skipif) land in the report with their reason.
-    if isinstance(item, MatrixItem) and report.when == "setup" and report.skipped:
+    if isinstance(item, MatrixItem) and report.when == "setup" and report.skipped and not getattr(item, "qcompat_resumed", False):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         qs = _qs(item.config)
         qs.record(qs.skipped(item.cell, reason.removeprefix("Skipped: ")))

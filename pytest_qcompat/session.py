@@ -10,7 +10,7 @@ from typing import Any
 from .cache import cache_root
 from .cells import Cell, expand, replace_dtype
 from .hardware import Runner, package_versions, probe_runner
-from .matrix import Matrix
+from .matrix import Matrix, is_hub_id
 from .names import capability_of
 from .engines import worker_env
 from .fixes import describe, fix_for
@@ -38,6 +38,9 @@ class QcompatSession:
         self.shard: str | None = None  # xdist worker id: this session writes shards/<id>.json
         self.gpu_share: list[str] | None = None  # GPUs this xdist worker may use
         self._merged: dict[str, Any] | None = None
+        self.resumed: dict[str, dict[str, Any]] = {}  # id -> record from --qcompat-resume
+        # No network at test time unless the matrix names hub models.
+        self.offline = not any(is_hub_id(m.source) or any(is_hub_id(v) for v in m.variants.values()) for m in matrix.models)
 
     # -- planning -----------------------------------------------------------------------------
     def installed(self, engine_name: str) -> dict[str, str]:
@@ -73,6 +76,8 @@ class QcompatSession:
             "engines": {e.name: {"kind": e.kind, "python": e.python or sys.executable, "packages": self.installed(e.name)}
                         for e in self.matrix.engines},
             "isolation": self.isolation,
+            "models": [{"id": m.id, "source": m.source, "trust_remote_code": m.trust_remote_code} for m in self.matrix.models],
+            "offline": self.offline,
         }
 
     # -- running -----------------------------------------------------------------------------
@@ -128,6 +133,9 @@ class QcompatSession:
             self.pool = Pool(self.report_dir / "logs", self.isolation)
         engine = self.matrix.engine(cell.engine)
         env = {**worker_env(engine.kind, plan.device, str(cache_root())), **engine.env}
+        if self.offline:
+            env.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "1"))
+            env.setdefault("TRANSFORMERS_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", "1"))
         if plan.device == "cuda":
             gpus = [str(i) for i in plan.gpu_indices]
             if self.gpu_share:  # under xdist: this worker's own GPUs when they can serve the cell
@@ -145,6 +153,14 @@ class QcompatSession:
         return CellResult.for_cell(cell, "skipped", reason=reason, evidence="predicted" if plan and plan.prediction else "none",
                                    prediction=plan.prediction if plan else None,
                                    engine_kind=self.matrix.engine(cell.engine).kind, runner=self.runner.describe())
+
+    def load_resume(self, path: Path) -> None:
+        """Cells with a run result in an earlier report are not run again (statuses other than skipped)."""
+        from .results import load_report
+
+        for cell in load_report(path)["cells"]:
+            if cell.get("status") in ("passed", "failed", "crashed", "timed_out"):
+                self.resumed[cell["id"]] = dict(cell, resumed_from=str(path))
 
     def record(self, result: CellResult) -> None:
         if self.store is not None:

@@ -1,0 +1,75 @@
+"""Planning against simulated runners: skip reasons, emulation on newer GPUs, requirements, GPU pinning."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_qcompat.cells import Cell, expand
+from pytest_qcompat.hardware import Gpu, Runner, parse_device
+from pytest_qcompat.matrix import load_matrix
+from pytest_qcompat.plan import plan_cell
+from pytest_qcompat.predict import predict
+from pytest_qcompat.runner.pinning import pin_gpus
+
+H100 = Runner(gpus=(Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 81559),), cpu="x")
+INSTALLED = {"torch": "2", "transformers": "5", "bitsandbytes": "0.50", "vllm": "0.25"}
+
+
+def matrix(tmp_path, text="models: [{id: m, source: 'tiny:llama'}]\nengines: [transformers, vllm]\n"
+                          "quantization: [none, bnb-8bit, awq]\ntargets: [cpu, sm_70, sm_90]\n"):
+    (tmp_path / "m.yaml").write_text(text)
+    return load_matrix(tmp_path / "m.yaml")
+
+
+def test_cpu_runner_skips_gpu_targets_with_reason(tmp_path):
+    m = matrix(tmp_path)
+    plan = plan_cell(Cell("m", "none", "float32", "transformers", "sm_90"), m, parse_device("cpu"), INSTALLED)
+    assert (plan.action, plan.reason) == ("skip", "needs an sm_90 GPU; this runner: cpu")
+    assert plan_cell(Cell("m", "none", "float32", "transformers", "cpu"), m, parse_device("cpu"), INSTALLED).action == "run"
+
+
+def test_newer_gpu_emulates_older_targets(tmp_path):
+    m = matrix(tmp_path)
+    real = plan_cell(Cell("m", "none", "bfloat16", "vllm", "sm_90"), m, H100, INSTALLED)
+    assert (real.action, real.evidence, real.device, real.gpu_indices) == ("run", "verified", "cuda", (0,))
+    emu = plan_cell(Cell("m", "none", "bfloat16", "vllm", "sm_70"), m, H100, INSTALLED)
+    assert (emu.action, emu.evidence, emu.device) == ("run", "emulated", "cuda")
+    assert emu.expectation == ["bf16-needs-sm80"]
+    off = plan_cell(Cell("m", "none", "bfloat16", "vllm", "sm_70"), m, H100, INSTALLED, emulate=False)
+    assert off.action == "skip" and "needs an sm_70 GPU; this runner: sm_90 (NVIDIA H100 80GB HBM3)" == off.reason
+    # A simulated runner (--qcompat-device) never claims to emulate: there is no real card to run on.
+    assert plan_cell(Cell("m", "none", "bfloat16", "vllm", "sm_70"), m, parse_device("sm_90"), INSTALLED).action == "skip"
+
+
+def test_missing_package_and_checkpoint_skips(tmp_path):
+    m = matrix(tmp_path)
+    plan = plan_cell(Cell("m", "bnb-8bit", "float32", "transformers", "cpu"), m, parse_device("cpu"), {"torch": "2", "transformers": "5"})
+    assert plan.action == "skip" and plan.reason.startswith("needs bitsandbytes installed in engine 'transformers'")
+    plan = plan_cell(Cell("m", "awq", "float16", "vllm", "cpu"), m, parse_device("cpu"), INSTALLED)
+    assert plan.reason == "needs a pre-quantized awq checkpoint for vllm: add one under the model's variants"
+
+
+def test_knowledge_predictions_carry_sources():
+    pred = predict(Cell("m", "bnb-8bit", "float16", "transformers", "sm_70"), "transformers", None, None)
+    assert pred["status"] == "failed" and pred["error_class"] == "quant-capability" and "bnb-int8-needs-sm75" in pred["source"]
+    assert predict(Cell("m", "none", "float16", "transformers", "sm_70"), "transformers", None, None)["status"] == "passed"
+    assert predict(Cell("m", "none", "float16", "transformers", "cpu"), "transformers", None, None) is None
+
+
+def test_device_specs():
+    assert parse_device("2xsm_90").describe() == "2x sm_90 (simulated sm_90)"
+    assert [g.target for g in parse_device("sm_75,sm_86").gpus] == ["sm_75", "sm_86"]
+    assert parse_device("auto") is None
+
+
+def test_gpu_pinning_indexes_into_visible_devices():
+    assert pin_gpus(2, 0, ["4", "5", "6", "7"]) == ["4", "5"]
+    assert pin_gpus(2, 1, ["4", "5", "6", "7"]) == ["6", "7"]
+    assert pin_gpus(4, 3, ["2", "3"]) == ["3"]
+    assert pin_gpus(4, 0, ["2", "3"]) == ["2"]
+    assert pin_gpus(1, 0, []) == []
+
+
+def test_default_matrix_expands_with_gpu_targets():
+    m = load_matrix(Path(__file__).parent.parent / "matrix.yaml")
+    cells = expand(m)
+    assert len(cells) == len(m.models) * len(m.dtypes) * len(m.quantization) * len(m.engines) * len(m.targets)

@@ -1,0 +1,112 @@
+"""Resume, regression diff, xdist shards vs a serial run, SIGTERM, offline mode and remote-code visibility."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+MATRIX = """\
+models:
+  - {id: m1, source: ./model}
+  - {id: m2, source: ./model, trust_remote_code: true}
+dtypes: [float32, bfloat16, float16]
+engines:
+  good: {kind: "fault_engines:FaultEngine", args: {fault: ok}}
+  bad: {kind: "fault_engines:FaultEngine", args: {fault: raise, message: "Unknown quantization method: awq"}}
+targets: [cpu, sm_80]
+"""
+
+
+@pytest.fixture
+def project(pytester):
+    (pytester.path / "model").mkdir()
+    (pytester.path / "matrix.yaml").write_text(MATRIX)
+    return pytester
+
+
+def load(p, folder="qcompat-report"):
+    return json.loads((p.path / folder / "report.json").read_text())
+
+
+def comparable(doc):
+    keep = ("id", "status", "evidence", "error_class", "hint", "reason", "prediction")
+    return sorted(({k: c.get(k) for k in keep} for c in doc["cells"]), key=lambda c: c["id"])
+
+
+def test_xdist_gives_the_same_report_as_serial(project):
+    serial = project.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-report", "serial")
+    parallel = project.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-report", "parallel", "-n", "2")
+    assert serial.ret == parallel.ret == 1
+    a, b = load(project, "serial"), load(project, "parallel")
+    assert len(a["cells"]) == len(b["cells"]) == 24
+    assert comparable(a) == comparable(b)
+    assert sorted(b["environment"]["xdist_workers"]) == ["gw0", "gw1"]
+    assert (project.path / "parallel" / "report.md").exists() and (project.path / "parallel" / "report.html").exists()
+
+
+def test_resume_skips_recorded_cells(project):
+    first = project.runpytest("--qcompat-matrix", "matrix.yaml", "-k", "m1")
+    first.assert_outcomes(passed=3, failed=3, skipped=6)
+    (project.path / "first.json").write_text((project.path / "qcompat-report" / "report.json").read_text())
+    again = project.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-resume", "first.json")
+    # m1's six run cells are resumed (skipped in pytest, kept in the report); m2's run now.
+    again.assert_outcomes(passed=3, failed=3, skipped=18)
+    doc = load(project)
+    by_id = {c["id"]: c for c in doc["cells"]}
+    assert len(by_id) == 24
+    assert by_id["m1-none-float32-good-cpu"]["status"] == "passed"
+    assert by_id["m1-none-float32-good-cpu"]["resumed_from"].endswith("first.json")
+    assert by_id["m1-none-float32-bad-cpu"]["status"] == "failed"
+    assert by_id["m2-none-float32-good-cpu"]["status"] == "passed" and by_id["m2-none-float32-good-cpu"]["resumed_from"] is None
+
+
+def test_resume_with_bad_report_is_usage_error(project):
+    (project.path / "bad.json").write_text("[]")
+    assert project.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-resume", "bad.json").ret == 4
+
+
+def test_diff_flags_regressions_for_ci(tmp_path):
+    def doc(status, secs):
+        return {"schema": "qcompat/1", "environment": {}, "cells": [
+            {"id": "a", "status": status, "metrics": {"cell_s": 1.0}, "message": "Bfloat16 is only supported", "error_class": "x"},
+            {"id": "b", "status": "passed", "metrics": {"cell_s": secs}},
+            {"id": "c", "status": "failed", "metrics": {}}]}
+    (tmp_path / "old.json").write_text(json.dumps(doc("passed", 1.0)))
+    (tmp_path / "same.json").write_text(json.dumps(doc("passed", 1.2)))
+    (tmp_path / "new.json").write_text(json.dumps(doc("failed", 4.0)))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "pytest_qcompat.cli", "diff", *a], capture_output=True, text=True, cwd=tmp_path)
+    ok = run("old.json", "same.json")
+    assert ok.returncode == 0 and "0 regressed, 0 slower" in ok.stdout
+    bad = run("old.json", "new.json", "--markdown", "diff.md")
+    assert bad.returncode == 1
+    assert "1 regressed, 1 slower" in bad.stdout and "| a | passed | failed | x |" in bad.stdout
+    assert "| b | 1.0 | 4.0 | 4.0x |" in (tmp_path / "diff.md").read_text()
+
+
+def test_sigterm_finishes_the_report(project):
+    (project.path / "matrix.yaml").write_text(
+        "models: [{id: m, source: ./model}]\nengines:\n  ok: {kind: 'fault_engines:FaultEngine', args: {fault: ok}}\n"
+        "  hang: {kind: 'fault_engines:FaultEngine', args: {fault: hang}}\n  after: {kind: 'fault_engines:FaultEngine'}\ntimeout: 300\n")
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--qcompat-matrix", "matrix.yaml", "-p", "no:cacheprovider"],
+                            cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    logs = project.path / "qcompat-report" / "logs"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (logs / "m-none-float32-hang-cpu.log").exists():
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    statuses = {c["engine"]: c["status"] for c in load(project)["cells"]}
+    assert statuses == {"ok": "passed", "hang": "skipped", "after": "skipped"}, out
+    assert (project.path / "qcompat-report" / "report.md").exists()  # sessionfinish ran
+
+
+def test_report_shows_remote_code_and_offline(project):
+    project.runpytest("--qcompat-matrix", "matrix.yaml", "-k", "good and cpu and float32")
+    env = load(project)["environment"]
+    assert {m["id"]: m["trust_remote_code"] for m in env["models"]} == {"m1": False, "m2": True}
+    assert env["offline"] is True
