@@ -60,7 +60,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     out = Path(args.output) if args.output else Path(args.report).parent
-    for path in render_all(doc, out, write_json=False):
+    # Beside its input, x.json renders to x.md and x.html; into a folder, to report.md and report.html.
+    stem = "report" if args.output else Path(args.report).stem
+    for path in render_all(doc, out, write_json=False, stem=stem):
         print(path)
     return 0
 

@@ -140,7 +140,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, default=str)
+        json.dump(data, fh, separators=(",", ":"), default=str)  # compact: reports of thousands of cells
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)

@@ -16,13 +16,13 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def render_all(doc: dict[str, Any], out_dir: str | os.PathLike, write_json: bool = True) -> list[Path]:
+def render_all(doc: dict[str, Any], out_dir: str | os.PathLike, write_json: bool = True, stem: str = "report") -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     if write_json:
-        write_json_atomic(out / "report.json", doc)
-        paths.append(out / "report.json")
-    _write_text_atomic(out / "report.md", render_markdown(doc))
-    _write_text_atomic(out / "report.html", render_html(doc))
-    return paths + [out / "report.md", out / "report.html"]
+        write_json_atomic(out / f"{stem}.json", doc)
+        paths.append(out / f"{stem}.json")
+    _write_text_atomic(out / f"{stem}.md", render_markdown(doc))
+    _write_text_atomic(out / f"{stem}.html", render_html(doc))
+    return paths + [out / f"{stem}.md", out / f"{stem}.html"]

@@ -30,7 +30,7 @@ def cell_text(cell: dict[str, Any], notes: dict[tuple, int]) -> str:
         pred = cell.get("prediction")
         if pred:
             sym = "✅" if pred.get("status") == "passed" else "❌"
-            key = (pred.get("error_class"), pred.get("reason"), "predicted")
+            key = (pred.get("error_class"), f"{pred.get('reason')} (source: {pred.get('source')})", "predicted")
             text = f"{sym}ᵖ"
             if pred.get("status") != "passed":
                 text += f"[^{notes.setdefault(key, len(notes) + 1)}]"
@@ -39,7 +39,7 @@ def cell_text(cell: dict[str, Any], notes: dict[tuple, int]) -> str:
     text = SYMBOL[status] + EVIDENCE_MARK.get(cell.get("evidence", "verified"), "")
     retry = cell.get("retry")
     if status != "passed":
-        key = (cell.get("error_class"), cell.get("hint"), (cell.get("message") or "").splitlines()[0][:160] if cell.get("message") else "")
+        key = (cell.get("error_class"), cell.get("hint"), " ".join((cell.get("message") or "").split())[:220])
         text += f"[^{notes.setdefault(key, len(notes) + 1)}]"
         if retry and retry.get("status") == "passed":
             text += f" → ✅ with {', '.join(f'{k}={v}' for k, v in retry.get('changes', {}).items())}"
