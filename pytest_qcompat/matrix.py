@@ -69,6 +69,7 @@ class Matrix:
     exclude: tuple[dict[str, tuple[str, ...]], ...] = ()
     generation: Generation = Generation()
     timeout: float = 600.0
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # thresholds by method family (8bit, 4bit)
 
     def model(self, model_id: str) -> ModelSpec:
         return next(m for m in self.models if m.id == model_id)
@@ -301,6 +302,7 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
         exclude=tuple(exclude),
         generation=generation,
         timeout=float(data.get("timeout", 600)),
+        checks=dict(data.get("checks") or {}),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from .cells import Cell
 from .hardware import Runner
-from .knowledge import min_capability, needs_checkpoint, required_packages
+from .knowledge import PRODUCERS, min_capability, needs_checkpoint, required_packages
 from .matrix import Matrix
 from .names import capability_of, marker_name
 
@@ -88,7 +88,14 @@ def plan_cell(cell: Cell, matrix: Matrix, runner: Runner, installed: dict[str, s
     skipped = dict(expectation=expectation, prediction=prediction, evidence="predicted" if prediction else "none")
     if installed == {}:
         return Plan(cell, "skip", req, f"engine {cell.engine!r}: interpreter {engine.python} not found or not runnable", **skipped)
-    if needs_checkpoint(engine.kind, cell.quantization) and cell.quantization not in matrix.model(cell.model).variants:
+    has_variant = cell.quantization in matrix.model(cell.model).variants
+    if engine.kind == "llamacpp":
+        if not cell.quantization.startswith("gguf-") and not has_variant:
+            return Plan(cell, "skip", req, "llama.cpp loads GGUF checkpoints only (methods gguf-*)", **skipped)
+        if cell.dtype not in ("auto", "float32"):
+            return Plan(cell, "skip", req, f"llama.cpp: the GGUF file type sets the precision; dtype {cell.dtype} does not "
+                        "apply (use auto)", **skipped)
+    if needs_checkpoint(engine.kind, cell.quantization) and not has_variant and cell.quantization not in PRODUCERS:
         return Plan(cell, "skip", req, f"needs a pre-quantized {cell.quantization} checkpoint for {engine.kind}: "
                     f"add one under the model's variants", **skipped)
     where = f" in engine {cell.engine!r}'s environment" + (f" ({engine.python})" if engine.python else "")

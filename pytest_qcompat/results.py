@@ -5,6 +5,7 @@ import datetime as _dt
 import json
 import os
 import signal
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -114,18 +115,23 @@ class ReportStore:
     """Holds one record per collected cell and rewrites report.json atomically after every change,
     so an interrupted run still leaves a valid report."""
 
+    FLUSH_EVERY_S = 1.0  # a matrix of thousands of cells would otherwise rewrite the file thousands of times
+
     def __init__(self, path: Path, environment: dict[str, Any]):
         self.path = Path(path)
         self.environment = environment
         self.records: dict[str, CellResult] = {}
+        self._flushed_at = 0.0
 
     def add_pending(self, cells: Iterable[Cell], reason: str = "not run: the session ended before this cell ran") -> None:
         for cell in cells:
             self.records.setdefault(cell.id, CellResult.for_cell(cell, "skipped", reason=reason, finished_at=None))
 
-    def record(self, result: CellResult, flush: bool = True) -> None:
+    def record(self, result: CellResult) -> None:
+        """Keep the result; rewrite the file unless it was rewritten under a second ago (the session's end
+        and Ctrl-C always flush, so at most the last second is at risk, and only on SIGKILL)."""
         self.records[result.id] = result
-        if flush:
+        if time.monotonic() - self._flushed_at >= self.FLUSH_EVERY_S:
             self.flush()
 
     def document(self) -> dict[str, Any]:
@@ -133,6 +139,7 @@ class ReportStore:
 
     def flush(self) -> None:
         write_json_atomic(self.path, self.document())
+        self._flushed_at = time.monotonic()
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

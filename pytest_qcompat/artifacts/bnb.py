@@ -36,9 +36,10 @@ def produce(source: str, out: str | os.PathLike, method: str = "bnb-4bit", quant
     AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
     (tmp / "qcompat-artifact.json").write_text(json.dumps({"method": method, "source": source, "quant_type": quant_type,
                                                            "double_quant": double_quant}))
-    if out.exists():
-        shutil.rmtree(out)
-    os.rename(tmp, out)
+    try:
+        os.rename(tmp, out)
+    except OSError:  # produced concurrently by another worker: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

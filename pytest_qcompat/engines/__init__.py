@@ -9,6 +9,7 @@ ENTRY_POINT_GROUP = "qcompat.engines"
 BUILTIN: dict[str, str] = {
     "transformers": "pytest_qcompat.engines.transformers:TransformersEngine",
     "vllm": "pytest_qcompat.engines.vllm:VllmEngine",
+    "llamacpp": "pytest_qcompat.engines.llamacpp:LlamaCppEngine",
 }
 
 

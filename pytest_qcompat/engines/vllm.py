@@ -62,6 +62,9 @@ class VllmEngine(Engine):
             "trust_remote_code": request.trust_remote_code,
             "max_num_seqs": 8,
         }
+        if request.gguf_file:  # vLLM takes a GGUF file as the model, with the tokenizer from the folder
+            args["model"] = str(Path(request.path) / request.gguf_file)
+            args["tokenizer"] = request.path
         if request.device == "cuda":
             args["gpu_memory_utilization"] = 0.2
             if _accepts("kv_cache_memory_bytes"):
@@ -85,6 +88,8 @@ class VllmEngine(Engine):
         if request.quantization == "none":
             return None
         if request.prequantized:
+            if request.gguf_file:
+                return "gguf" if self.args.get("gguf_quantization_arg") else None
             if not self.args.get("infer_quantization", True):
                 return None  # as a user calling LLM(path) would: lets the tried-fixes step show what was missing
             qcfg = _checkpoint_quant_config(request.path)

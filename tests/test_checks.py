@@ -1,0 +1,39 @@
+"""Output checks against the unquantized reference: agreement, top-k at the first divergence, degenerate output."""
+from __future__ import annotations
+
+from pytest_qcompat.checks import check_outputs, compare, degenerate, judge
+
+
+def gen(ids, tops=None):
+    return {"token_ids": ids, "top_logprobs": tops, "logits_finite": True}
+
+
+def test_identical_output_passes_every_family():
+    ref = [gen([5, 6, 7, 8], [{"5": -1.0, "9": -2.0}, {"6": -1.0}, {"7": -1.0}, {"8": -1.0}])]
+    c = compare(ref, ref)
+    assert c["agreement"] == 1.0 and c["topk_ok"] and not c["degenerate"]
+    assert c["prompts"][0]["logprob_rel_err"] == 0.0
+    assert judge("gguf-q8_0", c) is None and judge("awq", c) is None
+
+
+def test_divergence_inside_topk_is_fine_for_8bit_outside_is_not():
+    ref = [gen([5, 6, 7], [{"5": -1.0}, {"6": -1.1, "4": -1.2}, {"7": -1.0}])]
+    near = [gen([5, 4, 7], [{"5": -1.05}, {"4": -1.1, "6": -1.15}, {"7": -1.0}])]
+    far = [gen([5, 9, 9], [{"5": -1.05}, {"9": -0.1}, {"9": -0.1}])]
+    assert judge("bnb-8bit", compare(ref, near)) is None
+    assert "outside each other's top-5" in judge("bnb-8bit", compare(ref, far))
+    assert judge("bnb-4bit", compare(ref, far)) is None  # 4-bit: loose by default
+    assert "below 0.9" in judge("bnb-4bit", compare(ref, far), {"4bit": {"min_agreement": 0.9}})
+
+
+def test_degenerate_only_counts_against_a_non_degenerate_reference():
+    assert degenerate([3, 3, 3, 3]) and not degenerate([3, 3, 3]) and not degenerate([3, 4, 3, 3])
+    ref_ok, ref_stuck, out = [gen([1, 2, 3, 4])], [gen([7, 7, 7, 7])], [gen([9, 9, 9, 9])]
+    assert "degenerate" in judge("gptq", compare(ref_ok, out))
+    assert judge("gptq", compare(ref_stuck, out)) is None
+
+
+def test_nan_and_empty_are_wrong_output():
+    assert "non-finite" in check_outputs([{"token_ids": [1], "logits_finite": False}])
+    assert "empty output" in check_outputs([{"token_ids": [], "logits_finite": None}])
+    assert check_outputs([{"token_ids": [1], "logits_finite": None}]) is None
