@@ -19,9 +19,13 @@ def render_html(doc: dict[str, Any]) -> str:
     for c in cells:
         m = c.get("metrics") or {}
         pred = c.get("prediction") or {}
+        ref = m.get("vs_reference") or {}
         rows.append({**c, "load_s": m.get("load_s"), "tokens_per_s": m.get("tokens_per_s"), "peak_rss_mb": m.get("peak_rss_mb"),
+                     "ttft_s": m.get("ttft_s"), "artifact_mb": m.get("artifact_mb"), "agreement": ref.get("agreement"),
                      "output": " | ".join(o.get("text", "") for o in c.get("outputs") or [])[:300],
                      "pred_text": f"{pred.get('status')} {pred.get('error_class') or ''}".strip() if pred else "",
                      "args_json": json.dumps(c.get("engine_args"), default=str) if c.get("engine_args") else ""})
-    return template.render(cells=rows, totals=sorted(totals(cells).items()), stamp=_environment_stamp(doc.get("environment", {})),
+    from .charts import charts
+
+    return template.render(cells=rows, charts=charts(cells), totals=sorted(totals(cells).items()), stamp=_environment_stamp(doc.get("environment", {})),
                            schema=doc.get("schema"))
