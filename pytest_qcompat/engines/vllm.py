@@ -102,6 +102,24 @@ class VllmEngine(Engine):
         raise RuntimeError(f"Unknown quantization method for on-the-fly loading in vLLM: {request.quantization!r} needs a "
                            f"pre-quantized checkpoint (matrix `variants`)")
 
+    @classmethod
+    def warmup(cls) -> None:
+        """Runs once in the warm worker before it forks cells: vLLM's sampler gathers logprobs through a
+        torch.compile'd kernel whose first compile costs ~1.7 s; compiled here, every forked cell inherits it.
+        Two vocabulary sizes make dynamo compile the vocabulary dimension as dynamic."""
+        import torch
+        from vllm.v1.sample.sampler import Sampler
+
+        # One thread: an OpenMP thread pool started here would deadlock the forked cells.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for vocab in (512, 1024):
+                logprobs = torch.randn(2, vocab).log_softmax(-1)
+                Sampler.gather_logprobs(logprobs, 5, torch.tensor([1, 2], dtype=torch.int64))
+        finally:
+            torch.set_num_threads(threads)
+
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         from vllm import SamplingParams
 

@@ -40,7 +40,7 @@ def _run_and_write(request: dict, result_path: str) -> int:
     from .execute import run_cell, write_json_atomic
 
     _apply_env(request)
-    outcome = run_cell(request)
+    outcome = run_cell(request, close=False)  # this process exits right after
     write_json_atomic(result_path, outcome)
     return 0
 
@@ -73,6 +73,15 @@ def serve(kinds: list[str]) -> int:
             loaded.append(mod)
         except BaseException as exc:  # noqa: BLE001 - a missing engine shows up per cell, not here
             failed[mod] = f"{type(exc).__name__}: {exc}"
+    for kind in kinds:  # one-off work every cell would repeat (e.g. torch.compile of a sampler kernel)
+        try:
+            from ..engines import load_engine_class
+            warm = getattr(load_engine_class(kind), "warmup", None)
+            if warm is not None and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+                warm()
+                loaded.append(f"{kind}.warmup")
+        except BaseException as exc:  # noqa: BLE001
+            failed[f"{kind}.warmup"] = f"{type(exc).__name__}: {exc}"
     # Forking is only safe while this process has not initialised CUDA (an import may have): otherwise each
     # cell gets a fresh interpreter instead, with the same protocol.
     torch = sys.modules.get("torch")
@@ -147,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "serve":
         return serve([m for m in (argv[1] if len(argv) > 1 else "").split(",") if m])
     if argv and argv[0] == "once" and len(argv) == 3:
-        return once(argv[1], argv[2])
+        code = once(argv[1], argv[2])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # skip the engine's own teardown: the process's exit frees everything
     if argv and argv[0] == "limits" and len(argv) == 3:
         return limits(argv[1], argv[2])
     print("usage: python -m pytest_qcompat.runner.worker serve KIND,KIND | once REQUEST.json RESULT.json | limits KIND OUT.json",
