@@ -14,12 +14,15 @@ from pathlib import Path
 
 from .cache import cache_root
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 3
 VOCAB_SIZE = 512
 # Sizes chosen so every engine accepts them: head_dim 64 (vLLM CPU needs >= 32), hidden 256
 # (llama.cpp K-quants need multiples of 256; bitsandbytes blocks of 64).
+# initializer_range 0.2 (not the usual 0.02): peaked enough logits that greedy output varies instead of repeating
+# one token, so the degenerate-output check means something; measured finite in float16 for every arch.
 _COMMON = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
-               num_key_value_heads=2, max_position_embeddings=512, vocab_size=VOCAB_SIZE, tie_word_embeddings=True)
+               num_key_value_heads=2, max_position_embeddings=512, vocab_size=VOCAB_SIZE, tie_word_embeddings=True,
+               initializer_range=0.2)
 
 # model_type of each arch, as its config.json says (vLLM's dtype rules key on it).
 MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "mistral": "mistral", "gemma": "gemma",
@@ -41,7 +44,8 @@ ARCHS: dict[str, tuple[str, str, dict]] = {
     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", dict(_COMMON, head_dim=64, query_pre_attn_scalar=64, sliding_window=128)),
     "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", dict(_COMMON, head_dim=64, query_pre_attn_scalar=64, sliding_window=128)),
     "phi3": ("Phi3Config", "Phi3ForCausalLM", dict(_COMMON, tie_word_embeddings=False)),
-    "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(n_embd=256, n_layer=2, n_head=4, n_positions=512, vocab_size=VOCAB_SIZE)),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(n_embd=256, n_layer=2, n_head=4, n_positions=512, vocab_size=VOCAB_SIZE,
+                                                  initializer_range=0.2)),
 }
 
 # A small built-in corpus for the tokenizer (and, later, calibration): varied English and code.
@@ -99,6 +103,12 @@ def build(arch: str, seed: int = 0) -> Path:
     config = getattr(transformers, cfg_cls)(**kwargs, **ids)
     torch.manual_seed(seed)
     model = getattr(transformers, model_cls)(config).eval()
+    with torch.no_grad():
+        # Like a trained model, emit end-of-sequence (and other special tokens) only when earned: zero logit,
+        # below the positive maximum of 512 random logits. Otherwise f16 rounding alone can make a random
+        # model stop at once, an "empty output" that says nothing about the quantization under test.
+        special = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+        model.get_output_embeddings().weight[special] = 0.0
     # Real checkpoints ship in bfloat16, so dtype "auto" means bfloat16 here too.
     model = model.to(torch.bfloat16)
     model.generation_config.do_sample = False

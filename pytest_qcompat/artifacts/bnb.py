@@ -4,11 +4,10 @@ Saved before any forward pass: on CPU, a 4-bit model saved after a forward reloa
 quant is on (absmax left repacked; see ENGINES.md)."""
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from .staging import staged
 
 
 def produce(source: str, out: str | os.PathLike, method: str = "bnb-4bit", quant_type: str = "nf4",
@@ -27,20 +26,13 @@ def produce(source: str, out: str | os.PathLike, method: str = "bnb-4bit", quant
         qcfg = BitsAndBytesConfig(load_in_8bit=True)
     else:
         raise ValueError(f"not a bitsandbytes method: {method}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     model = AutoModelForCausalLM.from_pretrained(source, quantization_config=qcfg, dtype=dtype,
                                                  device_map="cuda:0" if device == "cuda" else "cpu")
-    model.save_pretrained(tmp)  # before any forward pass
-    AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
-    (tmp / "qcompat-artifact.json").write_text(json.dumps({"method": method, "source": source, "quant_type": quant_type,
-                                                           "double_quant": double_quant}))
-    try:
-        os.rename(tmp, out)
-    except OSError:  # produced concurrently by another worker: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    info = {"method": method, "source": source, "quant_type": quant_type, "double_quant": double_quant, "tool": "bitsandbytes"}
+    with staged(out, info) as tmp:
+        model.save_pretrained(tmp)  # before any forward pass
+        AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
+    return Path(out)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 extracts it to <venv>/share/qcompat/llama.cpp) and quantizer (llama_cpp.llama_model_quantize)."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from .staging import staged
 
 OUTTYPES = {"gguf-f16": "f16", "gguf-q8_0": "q8_0"}  # written by the converter directly
 QUANTIZED = {"gguf-q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}  # quantized from the f16 file by llama.cpp
@@ -43,10 +43,7 @@ def converter_dir() -> Path:
 
 def produce(source: str, out: str | os.PathLike, method: str) -> Path:
     """Write OUT/model.gguf for `method`; returns the folder."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with staged(out, {"method": method, "source": source, "tool": "llama.cpp"}) as tmp:
         conv = converter_dir()
         outtype = OUTTYPES.get(method, "f16")
         first = tmp / ("model.gguf" if method in OUTTYPES else "model-f16.gguf")
@@ -68,11 +65,4 @@ def produce(source: str, out: str | os.PathLike, method: str) -> Path:
         for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
             if (Path(source) / name).exists():  # transformers' gguf_file loading wants the folder's tokenizer too
                 shutil.copy(Path(source) / name, tmp / name)
-        (tmp / "qcompat-artifact.json").write_text(json.dumps({"method": method, "source": source, "tool": "llama.cpp"}))
-        try:
-            os.rename(tmp, out)
-        except OSError:  # produced concurrently by another worker: keep theirs
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return Path(out)

@@ -6,12 +6,10 @@ The calibration set is built in: the tiny corpus, no hub datasets.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+from .staging import staged
 
 METHODS = ("awq", "gptq", "w8a8-int8", "fp8")
 CALIBRATION_SAMPLES = 16
@@ -54,17 +52,10 @@ def produce(source: str, out: str, method: str) -> Path:
         ds = Dataset.from_list([{"input_ids": e["input_ids"], "attention_mask": e["attention_mask"]} for e in enc])
         kwargs = dict(dataset=ds, num_calibration_samples=len(texts), max_seq_length=MAX_SEQ_LEN)
     oneshot(model=model, recipe=recipe, **kwargs)
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}-", dir=out_path.parent))
-    model.save_pretrained(tmp, save_compressed=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "qcompat-artifact.json").write_text(json.dumps({"method": method, "source": source, "tool": "llmcompressor"}))
-    try:
-        os.rename(tmp, out_path)
-    except OSError:  # produced concurrently by another worker: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_path
+    with staged(out, {"method": method, "source": source, "tool": "llmcompressor"}) as tmp:
+        model.save_pretrained(tmp, save_compressed=True)
+        tokenizer.save_pretrained(tmp)
+    return Path(out)
 
 
 if __name__ == "__main__":
