@@ -110,3 +110,15 @@ def test_report_shows_remote_code_and_offline(project):
     env = load(project)["environment"]
     assert {m["id"]: m["trust_remote_code"] for m in env["models"]} == {"m1": False, "m2": True}
     assert env["offline"] is True
+
+
+def test_model_output_is_escaped_in_the_html_report(pytester):
+    (pytester.path / "model").mkdir()
+    (pytester.path / "matrix.yaml").write_text(
+        "models: [{id: m, source: ./model}]\nengines:\n"
+        "  evil: {kind: 'fault_engines:FaultEngine', args: {fault: ok, text: '<script>alert(1)</script><img src=x onerror=alert(2)>'}}\n")
+    pytester.runpytest("--qcompat-matrix", "matrix.yaml").assert_outcomes(passed=1)
+    html = (pytester.path / "qcompat-report" / "report.html").read_text()
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in html
+    assert load(pytester)["cells"][0]["outputs"][0]["text"].startswith("<script>")  # the record keeps the raw text
