@@ -64,6 +64,11 @@ RULES: tuple[Rule, ...] = (
           r"cannot quantize on the fly|for on-the-fly loading in transformers",
           r"config file at '[^']*\.gguf' is not a valid JSON file"),
          "vllm/config/model.py _verify_quantization; transformers AutoQuantizationConfig"),
+    Rule("tokenizer-unsupported",
+         "The converter needs the model's original SentencePiece tokenizer.model (llama.cpp's Gemma converters do): "
+         "convert from a checkpoint that ships it, or give a ready GGUF under variants.",
+         (r"File not found: \S*tokenizer\.model", r"BPE pre-tokenizer was not recognized"),
+         "llama.cpp conversion/base.py _create_vocab_sentencepiece, get_vocab_base_pre"),
     Rule("arch-unsupported", "The engine does not implement this architecture: upgrade it or use another engine.",
          (r"Model architectures? \[.*\] (are|is) not supported", r"Unrecognized model in", r"does not recognize this architecture",
           r"unknown model architecture", r"model type `?[\w-]+`? .* not supported", r"no model class registered"),

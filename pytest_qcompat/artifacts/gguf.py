@@ -50,7 +50,8 @@ def produce(source: str, out: str | os.PathLike, method: str) -> Path:
         res = subprocess.run([sys.executable, "-c", _DRIVER, str(conv), source, "--outfile", str(first), "--outtype", outtype],
                              capture_output=True, text=True)
         if res.returncode != 0:
-            raise RuntimeError(f"convert_hf_to_gguf failed: {res.stderr[-2000:]}")
+            # The exception is at the end; the converter's INFO lines before it are noise here.
+            raise RuntimeError("convert_hf_to_gguf failed: " + "\n".join(res.stderr.strip().splitlines()[-12:]))
         if method in QUANTIZED:
             import llama_cpp
 
