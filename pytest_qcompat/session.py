@@ -33,6 +33,7 @@ class QcompatSession:
         self.timeout = timeout or matrix.timeout
         self.emulate, self.fixes = emulate, fixes
         self._limits: dict[str, dict | None] = {}
+        self._model_info: dict[tuple[str, str], dict | None] = {}
         self._installed: dict[str, dict[str, str]] = {}
         self._plans: dict[str, Plan] = {}
         self.pool: Pool | None = None
@@ -61,8 +62,10 @@ class QcompatSession:
 
     def prediction(self, cell: Cell) -> dict | None:
         kind = self.matrix.engine(cell.engine).kind
-        info = model_info(self.matrix.model(cell.model), cell.quantization)
-        return predict(cell, kind, self.limits(cell.engine), info)
+        key = (cell.model, cell.quantization)
+        if key not in self._model_info:  # read each model's config.json once, not once per cell
+            self._model_info[key] = model_info(self.matrix.model(cell.model), cell.quantization)
+        return predict(cell, kind, self.limits(cell.engine), self._model_info[key])
 
     def plan(self, cell: Cell) -> Plan:
         if cell.id not in self._plans:
