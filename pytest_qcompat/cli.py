@@ -1,4 +1,4 @@
-"""The `qcompat` command: validate | explain | merge | render | diff."""
+"""The `qcompat` command: validate | explain | bundle | merge | render | diff."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +37,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         print(f"{cls_}: {hint}")
     return 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from .artifacts.bundle import make_bundle
+
+    try:
+        bundle = make_bundle(args.matrix, args.output, device=args.device)
+    except MatrixError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    from . import artifacts
+    print(f"{len(bundle.made)} checkpoints, {artifacts.size_mb(bundle.folder):.1f} MB -> {bundle.matrix}")
+    for why in bundle.left_out:
+        print(f"left out: {why}", file=sys.stderr)
+    for why in bundle.failed:
+        print(f"failed: {why}", file=sys.stderr)
+    return 1 if bundle.failed else 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -93,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="+", help="the error text ('-' reads standard input)")
     p.add_argument("--json", action="store_true", help='print {"class": ..., "hint": ...}')
     p.set_defaults(func=cmd_explain)
+    p = sub.add_parser("bundle", help="make the pre-quantized checkpoints a matrix needs, into a folder with a matrix "
+                       "that points at them (make them on a CPU machine, run them on GPU runners)")
+    p.add_argument("matrix")
+    p.add_argument("-o", "--output", required=True, help="the bundle folder (created)")
+    p.add_argument("--device", default="cpu", help="where bitsandbytes quantizes (cpu or cuda; default cpu)")
+    p.set_defaults(func=cmd_bundle)
     p = sub.add_parser("merge", help="merge report.json shards from several runners")
     p.add_argument("reports", nargs="+")
     p.add_argument("-o", "--output", required=True)

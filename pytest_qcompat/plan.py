@@ -30,7 +30,7 @@ class Plan:
     requirements: Requirements
     reason: str | None = None
     device: str = "cpu"  # where the worker puts the model: cpu | cuda
-    gpu_indices: tuple[int, ...] = ()
+    gpu_indices: tuple[int, ...] = ()  # every GPU that can serve the cell; the session picks requirements.gpus of them
     evidence: str = "verified"
     prediction: dict[str, Any] | None = None
     expectation: list[str] = field(default_factory=list)  # fact ids the target violates
@@ -102,12 +102,13 @@ def plan_cell(cell: Cell, matrix: Matrix, runner: Runner, installed: dict[str, s
     reason = check(req, runner, installed, where)
     if reason and target_cap and emulate and engine.kind in EMULATABLE and reason.startswith("needs an"):
         newer = sorted((g for g in runner.gpus if g.capability > target_cap and not g.simulated), key=lambda g: g.capability)
-        if newer:
-            return Plan(cell, "run", req, device="cuda", gpu_indices=(newer[0].index,), evidence="emulated",
+        if newer:  # the closest newer capability, on any card that has it
+            closest = tuple(g.index for g in newer if g.capability == newer[0].capability)
+            return Plan(cell, "run", req, device="cuda", gpu_indices=closest, evidence="emulated",
                         prediction=prediction, expectation=expectation)
     if reason:
         return Plan(cell, "skip", req, reason, **skipped)
-    gpus = tuple(g.index for g in runner.gpus if g.target == cell.target)[: max(req.gpus, 1)] if cell.target != "cpu" else ()
+    gpus = tuple(g.index for g in runner.gpus if g.target == cell.target) if cell.target != "cpu" else ()
     return Plan(cell, "run", req, device="cuda" if gpus else "cpu", gpu_indices=gpus, prediction=prediction,
                 expectation=expectation)
 

@@ -19,6 +19,7 @@ from .fixes import describe, fix_for
 from .plan import Plan, plan_cell
 from .predict import engine_limits, model_info, predict
 from .results import SCHEMA, CellResult, ReportStore, interpret
+from .runner.pinning import choose_gpus
 from .runner.pool import Pool
 
 
@@ -169,10 +170,8 @@ class QcompatSession:
             env.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "1"))
             env.setdefault("TRANSFORMERS_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", "1"))
         if plan.device == "cuda":
-            gpus = [str(i) for i in plan.gpu_indices]
-            if self.gpu_share:  # under xdist: this worker's own GPUs when they can serve the cell
-                mine = [g for g in gpus if g in self.gpu_share]
-                gpus = mine or gpus
+            # Under xdist: this worker's own GPUs when they can serve the cell.
+            gpus = choose_gpus([str(i) for i in plan.gpu_indices], plan.requirements.gpus, self.gpu_share)
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         raw = self.pool.run(log_name, request, engine.python, (engine.kind,), env, self.timeout)
         result = interpret(cell, raw, self.timeout, plan.evidence)
@@ -225,7 +224,9 @@ class QcompatSession:
             return []
         merged = merge_reports([(p.stem, load_report(p)) for p in shards])
         for cell in merged["cells"]:
-            cell.pop("shard", None)
+            worker = cell.pop("shard", None)
+            if cell.get("finished_at"):  # which xdist worker ran it (with metrics' GPUs: who used which card)
+                cell["xdist_worker"] = worker
         merged["environment"] = {**self.environment(), "xdist_workers": [p.stem for p in shards]}
         self._merged = merged
         return render_all(merged, self.report_dir)

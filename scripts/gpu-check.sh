@@ -1,58 +1,91 @@
 #!/usr/bin/env bash
-# One command on the GPU machine (see ../shared/gpu/README.md for staging vLLM + bitsandbytes into /tmp/qstage):
-# install the staged wheels, stamp the environment, run the seed reproduction and the GPU matrix, and leave the
-# reports in $OUT. Usage there: bash scripts/gpu-check.sh [all|prep|matrix] [seconds for the GPU matrix]
-#   prep: install, environment stamp, fork smoke (also warms vLLM's caches), the seed reproduction
-#   matrix: the GPU matrix under a time budget (an interrupted run still writes a valid report)
+# The GPU side of the compatibility table, in one command on a GPU machine. Reports land in $OUT.
+#
+#   bash scripts/gpu-check.sh matrix BUNDLE [SECONDS]   run BUNDLE/matrix.yaml under a time budget; run it again
+#                                                       to go on where the last run stopped (--qcompat-resume)
+#   bash scripts/gpu-check.sh multi BUNDLE              2+ GPUs: tensor-parallel cells (-n 2, every cell's GPUs
+#                                                       recorded), and the one-GPU cells with -n 1 vs -n 2
+#
+# BUNDLE comes from `qcompat bundle` on a CPU machine (it holds the pre-quantized checkpoints, which need
+# llm-compressor and the llama.cpp converter). The engines come from the environment, or, on this workplace's
+# GPU machine, from wheels staged into /tmp/qstage as ../shared/gpu/README.md says (installed here on first use).
 set -uo pipefail
-mode=${1:-all}
-budget=${2:-420}
-OUT=${OUT:-/tmp/out}
+mode=${1:?usage: gpu-check.sh matrix|multi BUNDLE [SECONDS]}
+bundle=${2:?the bundle folder made by qcompat bundle}
+budget=${3:-480}
+OUT=${OUT:-/tmp/qcompat-out}
 mkdir -p "$OUT"
-[ -d /tmp/qsite/vllm ] || bash .gpu/c7/install.sh >/dev/null
-export PYTHONPATH=/tmp/qsite:$PWD VLLM_ENABLE_V1_MULTIPROCESSING=0 QCOMPAT_CACHE_DIR=/tmp/qcache
-export TOKENIZERS_PARALLELISM=false
-py=python3
-{ nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv; nproc;
-  $py -c "import torch,transformers,vllm,bitsandbytes;print(torch.__version__,transformers.__version__,vllm.__version__,bitsandbytes.__version__)"; } \
+installer=$(ls /tmp/qunpack/c7/install.sh .gpu/c7/install.sh 2>/dev/null | head -1)
+if [ -d /tmp/qstage ] && [ ! -d /tmp/qsite/vllm ] && [ -n "$installer" ]; then
+  t0=$(date +%s); bash "$installer" >/dev/null || exit 1; echo "installed staged wheels in $(( $(date +%s) - t0 )) s"
+fi
+[ -d /tmp/qsite ] && export PYTHONPATH=/tmp/qsite:$PWD${PYTHONPATH:+:$PYTHONPATH}
+export VLLM_ENABLE_V1_MULTIPROCESSING=0 TOKENIZERS_PARALLELISM=false QCOMPAT_CACHE_DIR=${QCOMPAT_CACHE_DIR:-/tmp/qcache}
+# Many cell processes share the CPUs: without a cap each would start a thread per core.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# Several GPUs of one host: NVLink multicast stays off (it can take a shared host's GPUs out of service).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+py=${PYTHON:-python3}
+# Installed, the plugin loads through its entry point; from a plain checkout (the GPU machine), name it.
+plugin=(-p pytest_qcompat.plugin)
+$py -c "import importlib.metadata as m, sys; sys.exit(not any(e.value.startswith('pytest_qcompat') for e in m.entry_points(group='pytest11')))" \
+  2>/dev/null && plugin=()
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+{ nvidia-smi --query-gpu=index,name,compute_cap,memory.total,driver_version,uuid --format=csv; echo "cpus: $(nproc)";
+  $py -c "import torch,transformers,vllm,bitsandbytes;print('torch',torch.__version__,'transformers',transformers.__version__,'vllm',vllm.__version__,'bitsandbytes',bitsandbytes.__version__)"; } \
   > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-run() { # name matrix extra-args...
-  local name=$1 matrix=$2; shift 2
-  $py -m pytest -p pytest_qcompat.plugin -p no:cacheprovider --qcompat-matrix "$matrix" --qcompat-report "/tmp/rep-$name" -q "$@" \
-    > "/tmp/rep-$name.txt" 2>&1
-  echo "== $name: exit $?"; tail -n 25 "/tmp/rep-$name.txt"
-  cp "/tmp/rep-$name/report.json" "$OUT/$name.json" 2>/dev/null
+
+pytest_run() { # report-dir log extra-args...: one pytest run; prints its summary and wall time
+  local rep=$1 log=$2; shift 2
+  local t0; t0=$(date +%s%N)
+  $py -m pytest "${plugin[@]}" -p no:cacheprovider -q -rN "$@" --qcompat-report "$rep" > "$log" 2>&1
+  local rc=$?
+  echo "== $rep: exit $rc in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+  tail -n 4 "$log"
 }
-if [ "$mode" != matrix ]; then
-# 0. Fork-per-cell must work with CUDA here; if a smoke cell crashes, fall back to one process per cell.
-cat > /tmp/smoke.yaml <<'YAML'
-models: [{id: tiny-llama, source: "tiny:llama"}]
-dtypes: [bfloat16]
-engines: [transformers, vllm]
-targets: [sm_90, sm_80]
-generation: {prompts: ["Hello"], max_new_tokens: 4}
-YAML
-t0=$(date +%s)
-run smoke /tmp/smoke.yaml
-iso=fork
-$py - "$OUT/smoke.json" <<'PY' || iso=spawn
+
+case "$mode" in
+matrix)
+  rep=/tmp/rep-gpu
+  # About 12 cell processes a GPU keep it busy (a cell is mostly CPU: load, tokenize, start); leave CPUs spare.
+  cpus=$(nproc); workers=${WORKERS:-$(( gpus * 12 < cpus - 4 ? gpus * 12 : cpus - 4 ))}; [ "$workers" -ge 1 ] || workers=1
+  resume=()
+  if [ -f "$rep/report.json" ]; then cp "$rep/report.json" /tmp/rep-gpu-before.json; resume=(--qcompat-resume /tmp/rep-gpu-before.json); fi
+  echo "matrix: $bundle/matrix.yaml, -n $workers on $gpus GPUs, budget $budget s ${resume[*]}"
+  # SIGINT at the budget: pytest stops, and cells not run yet are recorded as such in a complete report.
+  t0=$(date +%s)
+  timeout -s INT -k 30 "$budget" $py -m pytest "${plugin[@]}" -p no:cacheprovider -q -rN \
+    --qcompat-matrix "$bundle/matrix.yaml" --qcompat-report "$rep" -n "$workers" "${resume[@]}" > /tmp/rep-gpu.txt 2>&1
+  echo "== gpu matrix: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 45 /tmp/rep-gpu.txt
+  cp /tmp/rep-gpu.txt "$OUT/gpu.txt"; cp "$rep/report.json" "$OUT/gpu.json" || exit 1
+  # The slowest vLLM cell's log shows where a first start spends its time.
+  slow=$($py - "$rep/report.json" <<'PY'
 import json, sys
-cells = json.load(open(sys.argv[1]))["cells"]
-sys.exit(0 if all(c["status"] == "passed" for c in cells) else 1)
+cells = [c for c in json.load(open(sys.argv[1]))["cells"] if c.get("log") and "vllm" in c["id"]]
+print(max(cells, key=lambda c: (c.get("metrics") or {}).get("cell_s") or 0)["log"] if cells else "")
 PY
-echo "isolation: $iso (smoke took $(( $(date +%s) - t0 )) s)"; echo "$iso" > /tmp/qcompat-isolation
-# 1. The seed: a bitsandbytes 4-bit Gemma checkpoint on an emulated V100.
-$py -m pytest_qcompat.artifacts.bnb tiny:gemma .qcompat-seed/tiny-gemma-bnb-4bit --device cuda > /tmp/produce.txt 2>&1 || tail -5 /tmp/produce.txt
-run seed docs/gpu/seed.yaml --qcompat-isolation "$iso" -rxf
-fi
-[ "$mode" = prep ] && { ls -la "$OUT"; exit 0; }
-iso=$(cat /tmp/qcompat-isolation 2>/dev/null || echo fork)
-# 2. The GPU matrix, parallel; a time budget keeps the call inside its limit (an interrupted run still reports).
-t0=$(date +%s)
-timeout -s INT "$budget" $py -m pytest -p pytest_qcompat.plugin -p no:cacheprovider --qcompat-matrix docs/gpu/matrix-gpu.yaml \
-  --qcompat-report /tmp/rep-gpu -q -n "${WORKERS:-8}" --qcompat-isolation "$iso" > /tmp/rep-gpu.txt 2>&1
-echo "== gpu: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 60 /tmp/rep-gpu.txt
-cp /tmp/rep-gpu/report.json "$OUT/gpu.json" 2>/dev/null
-cp /tmp/rep-gpu.txt "$OUT/gpu.txt"
+)
+  [ -n "$slow" ] && [ -f "$slow" ] && tail -c 60000 "$slow" > "$OUT/slowest-vllm-cell.log"
+  ;;
+multi)
+  [ "$gpus" -ge 2 ] || { echo "multi needs 2 GPUs; this machine has $gpus"; exit 1; }
+  m="$bundle/matrix.yaml"
+  # Tensor-parallel cells and one-GPU cells together, one worker per GPU.
+  pytest_run /tmp/rep-multi /tmp/rep-multi.txt --qcompat-matrix "$m" -n 2
+  # The same one-GPU cells serially and with a worker per GPU (both after the first run warmed the caches).
+  pytest_run /tmp/rep-n1 /tmp/rep-n1.txt --qcompat-matrix "$m" -n 1 -k "not tp2"
+  pytest_run /tmp/rep-n2 /tmp/rep-n2.txt --qcompat-matrix "$m" -n 2 -k "not tp2"
+  for r in multi n1 n2; do cp "/tmp/rep-$r/report.json" "$OUT/multi-$r.json"; done
+  cat /tmp/rep-multi.txt /tmp/rep-n1.txt /tmp/rep-n2.txt > "$OUT/multi.txt"
+  $py - /tmp/rep-multi/report.json <<'PY'
+import json, sys
+for c in json.load(open(sys.argv[1]))["cells"]:
+    m = c.get("metrics") or {}
+    print(f"{c['id']:<40} {c['status']:<8} {c.get('xdist_worker') or '':<4} CUDA_VISIBLE_DEVICES={m.get('cuda_visible_devices')} "
+          f"{' '.join(u[-8:] for u in m.get('gpu_uuids') or [])} {(c.get('message') or '')[:90]}")
+PY
+  ;;
+*) echo "unknown mode $mode"; exit 2 ;;
+esac
 ls -la "$OUT"

@@ -8,7 +8,7 @@ from pytest_qcompat.hardware import Gpu, Runner, parse_device
 from pytest_qcompat.matrix import load_matrix
 from pytest_qcompat.plan import plan_cell
 from pytest_qcompat.predict import predict
-from pytest_qcompat.runner.pinning import pin_gpus
+from pytest_qcompat.runner.pinning import choose_gpus, pin_gpus
 
 H100 = Runner(gpus=(Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 81559),), cpu="x")
 INSTALLED = {"torch": "2", "transformers": "5", "bitsandbytes": "0.50", "vllm": "0.25"}
@@ -74,6 +74,21 @@ def test_gpu_pinning_indexes_into_visible_devices():
     assert pin_gpus(4, 3, ["2", "3"]) == ["3"]
     assert pin_gpus(4, 0, ["2", "3"]) == ["2"]
     assert pin_gpus(1, 0, []) == []
+
+
+def test_cells_run_on_their_workers_own_gpu_first():
+    # one-GPU cells: the worker's own card; tensor-parallel cells: its own first, then the others'
+    assert choose_gpus(["0", "1"], 1, ["1"]) == ["1"]
+    assert choose_gpus(["0", "1"], 2, ["1"]) == ["1", "0"]
+    assert choose_gpus(["0", "1"], 1, None) == ["0"]
+    assert choose_gpus(["0"], 1, ["1"]) == ["0"]  # the only card that can serve it, though another worker's
+
+
+def test_plans_offer_every_gpu_that_can_serve_the_cell(tmp_path):
+    two = parse_device("2xsm_90")
+    m = matrix(tmp_path)
+    real = plan_cell(Cell("m", "none", "bfloat16", "vllm", "sm_90"), m, two, INSTALLED)
+    assert real.gpu_indices == (0, 1) and real.requirements.gpus == 1
 
 
 def test_default_matrix_expands_with_gpu_targets():

@@ -132,15 +132,22 @@ def _jsonable_top(top):
     return None if top is None else [{str(k): round(v, 4) for k, v in step.items()} for step in top]
 
 
-def _gpu_peak() -> dict[str, float]:
+def _gpu_peak() -> dict[str, Any]:
+    """Peak GPU memory of this process and which cards it saw (CUDA_VISIBLE_DEVICES and their UUIDs), so
+    a report shows where every cell ran (xdist pinning puts each worker on its own GPUs)."""
     import sys
     torch = sys.modules.get("torch")
+    found: dict[str, Any] = {}
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):
+        found["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     try:
         if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-            return {"peak_gpu_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1)}
+            found["peak_gpu_mb"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
+            # The UUIDs nvidia-smi -L prints: which physical cards, whatever the visible numbering.
+            found["gpu_uuids"] = [str(getattr(torch.cuda.get_device_properties(i), "uuid", i)) for i in range(torch.cuda.device_count())]
     except Exception:  # noqa: BLE001
         pass
-    return {}
+    return found
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
