@@ -1,4 +1,4 @@
-"""The `qcompat` command: validate | explain | bundle | merge | render | diff."""
+"""The `qcompat` command: validate | explain | bundle | merge | render | excerpt | diff."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .matrix import MatrixError, load_matrix
-from .results import ReportFormatError, load_report, merge_reports, write_json_atomic
+from .results import ReportFormatError, load_report, merge_reports, reclassify, write_json_atomic
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -63,8 +63,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     merged = merge_reports(docs)
+    changed = reclassify(merged) if args.reclassify else 0
     write_json_atomic(Path(args.output), merged)
-    print(f"merged {len(docs)} reports, {len(merged['cells'])} cells -> {args.output}")
+    print(f"merged {len(docs)} reports, {len(merged['cells'])} cells -> {args.output}"
+          + (f" ({changed} failures reclassified)" if args.reclassify else ""))
     return 0
 
 
@@ -81,6 +83,29 @@ def cmd_render(args: argparse.Namespace) -> int:
     stem = "report" if args.output else Path(args.report).stem
     for path in render_all(doc, out, write_json=False, stem=stem):
         print(path)
+    return 0
+
+
+def cmd_excerpt(args: argparse.Namespace) -> int:
+    from .report.markdown import render_excerpt, replace_excerpt
+
+    try:
+        doc = load_report(args.report)
+    except ReportFormatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    split = lambda v: [x for x in v.split(",") if x] if v else None  # noqa: E731
+    table = render_excerpt(doc, args.model, args.engine, split(args.dtypes), split(args.methods), split(args.targets))
+    if not args.update:
+        print(table, end="")
+        return 0
+    path = Path(args.update)
+    try:
+        path.write_text(replace_excerpt(path.read_text(encoding="utf-8"), table), encoding="utf-8")
+    except ValueError as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 1
+    print(f"updated the excerpt in {path}")
     return 0
 
 
@@ -119,11 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="merge report.json shards from several runners")
     p.add_argument("reports", nargs="+")
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--reclassify", action="store_true",
+                   help="classify the stored failures again with this version's taxonomy (old class kept as reclassified_from)")
     p.set_defaults(func=cmd_merge)
     p = sub.add_parser("render", help="write report.md and report.html for a (merged) report.json")
     p.add_argument("report")
     p.add_argument("-o", "--output", help="output folder (default: beside the report)")
     p.set_defaults(func=cmd_render)
+    p = sub.add_parser("excerpt", help="a README-sized slice of a report (one model, one engine); --update rewrites "
+                       "it between <!-- qcompat-excerpt:start/end --> markers")
+    p.add_argument("report")
+    p.add_argument("--model", required=True)
+    p.add_argument("--engine", required=True)
+    p.add_argument("--dtypes", required=True, help="comma-separated, e.g. bfloat16,float16")
+    p.add_argument("--methods", required=True, help="comma-separated quantization methods (the columns)")
+    p.add_argument("--targets", help="comma-separated (default: every target of that model and engine)")
+    p.add_argument("--update", metavar="FILE", help="replace the excerpt between the markers in FILE")
+    p.set_defaults(func=cmd_excerpt)
     p = sub.add_parser("diff", help="cells that got worse between two reports (exit 1 if any): for CI gating")
     p.add_argument("old")
     p.add_argument("new")

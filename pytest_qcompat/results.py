@@ -171,6 +171,25 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def reclassify(doc: dict[str, Any]) -> int:
+    """Read every stored failure again with this version's taxonomy (its rules grow; a report keeps the engine's
+    message and log tail, so no re-run is needed). Returns how many cells changed class; each keeps its old class
+    under `reclassified_from`."""
+    changed = 0
+    for cell in doc["cells"]:
+        if cell.get("status") not in ("failed", "crashed", "timed_out"):
+            continue
+        message = cell.get("message") or ""
+        cls_, hint = classify(message)
+        if cls_ == "unknown":
+            cls_, hint = classify(message + "\n" + (cell.get("stderr_tail") or ""))
+        if cls_ != "unknown" and cls_ != cell.get("error_class"):
+            cell["reclassified_from"] = cell.get("error_class")
+            cell["error_class"], cell["hint"] = cls_, hint
+            changed += 1
+    return changed
+
+
 def merge_reports(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """Merge shards from several runners. The same cell id on the same target from several shards keeps the
     newest *run* result (a real run beats a skip), and says so in `merged_from`."""
@@ -178,7 +197,11 @@ def merge_reports(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     environments = []
     rank = {"passed": 2, "failed": 2, "crashed": 2, "timed_out": 2, "skipped": 1}
     for name, doc in docs:
-        environments.append({"shard": name, **doc.get("environment", {})})
+        env = doc.get("environment", {})
+        if env.get("merged"):  # a merged report merged again: keep its runners, not a runner-less wrapper
+            environments.extend({**sub, "shard": f"{name}/{sub.get('shard')}"} for sub in env.get("shards", []))
+        else:
+            environments.append({"shard": name, **env})
         for cell in doc["cells"]:
             cell = dict(cell, shard=name)
             old = merged.get(cell["id"])

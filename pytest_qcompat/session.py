@@ -20,6 +20,9 @@ from .plan import Plan, plan_cell
 from .predict import engine_limits, model_info, predict
 from .results import SCHEMA, CellResult, ReportStore, interpret
 from .runner.pinning import choose_gpus
+
+# Failure classes that say nothing about the cell (e.g. two cells racing for one port): run such a cell again once.
+RUNNER_PROBLEMS = frozenset({"port-in-use"})
 from .runner.pool import Pool
 
 
@@ -113,6 +116,10 @@ class QcompatSession:
         engine = self.matrix.engine(cell.engine)
         request = self.request(cell, plan)
         result = self._execute(cell, plan, request, cell.id)
+        if result.error_class in RUNNER_PROBLEMS:  # the runner's problem, not the cell's: its one re-run decides
+            first = (result.error_class, result.message)
+            result = self._execute(cell, plan, request, f"{cell.id}.rerun")
+            result.metrics["rerun_after"] = {"error_class": first[0], "message": (first[1] or "")[:300]}
         result.prediction = plan.prediction
         if result.status == "passed" and FAMILIES.get(cell.quantization):
             self._check_against_reference(cell, plan, result)

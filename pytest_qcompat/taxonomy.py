@@ -21,6 +21,10 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule("port-in-use",
+         "A port the engine wanted was taken (cells started at once raced for it): a runner problem, not the cell's; "
+         "re-run the cell (each xdist worker now starts vLLM from its own VLLM_PORT range).",
+         (r"EADDRINUSE", r"address already in use"), "torch.distributed TCPStore / vLLM get_open_port"),
     Rule("timeout", "The cell exceeded its time limit: raise `timeout` in matrix.yaml or look for a hang in the log.",
          (r"^timed out after",), "pytest-qcompat runner"),
     Rule("remote-code-required",
@@ -41,13 +45,18 @@ RULES: tuple[Rule, ...] = (
     Rule("quant-capability",
          "This GPU is below the quantization method's minimum compute capability: pick a method it supports (e.g. GPTQ or bitsandbytes) or a newer GPU.",
          (r"The quantization method [\w-]+ is not supported for the current GPU", r"Minimum capability: \d+\.? Current capability: \d+",
-          r"is only supported on GPUs with compute capability >= ?\d", r"Quantization scheme is not supported for the current GPU",
+          r"is only supported on GPUs with compute capability >= ?\d",
+          # compressed-tensors raises a tuple: ('Quantization scheme is not supported for ', 'the current GPU. Min capability: 75. ', ...)
+          r"Quantization scheme is not supported for\W+the current GPU", r"Min capability: \d+\W+Current capability: \d+",
           r"Your GPU does not support Int8 Matmul", r"Compute capability < 7\.5 detected"),
          "vllm/model_executor/model_loader/weight_utils.py get_quant_config / QuantizationConfig.get_min_capability; bitsandbytes"),
     Rule("quant-dtype", "The quantization method does not support this activation dtype: use one it lists (usually float16 or bfloat16).",
          (r"is not supported for quantization method", r"Supported dtypes: \[", r"only supports? (float16|half)( and bfloat16)? (activations|dtype)",
           r"compute_dtype .* not supported", r"Marlin .* only supports? (float16|bfloat16)",
-          r"\"cpu_gemm_\w+\" not implemented for '(Float|Half|BFloat16)'"),
+          r"\"cpu_gemm_\w+\" not implemented for '(Float|Half|BFloat16)'",
+          # vLLM's GPU kernels with float32 activations: CUTLASS FP8, Marlin and Machete (seen on vLLM 0.25, H100)
+          r"assert out_dtype is torch\.bfloat16 or out_dtype is torch\.float16", r"marlin_gemm.*c must be passed for W4A8",
+          r"not implemented for atype = Float"),
          "vllm/config/model.py _verify_quantization (quant_cls.get_supported_act_dtypes)"),
     Rule("loader-mismatch",
          "The checkpoint's format does not match how it was loaded: for bitsandbytes checkpoints in vLLM pass quantization=\"bitsandbytes\" (and on old vLLM load_format=\"bitsandbytes\"); for other formats check the quantization_config.",

@@ -20,6 +20,7 @@ if [ -d /tmp/qstage ] && [ ! -d /tmp/qsite/vllm ] && [ -n "$installer" ]; then
   t0=$(date +%s); bash "$installer" >/dev/null || exit 1; echo "installed staged wheels in $(( $(date +%s) - t0 )) s"
 fi
 [ -d /tmp/qsite ] && export PYTHONPATH=/tmp/qsite:$PWD${PYTHONPATH:+:$PYTHONPATH}
+cpus=$(getconf _NPROCESSORS_ONLN)  # not nproc: it answers OMP_NUM_THREADS once that is set (below)
 export VLLM_ENABLE_V1_MULTIPROCESSING=0 TOKENIZERS_PARALLELISM=false QCOMPAT_CACHE_DIR=${QCOMPAT_CACHE_DIR:-/tmp/qcache}
 # Many cell processes share the CPUs: without a cap each would start a thread per core.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -31,7 +32,7 @@ plugin=(-p pytest_qcompat.plugin)
 $py -c "import importlib.metadata as m, sys; sys.exit(not any(e.value.startswith('pytest_qcompat') for e in m.entry_points(group='pytest11')))" \
   2>/dev/null && plugin=()
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-{ nvidia-smi --query-gpu=index,name,compute_cap,memory.total,driver_version,uuid --format=csv; echo "cpus: $(nproc)";
+{ nvidia-smi --query-gpu=index,name,compute_cap,memory.total,driver_version,uuid --format=csv; echo "cpus: $cpus";
   $py -c "import torch,transformers,vllm,bitsandbytes;print('torch',torch.__version__,'transformers',transformers.__version__,'vllm',vllm.__version__,'bitsandbytes',bitsandbytes.__version__)"; } \
   > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
@@ -49,7 +50,7 @@ case "$mode" in
 matrix)
   rep=/tmp/rep-gpu
   # About 12 cell processes a GPU keep it busy (a cell is mostly CPU: load, tokenize, start); leave CPUs spare.
-  cpus=$(nproc); workers=${WORKERS:-$(( gpus * 12 < cpus - 4 ? gpus * 12 : cpus - 4 ))}; [ "$workers" -ge 1 ] || workers=1
+  workers=${WORKERS:-$(( gpus * 12 < cpus - 4 ? gpus * 12 : cpus - 4 ))}; [ "$workers" -ge 1 ] || workers=1
   resume=()
   if [ -f "$rep/report.json" ]; then cp "$rep/report.json" /tmp/rep-gpu-before.json; resume=(--qcompat-resume /tmp/rep-gpu-before.json); fi
   echo "matrix: $bundle/matrix.yaml, -n $workers on $gpus GPUs, budget $budget s ${resume[*]}"

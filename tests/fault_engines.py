@@ -25,6 +25,12 @@ class FaultEngine(Engine):
         elif fault == "raise":
             raise RuntimeError(self.args.get("message", "Bfloat16 is only supported on GPUs with compute capability of at least 8.0. "
                                                        "Your Tesla V100-SXM2-16GB GPU has compute capability 7.0."))
+        elif fault == "port-race-once":  # the first attempt loses a port race (the message seen on the H100)
+            marker = os.path.join(request.path, ".raced")
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                raise RuntimeError("DistNetworkError: The server socket has failed to listen on any local network address. "
+                                   "port: 35723, useIpv6: false, code: -98, name: EADDRINUSE, message: address already in use")
         elif fault == "exit0":
             os._exit(0)
         elif fault == "sigkill":

@@ -105,6 +105,14 @@ def test_sigterm_finishes_the_report(project):
     assert (project.path / "qcompat-report" / "report.md").exists()  # sessionfinish ran
 
 
+def test_a_lost_port_race_is_run_again_not_reported_as_the_cells_failure(project):
+    (project.path / "matrix.yaml").write_text(
+        "models: [{id: m, source: ./model}]\nengines:\n  racy: {kind: 'fault_engines:FaultEngine', args: {fault: port-race-once}}\n")
+    project.runpytest("--qcompat-matrix", "matrix.yaml", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    cell = load(project)["cells"][0]
+    assert cell["status"] == "passed" and cell["metrics"]["rerun_after"]["error_class"] == "port-in-use"
+
+
 def test_report_shows_remote_code_and_offline(project):
     project.runpytest("--qcompat-matrix", "matrix.yaml", "-k", "good and cpu and float32")
     env = load(project)["environment"]

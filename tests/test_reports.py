@@ -72,3 +72,22 @@ def test_merge_and_render_cli(tmp_path):
     (tmp_path / "junk.json").write_text("{}")
     res = run("merge", "junk.json", "-o", "x.json")
     assert res.returncode == 1 and "not a qcompat report" in res.stderr
+
+
+def test_merge_reclassifies_stored_failures_with_the_current_taxonomy(tmp_path):
+    # A failure an older taxonomy left unknown (the H100 run's compressed-tensors message) gets its class on merge.
+    from pytest_qcompat.cli import main
+
+    msg = ("RuntimeError: ('Quantization scheme is not supported for ', 'the current GPU. Min capability: 75. ', "
+           "'Current capability: 70.')")
+    cells = [{"id": "m-fp8-float16-vllm-sm_70", "model": "m", "dtype": "float16", "quantization": "fp8", "engine": "vllm",
+              "target": "sm_70", "status": "failed", "evidence": "emulated", "error_class": "unknown", "message": msg,
+              "finished_at": "2026-11-25T20:30:00"},
+             {"id": "m-none-float16-vllm-sm_70", "model": "m", "dtype": "float16", "quantization": "none", "engine": "vllm",
+              "target": "sm_70", "status": "passed", "evidence": "emulated", "finished_at": "2026-11-25T20:30:00"}]
+    (tmp_path / "gpu.json").write_text(json.dumps({"schema": "qcompat/1", "environment": {}, "cells": cells}))
+    assert main(["merge", str(tmp_path / "gpu.json"), "-o", str(tmp_path / "merged.json"), "--reclassify"]) == 0
+    merged = {c["id"]: c for c in json.loads((tmp_path / "merged.json").read_text())["cells"]}
+    fp8 = merged["m-fp8-float16-vllm-sm_70"]
+    assert (fp8["error_class"], fp8["reclassified_from"]) == ("quant-capability", "unknown")
+    assert "reclassified_from" not in merged["m-none-float16-vllm-sm_70"]

@@ -21,6 +21,20 @@ REAL = [
     ("ValueError: Unknown quantization method: bitsandbytes. Must be one of ['awq', 'gptq', 'compressed-tensors', 'fp8'].",
      "quant-method-unknown"),
     ("KeyError: 'model.layers.0.mlp.down_proj.weight.absmax'", "loader-mismatch"),
+    # Seen on the H100 (vLLM 0.25.0): compressed-tensors FP8 on an emulated sm_70, raised as a tuple
+    ("RuntimeError: ('Quantization scheme is not supported for ', 'the current GPU. Min capability: 75. ', "
+     "'Current capability: 70.')", "quant-capability"),
+    # ...FP8 and AWQ kernels given float32 activations (the assertion's source line is in the traceback)
+    ("AssertionError: \n  File \"vllm/_custom_ops.py\", line 755, in cutlass_scaled_mm\n"
+     "    assert out_dtype is torch.bfloat16 or out_dtype is torch.float16\nAssertionError", "quant-dtype"),
+    ("RuntimeError: marlin_gemm, /workspace/csrc/libtorch_stable/quantization/marlin/marlin.cu:577, c must be passed for W4A8-FP4",
+     "quant-dtype"),
+    # ...and two vLLM cells that started at the same moment under pytest -n 26
+    ("DistNetworkError: The server socket has failed to listen on any local network address. port: 35723, useIpv6: false, "
+     "code: -98, name: EADDRINUSE, message: address already in use", "port-in-use"),
+    # vLLM 0.25 has no GGUF loader left: transformers then reads the .gguf file as config JSON
+    ("OSError: It looks like the config file at '/w/models/tiny-llama/gguf-q4_k_m/model.gguf' is not a valid JSON file.",
+     "quant-method-unknown"),
     ("ValueError: Model architectures ['FooForCausalLM'] are not supported for now. Supported architectures: dict_keys([...])",
      "arch-unsupported"),
     ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 GiB", "oom"),

@@ -79,3 +79,47 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 def _md_escape(text: str) -> str:
     return text.replace("`", "'").replace("|", "\\|")
+
+
+EXCERPT_START, EXCERPT_END = "<!-- qcompat-excerpt:start -->", "<!-- qcompat-excerpt:end -->"
+
+
+def render_excerpt(doc: dict[str, Any], model: str, engine: str, dtypes: list[str], methods: list[str],
+                   targets: list[str] | None = None) -> str:
+    """A README-sized slice of a report: one model on one engine, rows target x dtype, columns methods. Failures
+    name their class inline (README footnotes would clash with the page's own)."""
+    cells = {(c["target"], c["dtype"], c["quantization"]): c for c in doc["cells"]
+             if c["model"] == model and c["engine"] == engine}
+    targets = targets or list(dict.fromkeys(t for t, _, _ in cells))
+    out = [f"| {model} on {engine} | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for target in targets:
+        for dtype in dtypes:
+            row = [_excerpt_cell(cells.get((target, dtype, m))) for m in methods]
+            out.append(f"| {target} {dtype} | " + " | ".join(row) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _excerpt_cell(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return ""
+    status = cell["status"]
+    if status == "skipped":
+        pred = cell.get("prediction")
+        if not pred:
+            return SYMBOL["skipped"]
+        return "✅ᵖ" if pred.get("status") == "passed" else f"❌ᵖ {pred.get('error_class')}"
+    text = SYMBOL[status] + EVIDENCE_MARK.get(cell.get("evidence", "verified"), "")
+    if status != "passed":
+        text += f" {cell.get('error_class')}"
+        retry = cell.get("retry")
+        if retry and retry.get("status") == "passed":
+            text += " → ✅ " + ", ".join(f"{k}={v}" for k, v in retry.get("changes", {}).items())
+    return text
+
+
+def replace_excerpt(text: str, excerpt: str) -> str:
+    """The text with what stands between the excerpt markers replaced (ValueError when the markers are missing)."""
+    start, end = text.find(EXCERPT_START), text.find(EXCERPT_END)
+    if start < 0 or end < start:
+        raise ValueError(f"no {EXCERPT_START} ... {EXCERPT_END} markers")
+    return text[:start + len(EXCERPT_START)] + "\n" + excerpt + text[end:]
