@@ -57,8 +57,8 @@ def test_no_worker_outlives_the_session(pytester):
                             cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     report = pytester.path / "qcompat-report" / "report.json"
     deadline = time.monotonic() + 60
-    # wait until the hanging cell's process exists
-    while time.monotonic() < deadline and not list((pytester.path / "qcompat-report" / "logs").glob("*.log")):
+    # wait until the hanging cell's process exists (its own log, not the worker server's)
+    while time.monotonic() < deadline and not list((pytester.path / "qcompat-report" / "logs").glob("m-*.log")):
         time.sleep(0.2)
     time.sleep(1.0)
     children = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()

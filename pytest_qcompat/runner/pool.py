@@ -90,7 +90,12 @@ class WarmWorker:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.server_log,
                                      env=worker_env(self.env), start_new_session=True)
         self._buf = b""
-        self.ready = self._read(time.monotonic() + READY_TIMEOUT)
+        try:
+            self.ready = self._read(time.monotonic() + READY_TIMEOUT)
+        except BaseException:  # Ctrl-C while the server imports its engines: it is in its own session, stop it
+            _kill_group(self.proc.pid)
+            self.proc = None
+            raise
         if self.ready is None or self.ready.get("event") != "ready":
             self.close()
             raise WorkerDied(f"worker for {self.python} did not start: {tail(self.server_log.name)}")
