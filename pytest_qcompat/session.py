@@ -232,7 +232,9 @@ class QcompatSession:
         merged = merge_reports([(p.stem, load_report(p)) for p in shards])
         for cell in merged["cells"]:
             worker = cell.pop("shard", None)
-            if cell.get("finished_at"):  # which xdist worker ran it (with metrics' GPUs: who used which card)
+            # Which xdist worker ran it (with the metrics' GPUs: who used which card); a resumed cell keeps the
+            # worker of the run that ran it.
+            if cell.get("finished_at") and not cell.get("resumed_from"):
                 cell["xdist_worker"] = worker
         merged["environment"] = {**self.environment(), "xdist_workers": [p.stem for p in shards]}
         self._merged = merged
