@@ -45,6 +45,8 @@ def test_xdist_gives_the_same_report_as_serial(project):
     assert len(a["cells"]) == len(b["cells"]) == 24
     assert comparable(a) == comparable(b)
     assert sorted(b["environment"]["xdist_workers"]) == ["gw0", "gw1"]
+    ran = [c for c in b["cells"] if c.get("finished_at")]
+    assert ran and {c["xdist_worker"] for c in ran} <= {"gw0", "gw1"}  # who ran each cell
     assert (project.path / "parallel" / "report.md").exists() and (project.path / "parallel" / "report.html").exists()
 
 
