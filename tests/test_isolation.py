@@ -54,7 +54,8 @@ def test_no_worker_outlives_the_session(pytester):
     (pytester.path / "model").mkdir()
     (pytester.path / "matrix.yaml").write_text(fault_matrix(["hang"], timeout=300))
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "--qcompat-matrix", "matrix.yaml", "-p", "no:cacheprovider"],
-                            cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ, PYTHONFAULTHANDLER="1"))
     report = pytester.path / "qcompat-report" / "report.json"
     deadline = time.monotonic() + 60
     # wait until the hanging cell's process exists (its own log, not the worker server's)
@@ -63,7 +64,12 @@ def test_no_worker_outlives_the_session(pytester):
     time.sleep(1.0)
     children = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # show where it is stuck (PYTHONFAULTHANDLER dumps every thread on SIGABRT)
+        proc.send_signal(signal.SIGABRT)
+        out, _ = proc.communicate(timeout=30)
+        pytest.fail("pytest did not stop within 60 s of SIGINT:\n" + out.decode(errors="replace")[-6000:])
     doc = json.loads(report.read_text())
     assert [c["status"] for c in doc["cells"]] == ["skipped"] and "not run" in doc["cells"][0]["reason"]
     time.sleep(0.5)
