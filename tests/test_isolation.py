@@ -55,7 +55,10 @@ def test_no_worker_outlives_the_session(pytester):
     (pytester.path / "matrix.yaml").write_text(fault_matrix(["hang"], timeout=300))
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "--qcompat-matrix", "matrix.yaml", "-p", "no:cacheprovider"],
                             cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                            env=dict(os.environ, PYTHONFAULTHANDLER="1"))
+                            env=dict(os.environ, PYTHONFAULTHANDLER="1"),
+                            # Ctrl-C as a terminal sends it: a background job (`cmd &` in a script, as CI may run us)
+                            # inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     report = pytester.path / "qcompat-report" / "report.json"
     deadline = time.monotonic() + 60
     # wait until the hanging cell's process exists (its own log, not the worker server's)
