@@ -67,7 +67,8 @@ def test_jobs_and_artifacts_fit_together(workflow):
             want = s["with"].get("name") or s["with"]["pattern"]
             regex = re.escape(want).replace(r"\*", ".*")
             assert any(re.fullmatch(regex, re.sub(r"\$\{\{ matrix\.label \}\}", "t4", u)) for u in uploaded), f"{job}: nothing uploads {want}"
-    assert {"cpu", "gpu"} <= set(jobs["publish"]["needs"]) and jobs["gpu"]["needs"] == "cpu"
+    assert {"cpu", "gpu"} <= set(jobs["report"]["needs"]) and jobs["gpu"]["needs"] == "cpu" and jobs["deploy"]["needs"] == "report"
+    assert "environment" not in jobs["report"]  # pull requests never touch the Pages environment
 
 
 def test_gpu_labels_cover_the_gpu_matrix_targets(workflow):
@@ -84,7 +85,7 @@ def test_commands_name_real_files_subcommands_and_options(workflow):
     for job, line in commands(workflow):
         for part in line.split("||")[0].split("&&"):
             argv = shlex.split(part.replace("${{ matrix.label }}", "t4").replace("${{ matrix.workers }}", "4").replace(
-                '"$GITHUB_STEP_SUMMARY"', "summary.md"))
+                '"$GITHUB_STEP_SUMMARY"', "summary.md").replace('"$PUBLISHED_URL/compatibility.json"', "url"))
             if not argv:
                 continue
             tool = Path(argv[0]).name
