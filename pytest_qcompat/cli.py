@@ -47,8 +47,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     except MatrixError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from . import artifacts
-    print(f"{len(bundle.made)} checkpoints, {artifacts.size_mb(bundle.folder):.1f} MB -> {bundle.matrix}")
+    from .artifacts import size_mb
+    print(f"{len(bundle.made)} checkpoints, {size_mb(bundle.folder):.1f} MB -> {bundle.matrix}")
     for why in bundle.left_out:
         print(f"left out: {why}", file=sys.stderr)
     for why in bundle.failed:
@@ -57,11 +57,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    try:
-        docs = [(Path(p).stem if Path(p).name != "report.json" else Path(p).parent.name or p, load_report(p)) for p in args.reports]
-    except ReportFormatError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    docs = [(Path(p).stem if Path(p).name != "report.json" else Path(p).parent.name or p, load_report(p)) for p in args.reports]
     merged = merge_reports(docs)
     changed = reclassify(merged) if args.reclassify else 0
     write_json_atomic(Path(args.output), merged)
@@ -73,11 +69,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from .report import render_all
 
-    try:
-        doc = load_report(args.report)
-    except ReportFormatError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    doc = load_report(args.report)
     out = Path(args.output) if args.output else Path(args.report).parent
     # Beside its input, x.json renders to x.md and x.html; into a folder, to report.md and report.html.
     stem = "report" if args.output else Path(args.report).stem
@@ -89,11 +81,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_excerpt(args: argparse.Namespace) -> int:
     from .report.markdown import render_excerpt, replace_excerpt
 
-    try:
-        doc = load_report(args.report)
-    except ReportFormatError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    doc = load_report(args.report)
     split = lambda v: [x for x in v.split(",") if x] if v else None  # noqa: E731
     table = render_excerpt(doc, args.model, args.engine, split(args.dtypes), split(args.methods), split(args.targets))
     if not args.update:
@@ -112,11 +100,7 @@ def cmd_excerpt(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from .results import diff_markdown, diff_reports
 
-    try:
-        old, new = load_report(args.old), load_report(args.new)
-    except ReportFormatError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    old, new = load_report(args.old), load_report(args.new)
     d = diff_reports(old, new, slower=args.slower, min_seconds=args.min_seconds)
     md = diff_markdown(d)
     if args.markdown:
@@ -167,13 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slower", type=float, default=1.5, help="flag passed cells this many times slower (default 1.5)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="...and slower by at least this many seconds (default 1)")
     p.add_argument("--markdown", metavar="FILE", help="also write the Markdown summary here")
-    p.set_defaults(func=cmd_diff)
+    p.set_defaults(func=cmd_diff, bad_report_exit=2)  # 1 means "regressed" there
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ReportFormatError as exc:  # any command reading a report: the file and what is wrong with it
+        print(f"error: {exc}", file=sys.stderr)
+        return getattr(args, "bad_report_exit", 1)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .cells import Cell
-from .taxonomy import classify
+from .taxonomy import classify, classify_failure
 
 SCHEMA = "qcompat/1"
 STATUSES = ("passed", "failed", "skipped", "crashed", "timed_out")
@@ -104,11 +104,10 @@ def interpret(cell: Cell, raw, timeout: float, evidence: str) -> CellResult:
     if outcome.get("ok"):
         return CellResult.for_cell(cell, "passed", **common)
     message = outcome.get("message") or "failed without a message"
-    cls_, hint = classify(message)
     if outcome.get("error_class"):
-        cls_ = outcome["error_class"]
-    elif cls_ == "unknown":  # the message alone said nothing known: look at the whole traceback too
-        cls_, hint = classify(message + "\n" + (outcome.get("traceback") or ""))
+        cls_, hint = outcome["error_class"], classify(message)[1]
+    else:
+        cls_, hint = classify_failure(message, outcome.get("traceback"))
     return CellResult.for_cell(cell, "failed", error_class=cls_, hint=hint, message=message,
                                stderr_tail=(outcome.get("traceback") or raw.log_tail or "")[-4000:], **common)
 
@@ -179,10 +178,7 @@ def reclassify(doc: dict[str, Any]) -> int:
     for cell in doc["cells"]:
         if cell.get("status") not in ("failed", "crashed", "timed_out"):
             continue
-        message = cell.get("message") or ""
-        cls_, hint = classify(message)
-        if cls_ == "unknown":
-            cls_, hint = classify(message + "\n" + (cell.get("stderr_tail") or ""))
+        cls_, hint = classify_failure(cell.get("message") or "", cell.get("stderr_tail"))
         if cls_ != "unknown" and cls_ != cell.get("error_class"):
             cell["reclassified_from"] = cell.get("error_class")
             cell["error_class"], cell["hint"] = cls_, hint

@@ -120,6 +120,15 @@ def classify(text: str) -> tuple[str, str]:
     return (rule.error_class, rule.hint) if rule else ("unknown", UNKNOWN_HINT)
 
 
+def classify_failure(message: str, detail: str | None = None) -> tuple[str, str]:
+    """(class, hint) for a failed cell: its message first; only when that says nothing known, the message with
+    its traceback or log tail (which also names lines of engine code that match unrelated rules)."""
+    cls_, hint = classify(message)
+    if cls_ == "unknown" and detail:
+        cls_, hint = classify(message + "\n" + detail)
+    return cls_, hint
+
+
 def match(text: str) -> Rule | None:
     text = text or ""
     return next((r for r in RULES if r.matches(text)), None)

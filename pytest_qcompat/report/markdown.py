@@ -37,13 +37,20 @@ def cell_text(cell: dict[str, Any], notes: dict[tuple, int]) -> str:
             return text
         return SYMBOL["skipped"]
     text = SYMBOL[status] + EVIDENCE_MARK.get(cell.get("evidence", "verified"), "")
-    retry = cell.get("retry")
+    fix = _fixed(cell.get("retry"))
     if status != "passed":
         key = (cell.get("error_class"), cell.get("hint"), " ".join((cell.get("message") or "").split())[:220])
         text += f"[^{notes.setdefault(key, len(notes) + 1)}]"
-        if retry and retry.get("status") == "passed":
-            text += f" → ✅ with {', '.join(f'{k}={v}' for k, v in retry.get('changes', {}).items())}"
+        if fix:
+            text += f" → ✅ with {fix}"
     return text
+
+
+def _fixed(retry: dict[str, Any] | None) -> str:
+    """The changes of a tried fix that worked ("dtype=float16"), or ''."""
+    if not retry or retry.get("status") != "passed":
+        return ""
+    return ", ".join(f"{k}={v}" for k, v in retry.get("changes", {}).items())
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -111,9 +118,9 @@ def _excerpt_cell(cell: dict[str, Any] | None) -> str:
     text = SYMBOL[status] + EVIDENCE_MARK.get(cell.get("evidence", "verified"), "")
     if status != "passed":
         text += f" {cell.get('error_class')}"
-        retry = cell.get("retry")
-        if retry and retry.get("status") == "passed":
-            text += " → ✅ " + ", ".join(f"{k}={v}" for k, v in retry.get("changes", {}).items())
+        fix = _fixed(cell.get("retry"))
+        if fix:
+            text += f" → ✅ {fix}"
     return text
 
 
