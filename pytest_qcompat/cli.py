@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from .matrix import MatrixError, load_matrix
-from .results import ReportFormatError, load_report, merge_reports, reclassify, write_json_atomic
+from .results import reclassify
+from .store import ReportFormatError, load_report, merge_reports, write_json_atomic
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -98,7 +99,7 @@ def cmd_excerpt(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .results import diff_markdown, diff_reports
+    from .report.diff import diff_markdown, diff_reports
 
     old, new = load_report(args.old), load_report(args.new)
     d = diff_reports(old, new, slower=args.slower, min_seconds=args.min_seconds)

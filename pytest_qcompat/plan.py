@@ -4,14 +4,19 @@ Pure functions over data (no pytest, no engines), so the rules are easy to test 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
 from .cells import Cell
+from .engines import facts_for
+from .engines.facts import NoPrediction, Prediction, no_kernel_prediction
 from .hardware import Runner
-from .knowledge import PRODUCERS, min_capability, needs_checkpoint, required_packages
+from .knowledge import PRODUCERS, min_capability
 from .matrix import Matrix
 from .names import capability_of, marker_name
+
+Action = Literal["run", "skip"]
+Evidence = Literal["verified", "emulated", "predicted", "none"]
 
 
 @dataclass(frozen=True)
@@ -26,20 +31,21 @@ class Requirements:
 @dataclass(frozen=True)
 class Plan:
     cell: Cell
-    action: str  # "run" | "skip"
+    action: Action
     requirements: Requirements
     reason: str | None = None
     device: str = "cpu"  # where the worker puts the model: cpu | cuda
     gpu_indices: tuple[int, ...] = ()  # every GPU that can serve the cell; the session picks requirements.gpus of them
-    evidence: str = "verified"
-    prediction: dict[str, Any] | None = None
-    expectation: list[str] = field(default_factory=list)  # fact ids the target violates
+    evidence: Evidence = "verified"
+    prediction: Prediction | None = None
+    no_prediction: str | None = None  # why no prediction exists, where that is worth saying
+    expectation: tuple[str, ...] = ()  # fact ids the target violates
 
 
 def requirements_for(cell: Cell, matrix: Matrix) -> Requirements:
     engine = matrix.engine(cell.engine)
     gpus = 0 if cell.target == "cpu" else int(engine.args.get("tensor_parallel_size", 1) or 1)
-    return Requirements(target=cell.target, gpus=gpus, packages=required_packages(cell.quantization, engine.kind, cell.dtype))
+    return Requirements(target=cell.target, gpus=gpus, packages=facts_for(engine.kind).required_packages(cell.quantization, cell.dtype))
 
 
 def missing_packages(packages: tuple[str, ...], installed: dict[str, str]) -> list[str]:
@@ -75,42 +81,49 @@ def check(req: Requirements, runner: Runner, installed: dict[str, str] | None, w
 
 
 def plan_cell(cell: Cell, matrix: Matrix, runner: Runner, installed: dict[str, str] | None,
-              prediction: dict[str, Any] | None = None, emulate: bool = True) -> Plan:
+              prediction: Prediction | NoPrediction | None = None, emulate: bool = True,
+              limits: dict | None = None) -> Plan:
     """Run here (verified), run on a newer GPU with the capability query replaced (emulated), or skip
-    with the reason (and the prediction, when there is one: evidence predicted)."""
-    from .engines import EMULATABLE
-
+    with the reason (and the prediction, when there is one: evidence predicted). `limits` are the engine
+    environment's declared limits: a target its build has no code for is never emulated."""
     req = requirements_for(cell, matrix)
     engine = matrix.engine(cell.engine)
+    facts = facts_for(engine.kind)
     floor = min_capability(cell.dtype, cell.quantization, engine.kind)
     target_cap = capability_of(cell.target)
-    expectation = [f.id for f in floor[1]] if floor and target_cap and target_cap < floor[0] else []
-    skipped = dict(expectation=expectation, prediction=prediction, evidence="predicted" if prediction else "none")
+    expectation = tuple(f.id for f in floor[1]) if floor and target_cap and target_cap < floor[0] else ()
+    known = prediction if isinstance(prediction, Prediction) else None
+    unknown = prediction.reason if isinstance(prediction, NoPrediction) else None
+    skipped = dict(expectation=expectation, prediction=known, no_prediction=unknown,
+                   evidence="predicted" if known else "none")
     if installed == {}:
         return Plan(cell, "skip", req, f"engine {cell.engine!r}: interpreter {engine.python} not found or not runnable", **skipped)
     has_variant = cell.quantization in matrix.model(cell.model).variants
-    if engine.kind == "llamacpp":
-        if not cell.quantization.startswith("gguf-") and not has_variant:
-            return Plan(cell, "skip", req, "llama.cpp loads GGUF checkpoints only (methods gguf-*)", **skipped)
-        if cell.dtype not in ("auto", "float32"):
-            return Plan(cell, "skip", req, f"llama.cpp: the GGUF file type sets the precision; dtype {cell.dtype} does not "
-                        "apply (use auto)", **skipped)
-    if needs_checkpoint(engine.kind, cell.quantization) and not has_variant and cell.quantization not in PRODUCERS:
+    never = facts.plan_skip(cell.dtype, cell.quantization, has_variant)
+    if never:
+        return Plan(cell, "skip", req, never, **skipped)
+    if facts.needs_checkpoint(cell.quantization) and not has_variant and cell.quantization not in PRODUCERS:
         return Plan(cell, "skip", req, f"needs a pre-quantized {cell.quantization} checkpoint for {engine.kind}: "
                     f"add one under the model's variants", **skipped)
     where = f" in engine {cell.engine!r}'s environment" + (f" ({engine.python})" if engine.python else "")
     reason = check(req, runner, installed, where)
-    if reason and target_cap and emulate and engine.kind in EMULATABLE and reason.startswith("needs an"):
+    if reason and target_cap and emulate and facts.emulatable and reason.startswith("needs an"):
         newer = sorted((g for g in runner.gpus if g.capability > target_cap and not g.simulated), key=lambda g: g.capability)
-        if newer:  # the closest newer capability, on any card that has it
-            closest = tuple(g.index for g in newer if g.capability == newer[0].capability)
+        if newer:
+            lacking = facts.no_code_for(cell.target, limits)
+            if lacking is not None:
+                # Emulating would run code the real card has and the target lacks: the build decides instead.
+                pred = no_kernel_prediction(lacking, cell.target)
+                return Plan(cell, "skip", req, f"not emulated: {pred.reason}", expectation=expectation,
+                            prediction=pred, evidence="predicted")
+            closest = tuple(g.index for g in newer if g.capability == newer[0].capability)  # on any card that has it
             return Plan(cell, "run", req, device="cuda", gpu_indices=closest, evidence="emulated",
-                        prediction=prediction, expectation=expectation)
+                        prediction=known, no_prediction=unknown, expectation=expectation)
     if reason:
         return Plan(cell, "skip", req, reason, **skipped)
     gpus = tuple(g.index for g in runner.gpus if g.target == cell.target) if cell.target != "cpu" else ()
-    return Plan(cell, "run", req, device="cuda" if gpus else "cpu", gpu_indices=gpus, prediction=prediction,
-                expectation=expectation)
+    return Plan(cell, "run", req, device="cuda" if gpus else "cpu", gpu_indices=gpus, prediction=known,
+                no_prediction=unknown, expectation=expectation)
 
 
 def marker_specs(plan: Plan) -> list[tuple[str, tuple, dict]]:

@@ -1,4 +1,6 @@
-"""pytest hooks, kept thin: options, markers, collecting matrix cells, running them, the terminal summary."""
+"""pytest entry point, kept thin: options and markers, then pytest_configure registers ONE plugin object for
+this process's role (roles.py: SerialRun, ShardWriter or ShardMerger), whose methods are the matrix hooks.
+Here too: the fixtures and markers for users' own tests against cells."""
 from __future__ import annotations
 
 import shutil
@@ -11,14 +13,15 @@ import pytest
 
 from .cells import Cell
 from .hardware import DeviceSpecError, Runner, package_versions, probe_runner
+from .items import MatrixItem, session_key, session_of
 from .matrix import MatrixError, load_matrix
 from .names import marker_name
 from .plan import Requirements, check, marker_specs
 from .results import CellResult
+from .roles import SerialRun, ShardMerger, ShardWriter
 from .runner.pinning import pin_gpus
 from .session import QcompatSession
 
-session_key = pytest.StashKey[QcompatSession]()
 runner_key = pytest.StashKey[Runner]()
 
 MARKERS = (
@@ -70,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     report_dir = Path(config.invocation_params.dir, config.getoption("qcompat_report"))
     workerinput = getattr(config, "workerinput", None)
+    controller = workerinput is None and getattr(config.option, "dist", "no") != "no" and not config.option.collectonly
     if workerinput is None and not config.option.collectonly:
         shutil.rmtree(report_dir / "shards", ignore_errors=True)  # shards of an earlier xdist run
     qs = QcompatSession(matrix, report_dir,
@@ -77,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
                         runner=_runner(config), emulate=not config.getoption("qcompat_no_emulate"),
                         fixes=not config.getoption("qcompat_no_fixes"))
     if config.getoption("qcompat_resume"):
-        from .results import ReportFormatError
+        from .store import ReportFormatError
         try:
             qs.load_resume(Path(config.invocation_params.dir, config.getoption("qcompat_resume")))
         except ReportFormatError as exc:
@@ -88,6 +92,8 @@ def pytest_configure(config: pytest.Config) -> None:
         qs.gpu_share = pin_gpus(int(workerinput.get("workercount", 1)), int(qs.shard.lstrip("gw") or 0),
                                 [str(g.index) for g in qs.runner.gpus])
     config.stash[session_key] = qs
+    role = ShardWriter(qs) if workerinput is not None else ShardMerger(qs) if controller else SerialRun(qs)
+    config.pluginmanager.register(role, "qcompat-session")
     names = {marker_name(v) for c in qs.cells for v in (c.model, c.dtype, c.quantization, c.engine, c.target)}
     for name in sorted(names):
         config.addinivalue_line("markers", f"{name}: pytest-qcompat axis value")
@@ -108,152 +114,13 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _qs(config: pytest.Config) -> QcompatSession | None:
-    return config.stash.get(session_key, None)
-
-
-def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    # `pytest --qcompat-matrix m.yaml` runs just the matrix; name test paths to run your own tests too.
-    if _qs(config) is not None and config.args_source != pytest.Config.ArgsSource.ARGS:
-        return True
-    return None
-
-
-class CellFailed(Exception):
-    def __init__(self, result: CellResult):
-        super().__init__(result.message)
-        self.result = result
-
-
-class MatrixFile(pytest.File):
-    def collect(self):
-        qs = _qs(self.config)
-        for cell in qs.cells:
-            item = MatrixItem.from_parent(self, name=cell.id, cell=cell)
-            for name, args, kwargs in marker_specs(qs.plan(cell)):
-                item.add_marker(getattr(pytest.mark, name)(*args, **kwargs))
-            yield item
-
-
-class MatrixItem(pytest.Item):
-    def __init__(self, *, cell: Cell, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.cell = cell
-        self.qcompat_result: CellResult | None = None
-
-    def setup(self) -> None:
-        qs = _qs(self.config)
-        old = qs.resumed.get(self.cell.id)
-        if old is not None:
-            qs.record(CellResult.from_dict(old))
-            self.qcompat_resumed = True
-            pytest.skip(f"resumed: {old['status']} in {old['resumed_from']}")
-        plan = qs.plan(self.cell)
-        if plan.action == "skip":
-            pytest.skip(plan.reason)
-
-    def runtest(self) -> None:
-        qs = _qs(self.config)
-        result = self.qcompat_result = qs.run(self.cell)
-        qs.record(result)
-        if result.status == "passed":
-            return
-        pred = result.prediction or {}
-        if pred.get("status") == "failed" and pred.get("error_class") == result.error_class:
-            # A known limit, predicted from the engine's own declarations: recorded as failed, not a test failure.
-            pytest.xfail(f"{result.error_class} (as predicted: {pred.get('source')})")
-        raise CellFailed(result)
-
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, CellFailed):
-            r = excinfo.value.result
-            lines = [f"{r.id}: {r.status} [{r.error_class}]", f"  message: {r.message}", f"  hint: {r.hint}"]
-            if r.engine_args:
-                lines.append(f"  engine args: {r.engine_args}")
-            if r.retry:
-                lines.append(f"  tried fix: {r.retry['summary']}")
-            if r.prediction:
-                lines.append(f"  predicted: {r.prediction['status']} {r.prediction.get('error_class') or ''} ({r.prediction['source']})")
-            if r.stderr_tail:
-                lines += ["  stderr tail:"] + ["    " + s for s in r.stderr_tail.strip().splitlines()[-15:]]
-            if r.log:
-                lines.append(f"  log: {r.log}")
-            return "\n".join(lines)
-        return super().repr_failure(excinfo)
-
-    def reportinfo(self):
-        return self.path, None, f"qcompat cell {self.cell.id}"
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    qs = _qs(config)
-    if qs is None:
-        return
-    # Cells are prepended before -k/-m/--lf deselection runs, so those work on cell ids as usual.
-    collector = MatrixFile.from_parent(session, path=qs.matrix.path)
-    cells = list(collector.collect())
-    # Report the collection like any other file, so counts, --collect-only and --lf see the cells.
-    session.ihook.pytest_collectreport(report=pytest.CollectReport(collector.nodeid, "passed", None, cells))
-    items[:0] = cells
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    qs = _qs(session.config)
-    if qs is not None and not session.config.option.collectonly:
-        qs.start_report([i.cell for i in session.items if isinstance(i, MatrixItem)])
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call):
-    outcome = yield
-    report = outcome.get_result()
-    # Skips from any source (the plan, user markers, skipif) land in the report with their reason.
-    if isinstance(item, MatrixItem) and report.when == "setup" and report.skipped and not getattr(item, "qcompat_resumed", False):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        qs = _qs(item.config)
-        qs.record(qs.skipped(item.cell, reason.removeprefix("Skipped: ")))
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    qs = _qs(session.config)
-    if qs is None:
-        return
-    if qs.store is None and _is_xdist_controller(session.config) and not session.config.option.collectonly:
-        session.config.stash[paths_key] = qs.merge_shards()
-        return
-    session.config.stash[paths_key] = qs.finish(write_reports=not session.config.option.collectonly)
-
-
-def _is_xdist_controller(config: pytest.Config) -> bool:
-    return not hasattr(config, "workerinput") and config.pluginmanager.has_plugin("dsession")
-
-
-paths_key = pytest.StashKey[list]()
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    qs = _qs(config)
-    doc = qs.document() if qs is not None else None
-    if doc is None:
-        return
-    from .report.terminal import summary_lines
-
-    terminalreporter.write_sep("=", "qcompat matrix")
-    for line in summary_lines(doc):
-        terminalreporter.write_line(line)
-    paths = config.stash.get(paths_key, [])
-    if paths:
-        terminalreporter.write_line("report: " + ", ".join(str(p) for p in paths))
-
-
 # ---------------------------------------------------------------- user tests against cells
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "qcompat_cell" not in metafunc.fixturenames:
         return
-    qs = _qs(metafunc.config)
+    qs = session_of(metafunc.config)
     if qs is None:
         metafunc.parametrize("qcompat_cell", [pytest.param(None, marks=pytest.mark.skip(reason="no --qcompat-matrix given"))],
                              ids=["no-matrix"])
@@ -277,7 +144,7 @@ def qcompat_cell(request: pytest.FixtureRequest) -> Cell:
 @pytest.fixture
 def qcompat_run(request: pytest.FixtureRequest) -> Callable[[Cell], CellResult]:
     """Run a cell in an isolated worker (as the matrix does) and return its CellResult."""
-    qs = _qs(request.config)
+    qs = session_of(request.config)
     if qs is None:
         pytest.skip("no --qcompat-matrix given")
     return qs.run

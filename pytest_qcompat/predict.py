@@ -1,6 +1,7 @@
 """Predictions: what a cell would do on a target this runner does not have (or, for run cells, what is
-expected). From the installed engine's declared limits where the engine can tell (vLLM), otherwise from
-knowledge.py facts, each with its source."""
+expected). Read from the engine environment's declared limits (its build: methods, capability gates, compiled
+architectures, CPU kernels) by the engine's facts; where the engine cannot tell, from knowledge.py facts about
+that engine, each with its source."""
 from __future__ import annotations
 
 import hashlib
@@ -13,10 +14,9 @@ from typing import Any
 
 from .cache import cache_root
 from .cells import Cell
-from .engines import BUILTIN, load_engine_class
-from .knowledge import min_capability
+from .engines import facts_for
+from .engines.facts import NoPrediction, Prediction
 from .matrix import ModelSpec
-from .names import capability_of
 
 
 def model_info(model: ModelSpec, method: str) -> dict[str, Any] | None:
@@ -33,16 +33,36 @@ def model_info(model: ModelSpec, method: str) -> dict[str, Any] | None:
         cfg = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    qcfg = cfg.get("quantization_config") or cfg.get("compression_config")
     return {"model_type": cfg.get("model_type"), "architectures": cfg.get("architectures") or [],
-            "dtype": cfg.get("dtype") or cfg.get("torch_dtype")}
+            "dtype": cfg.get("dtype") or cfg.get("torch_dtype"),
+            "quantization_config": _quant_summary(qcfg) if isinstance(qcfg, dict) else None}
 
 
-def engine_limits(kind: str, python: str | None, versions: dict[str, str]) -> dict[str, Any] | None:
-    """The engine's declared limits, read once in its interpreter and cached on disk by interpreter and versions."""
-    if kind not in BUILTIN or not hasattr(load_engine_class(kind), "declared_limits"):
+def _quant_summary(qcfg: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's quantization_config as vLLM reads it: its method and, for compressed-tensors, the scheme
+    class its weights select (W4A16 -> CompressedTensorsWNA16, INT8 W8A8 -> ...W8A8Int8, FP8 -> ...W8A8Fp8)."""
+    out: dict[str, Any] = {"quant_method": qcfg.get("quant_method")}
+    for group in (qcfg.get("config_groups") or {}).values():
+        weights, acts = group.get("weights") or {}, group.get("input_activations") or {}
+        if weights.get("type") == "float" and weights.get("num_bits") == 8:
+            out["scheme"] = "CompressedTensorsW8A8Fp8"
+        elif weights.get("num_bits") == 8 and acts.get("num_bits") == 8:
+            out["scheme"] = "CompressedTensorsW8A8Int8"
+        elif weights.get("num_bits") in (4, 8) and not acts:
+            out["scheme"] = "CompressedTensorsWNA16"
+        break
+    return out
+
+
+def engine_limits(kind: str, python: str | None, versions: dict[str, str], cpu_flags: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The engine environment's declared limits, read once in its interpreter and cached on disk by interpreter,
+    package versions and CPU flags (a CPU build loads different kernels on AVX2 and AVX-512 machines)."""
+    reader = facts_for(kind).limits_reader
+    if reader is None:
         return None
     python = python or sys.executable
-    key = hashlib.sha256(json.dumps([os.path.realpath(python), versions], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([os.path.realpath(python), versions, list(cpu_flags), reader], sort_keys=True).encode()).hexdigest()[:16]
     path = cache_root() / "limits" / f"{kind}-{key}.json"
     if path.exists():
         try:
@@ -50,29 +70,16 @@ def engine_limits(kind: str, python: str | None, versions: dict[str, str]) -> di
         except ValueError:
             pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    from .runner.pool import worker_env
+    from .runner.pool import worker_process_env
 
     try:
-        subprocess.run([python, "-m", "pytest_qcompat.runner.worker", "limits", kind, str(path)], env=worker_env(),
+        subprocess.run([python, "-m", "pytest_qcompat.runner.worker", "limits", reader, str(path)], env=worker_process_env(),
                        capture_output=True, timeout=300, check=True)
         return json.loads(path.read_text()) or None
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
 
 
-def predict(cell: Cell, engine_kind: str, limits: dict[str, Any] | None, info: dict[str, Any] | None) -> dict[str, Any] | None:
-    cap = capability_of(cell.target)
-    if limits is not None and engine_kind in BUILTIN:
-        pred = load_engine_class(engine_kind).predict(limits, info, cell.dtype, cell.quantization, cap)
-        if pred is not None:
-            return pred
-    if cap is None:
-        return None  # knowledge facts are about GPUs
-    dtype = (info or {}).get("dtype") if cell.dtype == "auto" else cell.dtype
-    floor = min_capability(dtype or cell.dtype, cell.quantization, engine_kind)
-    if floor and cap < floor[0]:
-        fact = floor[1][0]
-        return {"status": "failed", "error_class": fact.error_class, "reason": f"{fact.statement} (target {cell.target})",
-                "source": f"knowledge.py {fact.id}: {fact.source}"}
-    return {"status": "passed", "error_class": None, "reason": "no known requirement rules it out",
-            "source": "knowledge.py facts"}
+def predict(cell: Cell, engine_kind: str, limits: dict[str, Any] | None, info: dict[str, Any] | None,
+            runner_isa: tuple[str, ...] = ()) -> Prediction | NoPrediction | None:
+    return facts_for(engine_kind).predict(cell.target, cell.dtype, cell.quantization, limits, info, runner_isa)

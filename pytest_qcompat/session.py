@@ -7,23 +7,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import attempts
 from .cache import cache_root
-from .cells import Cell, expand, replace_dtype
+from .cells import Cell, expand
+from .engines import facts_for
+from .engines.facts import isa_name
 from .hardware import Runner, package_versions, probe_runner
-from .checks import FAMILIES, compare, judge
 from .matrix import EngineSpec, Matrix, is_hub_id
-from .taxonomy import classify
-from .names import capability_of
-from .engines import worker_env
-from .fixes import describe, fix_for
 from .plan import Plan, plan_cell
 from .predict import engine_limits, model_info, predict
-from .results import SCHEMA, CellResult, ReportStore, interpret
+from .results import SCHEMA, CellResult, interpret
 from .runner.pinning import choose_gpus
-
-# Failure classes that say nothing about the cell (e.g. two cells racing for one port): run such a cell again once.
-RUNNER_PROBLEMS = frozenset({"port-in-use"})
 from .runner.pool import Pool
+from .store import ReportStore
 
 
 class QcompatSession:
@@ -61,20 +57,25 @@ class QcompatSession:
         if engine_name not in self._limits:
             engine = self.matrix.engine(engine_name)
             installed = self.installed(engine_name)
-            self._limits[engine_name] = engine_limits(engine.kind, engine.python, installed) if installed else None
+            self._limits[engine_name] = (engine_limits(engine.kind, engine.python, installed, self.runner.cpu_flags)
+                                         if installed else None)
         return self._limits[engine_name]
 
-    def prediction(self, cell: Cell) -> dict | None:
+    def missing_requirements(self, engine_name: str) -> list[dict[str, str]]:
+        """The engine's declared requirements that its environment lacks (a runner gap, not the engine's limit)."""
+        return list((self.limits(engine_name) or {}).get("missing_requirements") or [])
+
+    def prediction(self, cell: Cell):
         kind = self.matrix.engine(cell.engine).kind
         key = (cell.model, cell.quantization)
         if key not in self._model_info:  # read each model's config.json once, not once per cell
             self._model_info[key] = model_info(self.matrix.model(cell.model), cell.quantization)
-        return predict(cell, kind, self.limits(cell.engine), self._model_info[key])
+        return predict(cell, kind, self.limits(cell.engine), self._model_info[key], self.runner.cpu_flags)
 
     def plan(self, cell: Cell) -> Plan:
         if cell.id not in self._plans:
             self._plans[cell.id] = plan_cell(cell, self.matrix, self.runner, self.installed(cell.engine),
-                                             self.prediction(cell), self.emulate)
+                                             self.prediction(cell), self.emulate, self.limits(cell.engine))
         return self._plans[cell.id]
 
     def environment(self) -> dict[str, Any]:
@@ -83,12 +84,19 @@ class QcompatSession:
             "matrix": str(self.matrix.path),
             "runner": self.runner.to_dict(),
             "python": sys.version.split()[0],
-            "engines": {e.name: {"kind": e.kind, "python": e.python or sys.executable, "packages": self.installed(e.name)}
-                        for e in self.matrix.engines},
+            "engines": {e.name: self._engine_stamp(e) for e in self.matrix.engines},
             "isolation": self.isolation,
             "models": [{"id": m.id, "source": m.source, "trust_remote_code": m.trust_remote_code} for m in self.matrix.models],
             "offline": self.offline,
         }
+
+    def _engine_stamp(self, engine: EngineSpec) -> dict[str, Any]:
+        limits = self.limits(engine.name) or {}
+        stamp = {"kind": engine.kind, "python": engine.python or sys.executable, "packages": self.installed(engine.name)}
+        if limits:
+            stamp.update(platform=limits.get("platform"), builds=limits.get("builds") or [],
+                         missing_requirements=limits.get("missing_requirements") or [])
+        return stamp
 
     # -- running -----------------------------------------------------------------------------
     def start_report(self, cells: list[Cell]) -> None:
@@ -108,71 +116,46 @@ class QcompatSession:
             "generation": {"prompts": list(self.matrix.generation.prompts),
                            "max_new_tokens": self.matrix.generation.max_new_tokens, "seed": self.matrix.generation.seed},
             "device": plan.device,
-            "emulate_capability": list(capability_of(cell.target)) if plan.evidence == "emulated" else None,
+            "emulate_capability": attempts.emulated_capability(cell.target, plan.evidence),
         }
+
+    def context(self, cell: Cell, plan: Plan) -> attempts.CellContext:
+        engine = self.matrix.engine(cell.engine)
+        return attempts.CellContext(cell.id, cell.quantization, cell.dtype, cell.target, plan.evidence, facts_for(engine.kind),
+                                    self.timeout, tuple(self.missing_requirements(cell.engine)), self.runner.cpu_flags,
+                                    self.fixes, dict(self.matrix.checks))
 
     def run(self, cell: Cell) -> CellResult:
         plan = self.plan(cell)
-        engine = self.matrix.engine(cell.engine)
-        request = self.request(cell, plan)
-        result = self._execute(cell, plan, request, cell.id)
-        if result.error_class in RUNNER_PROBLEMS:  # the runner's problem, not the cell's: its one re-run decides
-            first = (result.error_class, result.message)
-            result = self._execute(cell, plan, request, f"{cell.id}.rerun")
-            result.metrics["rerun_after"] = {"error_class": first[0], "message": (first[1] or "")[:300]}
-        result.prediction = plan.prediction
-        if result.status == "passed" and FAMILIES.get(cell.quantization):
-            self._check_against_reference(cell, plan, result)
-        # Tried fixes: retry with the known remedy; a second, different failure may add a second remedy
-        # (the seed case: bf16 refused on sm_70, then the checkpoint's loader arguments).
-        changes: dict[str, Any] = {}
-        current, tried = result, set()
-        while self.fixes and current.status == "failed" and len(tried) < 2:
-            step = fix_for(current.error_class, replace_dtype(cell, changes.get("dtype")), engine.kind, {**engine.args, **changes})
-            if not step or current.error_class in tried:
-                break
-            tried.add(current.error_class)
-            changes.update(step)
-            retry_req = json.loads(json.dumps(request))
-            if "dtype" in changes:
-                retry_req["cell"]["dtype"] = changes["dtype"]
-            retry_req["engine"]["args"].update({k: v for k, v in changes.items() if k != "dtype"})
-            current = self._execute(cell, plan, retry_req, f"{cell.id}.retry{len(tried)}")
-            result.retry = {"changes": dict(changes), "status": current.status, "error_class": current.error_class,
-                            "message": current.message, "engine_args": current.engine_args, "metrics": current.metrics,
-                            "summary": f"fails as given; {'works' if current.status == 'passed' else 'still fails'} "
-                                       f"with {describe(changes)}"}
+        execute = lambda request, log_name, timeout: self._execute(cell, plan, request, log_name, timeout)  # noqa: E731
+        result = attempts.run_cell(self.context(cell, plan), self.request(cell, plan), execute,
+                                   lambda: self._reference(cell, plan))
+        result.prediction = plan.prediction.to_dict() if plan.prediction else None
+        result.no_prediction = plan.no_prediction
         return result
 
-    def _check_against_reference(self, cell: Cell, plan: Plan, result: CellResult) -> None:
-        """Compare a quantized cell's output with the unquantized reference: the same engine in float32 (or
-        transformers float32 for engines without an unquantized mode, such as llama.cpp)."""
+    def _reference(self, cell: Cell, plan: Plan) -> tuple[list | None, str]:
+        """The unquantized reference's outputs for a cell (run once per model, engine and target): the same engine
+        in float32, or the engine its facts name (llama.cpp has no unquantized mode: transformers)."""
         engine = self.matrix.engine(cell.engine)
-        ref_engine = engine if engine.kind in ("transformers", "vllm") else EngineSpec("reference", "transformers", engine.python)
+        ref_kind = facts_for(engine.kind).reference_kind
+        ref_engine = engine if ref_kind is None else EngineSpec("reference", ref_kind, engine.python)
         key = (cell.model, ref_engine.name, ref_engine.kind, cell.target)
         if key not in self._references:
             ref_cell = Cell(cell.model, "none", "float32", cell.engine, cell.target)
             request = self.request(ref_cell, plan)
             request["engine"] = {"name": ref_engine.name, "kind": ref_engine.kind, "args": ref_engine.args}
-            ref = self._execute(ref_cell, plan, request, f"{cell.model}-reference-{ref_engine.name}-{cell.target}", ref_engine)
+            ref = self._execute(ref_cell, plan, request, f"{cell.model}-reference-{ref_engine.name}-{cell.target}",
+                                self.timeout, ref_engine)
             self._references[key] = ref.outputs if ref.status == "passed" else None
-        reference = self._references[key]
-        if not reference:
-            result.metrics["vs_reference"] = None
-            return
-        comparison = compare(reference, result.outputs)
-        comparison["reference"] = f"{cell.model} none float32 {ref_engine.kind}"
-        result.metrics["vs_reference"] = comparison
-        problem = judge(cell.quantization, comparison, self.matrix.checks)
-        if problem:
-            result.status, result.message = "failed", problem
-            result.error_class, result.hint = classify(problem)
+        return self._references[key], f"{cell.model} none float32 {ref_engine.kind}"
 
-    def _execute(self, cell: Cell, plan: Plan, request: dict[str, Any], log_name: str, engine=None) -> CellResult:
+    def _execute(self, cell: Cell, plan: Plan, request: dict[str, Any], log_name: str, timeout: float,
+                 engine: EngineSpec | None = None) -> CellResult:
         if self.pool is None:
             self.pool = Pool(self.report_dir / "logs", self.isolation)
         engine = engine or self.matrix.engine(cell.engine)
-        env = {**worker_env(engine.kind, plan.device, str(cache_root())), **engine.env}
+        env = {**facts_for(engine.kind).engine_env(plan.device, str(cache_root())), **engine.env}
         if self.offline:
             env.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "1"))
             env.setdefault("TRANSFORMERS_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", "1"))
@@ -180,21 +163,24 @@ class QcompatSession:
             # Under xdist: this worker's own GPUs when they can serve the cell.
             gpus = choose_gpus([str(i) for i in plan.gpu_indices], plan.requirements.gpus, self.gpu_share)
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        raw = self.pool.run(log_name, request, engine.python, (engine.kind,), env, self.timeout)
-        result = interpret(cell, raw, self.timeout, plan.evidence)
+        raw = self.pool.run(log_name, request, engine.python, (engine.kind,), env, timeout)
+        result = interpret(cell, raw, timeout, plan.evidence)
         result.engine_kind = engine.kind
         result.runner = self.runner.describe()
+        if cell.target == "cpu":
+            result.isa = isa_name(self.runner.cpu_flags)
         return result
 
     def skipped(self, cell: Cell, reason: str) -> CellResult:
         plan = self._plans.get(cell.id)
         return CellResult.for_cell(cell, "skipped", reason=reason, evidence="predicted" if plan and plan.prediction else "none",
-                                   prediction=plan.prediction if plan else None,
+                                   prediction=plan.prediction.to_dict() if plan and plan.prediction else None,
+                                   no_prediction=plan.no_prediction if plan else None,
                                    engine_kind=self.matrix.engine(cell.engine).kind, runner=self.runner.describe())
 
     def load_resume(self, path: Path) -> None:
         """Cells with a run result in an earlier report are not run again (statuses other than skipped)."""
-        from .results import load_report
+        from .store import load_report
 
         for cell in load_report(path)["cells"]:
             if cell.get("status") in ("passed", "failed", "crashed", "timed_out"):
@@ -224,7 +210,7 @@ class QcompatSession:
     def merge_shards(self) -> list[Path]:
         """xdist controller: merge the workers' shards into one report (each cell once)."""
         from .report import render_all
-        from .results import load_report, merge_reports
+        from .store import load_report, merge_reports
 
         shards = sorted((self.report_dir / "shards").glob("*.json"))
         if not shards:

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from pytest_qcompat.engines.base import Engine, EngineInfo, Generation, LoadRequest
+from pytest_qcompat.engines.base import Completion as Generation, Engine, EngineInfo, LoadRequest
 
 
 class FaultEngine(Engine):
@@ -31,6 +31,9 @@ class FaultEngine(Engine):
                 open(marker, "w").close()
                 raise RuntimeError("DistNetworkError: The server socket has failed to listen on any local network address. "
                                    "port: 35723, useIpv6: false, code: -98, name: EADDRINUSE, message: address already in use")
+        elif fault == "port-race-always":  # a runner that keeps losing the race: the run cannot decide the cell
+            raise RuntimeError("DistNetworkError: The server socket has failed to listen on any local network address. "
+                               "port: 35723, useIpv6: false, code: -98, name: EADDRINUSE, message: address already in use")
         elif fault == "exit0":
             os._exit(0)
         elif fault == "sigkill":

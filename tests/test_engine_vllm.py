@@ -88,7 +88,7 @@ def test_report_shows_evidence_levels(vllm_run, tmp_path):
 def test_emulated_capability_hits_vllms_real_gate(tmp_path):
     """On the CPU build too, replacing the platform's capability query makes vLLM run its real
     minimum-capability check (the same mechanism the GPU runner uses for older targets)."""
-    from pytest_qcompat.engines import worker_env
+    from pytest_qcompat.engines import facts_for
     from pytest_qcompat.runner.pool import Pool
 
     request = {"cell": {"model": "m", "quantization": "fp8", "dtype": "bfloat16", "engine": "vllm", "target": "sm_70"},
@@ -98,7 +98,7 @@ def test_emulated_capability_hits_vllms_real_gate(tmp_path):
                "device": "cpu", "emulate_capability": [7, 0]}
     pool = Pool(tmp_path, "fork")
     try:
-        raw = pool.run("emulated", request, None, ("vllm",), worker_env("vllm", "cpu", str(tmp_path)), 300)
+        raw = pool.run("emulated", request, None, ("vllm",), facts_for("vllm").engine_env("cpu", str(tmp_path)), 300)
     finally:
         pool.close()
     assert raw.outcome["emulated"] == ["CpuPlatform.get_device_capability"]

@@ -33,7 +33,7 @@ def test_newer_gpu_emulates_older_targets(tmp_path):
     assert (real.action, real.evidence, real.device, real.gpu_indices) == ("run", "verified", "cuda", (0,))
     emu = plan_cell(Cell("m", "none", "bfloat16", "vllm", "sm_70"), m, H100, INSTALLED)
     assert (emu.action, emu.evidence, emu.device) == ("run", "emulated", "cuda")
-    assert emu.expectation == ["bf16-needs-sm80"]
+    assert emu.expectation == ("bf16-needs-sm80",)
     off = plan_cell(Cell("m", "none", "bfloat16", "vllm", "sm_70"), m, H100, INSTALLED, emulate=False)
     assert off.action == "skip" and "needs an sm_70 GPU; this runner: sm_90 (NVIDIA H100 80GB HBM3)" == off.reason
     # A simulated runner (--qcompat-device) never claims to emulate: there is no real card to run on.
@@ -57,9 +57,17 @@ def test_missing_package_and_checkpoint_skips(tmp_path):
 
 def test_knowledge_predictions_carry_sources():
     pred = predict(Cell("m", "bnb-8bit", "float16", "transformers", "sm_70"), "transformers", None, None)
-    assert pred["status"] == "failed" and pred["error_class"] == "quant-capability" and "bnb-int8-needs-sm75" in pred["source"]
-    assert predict(Cell("m", "none", "float16", "transformers", "sm_70"), "transformers", None, None)["status"] == "passed"
+    assert pred.status == "failed" and pred.error_class == "quant-capability" and "bnb-int8-needs-sm75" in pred.source
+    # Nothing known rules it out, so nothing is predicted: "no known rule" is no evidence of a pass.
+    assert predict(Cell("m", "none", "float16", "transformers", "sm_70"), "transformers", None, None) is None
     assert predict(Cell("m", "none", "float16", "transformers", "cpu"), "transformers", None, None) is None
+
+
+def test_facts_taken_from_vllm_apply_to_vllm_only():
+    """vLLM's kernel gates (fp8 sm_89, awq sm_75) say nothing about transformers."""
+    for method in ("fp8", "awq", "w8a8-int8"):
+        assert predict(Cell("m", method, "float16", "transformers", "sm_70"), "transformers", None, None) is None
+    assert predict(Cell("m", "none", "bfloat16", "transformers", "sm_70"), "transformers", None, None) is None
 
 
 def test_device_specs():

@@ -7,7 +7,8 @@ import sys
 
 from pytest_qcompat.cells import Cell
 from pytest_qcompat.report import render_all
-from pytest_qcompat.results import CellResult, merge_reports
+from pytest_qcompat.results import CellResult
+from pytest_qcompat.store import merge_reports
 
 
 def doc(cells, host="runner-a", finished="2026-11-25T10:00:00+00:00"):

@@ -90,9 +90,9 @@ def produce_cached(source: str, method: str, device: str = "cpu") -> tuple[Path,
         from .gguf import produce
         produce(source, out, method)
     else:
-        from ..runner.pool import worker_env
+        from ..runner.pool import worker_process_env
         res = subprocess.run([llmcompressor_python(), "-m", "pytest_qcompat.artifacts.llmcompressor", source, str(out), method],
-                             capture_output=True, text=True, env=worker_env())
+                             capture_output=True, text=True, env=worker_process_env())
         if res.returncode != 0:
             raise RuntimeError(f"llm-compressor failed to produce {method}: {res.stderr[-3000:]}")
     return out, False

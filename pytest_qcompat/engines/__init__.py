@@ -1,20 +1,30 @@
-"""Engine registry. Names only here: engine modules (and torch, vLLM, ...) are imported in workers."""
+"""Engine registry: names only. Adapters (engines/<kind>/adapter.py, with torch, vLLM, ...) are imported in
+workers; facts (engines/<kind>/facts.py) are what the pytest process asks, without importing the engine."""
 from __future__ import annotations
 
+import functools
 import importlib
 from importlib.metadata import entry_points
 
+from .facts import EngineFacts
+
 ENTRY_POINT_GROUP = "qcompat.engines"
+FACTS_ENTRY_POINT_GROUP = "qcompat.engine_facts"
 
 BUILTIN: dict[str, str] = {
-    "transformers": "pytest_qcompat.engines.transformers:TransformersEngine",
-    "vllm": "pytest_qcompat.engines.vllm:VllmEngine",
-    "llamacpp": "pytest_qcompat.engines.llamacpp:LlamaCppEngine",
+    "transformers": "pytest_qcompat.engines.transformers.adapter:TransformersEngine",
+    "vllm": "pytest_qcompat.engines.vllm.adapter:VllmEngine",
+    "llamacpp": "pytest_qcompat.engines.llamacpp.adapter:LlamaCppEngine",
+}
+BUILTIN_FACTS: dict[str, str] = {
+    "transformers": "pytest_qcompat.engines.transformers.facts:TransformersFacts",
+    "vllm": "pytest_qcompat.engines.vllm.facts:VllmFacts",
+    "llamacpp": "pytest_qcompat.engines.llamacpp.facts:LlamaCppFacts",
 }
 
 
-def _entry_points() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _entry_points(group: str = ENTRY_POINT_GROUP) -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=group)}
 
 
 def known_kinds() -> list[str]:
@@ -28,19 +38,17 @@ def import_path(kind: str) -> str:
     return {**BUILTIN, **_entry_points()}[kind]
 
 
-def load_engine_class(kind: str):
-    module, _, attr = import_path(kind).partition(":")
+def _load(path: str):
+    module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-def worker_env(kind: str, device: str, cache_root: str) -> dict[str, str]:
-    """Environment a built-in engine's worker needs (set before the engine is imported)."""
-    if kind == "vllm":
-        from .vllm import default_env
-
-        return {**default_env(device), "VLLM_CACHE_ROOT": f"{cache_root}/vllm"}
-    return {}
+def load_engine_class(kind: str):
+    return _load(import_path(kind))
 
 
-# Engines whose capability queries execute.emulate_capability knows how to replace.
-EMULATABLE = ("transformers", "vllm")
+@functools.lru_cache(maxsize=None)
+def facts_for(kind: str) -> EngineFacts:
+    """The facts of an engine kind; an engine without facts of its own gets the neutral base."""
+    path = {**BUILTIN_FACTS, **_entry_points(FACTS_ENTRY_POINT_GROUP)}.get(kind)
+    return _load(path)() if path else EngineFacts(kind)

@@ -20,16 +20,21 @@ class LoadRequest:
     device: str  # "cpu" or "cuda"
     trust_remote_code: bool = False
     seed: int = 0
-    gguf_file: str | None = None
+    gguf_file: str | None = None  # absolute path of the .gguf file to load, where the checkpoint is one
 
 
 @dataclass
-class Generation:
+class Completion:
+    """One prompt's greedy continuation, as an engine returns it."""
+
     prompt: str
     text: str
     token_ids: list[int]
     logits_finite: bool | None = None  # None where the engine exposes no logits
     top_logprobs: list[dict[int, float]] | None = None
+
+
+Generation = Completion  # the name engines written for pytest-qcompat 0.1 import
 
 
 @dataclass
@@ -53,8 +58,19 @@ class Engine:
     def load(self, request: LoadRequest) -> EngineInfo:
         raise NotImplementedError
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Completion]:
         raise NotImplementedError
 
     def close(self) -> None:
         pass
+
+    @classmethod
+    def emulate_capability(cls, capability: tuple[int, int]) -> list[str]:
+        """Make the engine see an older GPU so its real gates and checks run on the newer card we have; returns
+        what was replaced. The default replaces torch's capability queries (torch-based engines)."""
+        import torch
+
+        major, minor = capability
+        torch.cuda.get_device_capability = lambda device=None: (major, minor)
+        torch.cuda.is_bf16_supported = lambda including_emulation=True: (major, minor) >= (8, 0)
+        return ["torch.cuda.get_device_capability"]

@@ -5,15 +5,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..results import write_json_atomic
+from ..store import write_json_atomic, write_text_atomic as _write_text_atomic
 from .html import render_html
 from .markdown import render_markdown
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def render_all(doc: dict[str, Any], out_dir: str | os.PathLike, write_json: bool = True, stem: str = "report") -> list[Path]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from .markdown import _environment_stamp
+from .stamp import environment_stamp as _environment_stamp
 from .table import totals
 
 

@@ -6,8 +6,9 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-SYMBOL = {"passed": "✅", "failed": "❌", "crashed": "❌", "timed_out": "❌", "skipped": "⏭"}
-LETTER = {"passed": "P", "failed": "F", "crashed": "C", "timed_out": "T", "skipped": "-"}
+# "?": the cell ran but the run could not decide it (inconclusive: emulation artifact, runner problem).
+SYMBOL = {"passed": "✅", "failed": "❌", "crashed": "❌", "timed_out": "❌", "skipped": "⏭", "inconclusive": "?"}
+LETTER = {"passed": "P", "failed": "F", "crashed": "C", "timed_out": "T", "skipped": "-", "inconclusive": "?"}
 
 
 @dataclass

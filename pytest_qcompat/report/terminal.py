@@ -10,7 +10,7 @@ def summary_lines(doc: dict[str, Any], width: int = 12) -> list[str]:
     cells = doc["cells"]
     t = totals(cells)
     lines = [", ".join(f"{n} {s}" for s, n in sorted(t.items())) + f"  ({len(cells)} cells)",
-             "P passed  F failed  C crashed  T timed out  - skipped"]
+             "P passed  F failed  C crashed  T timed out  ? inconclusive (the run cannot decide)  - skipped"]
     for sec in sections(cells):
         if sec.all_skipped:
             reasons = sec.skip_reasons()

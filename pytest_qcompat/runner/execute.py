@@ -5,7 +5,6 @@ it into a CellResult and classifies any error.
 """
 from __future__ import annotations
 
-import json
 import os
 import resource
 import time
@@ -23,7 +22,7 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: st
                        metrics: dict[str, Any] | None = None) -> tuple[str, bool]:
     """(path or hub id, prequantized). A variant for the method wins; tiny:<arch> builds the embedded model;
     a method the engine cannot apply at load time gets its checkpoint from a producer (cached)."""
-    from ..knowledge import ON_THE_FLY
+    from ..engines import facts_for
 
     variant = (model.get("variants") or {}).get(quantization)
     if variant:
@@ -32,7 +31,7 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: st
     if source.startswith("tiny:"):
         from ..tiny import build
         source = str(build(source[5:]))
-    if quantization == "none" or quantization in ON_THE_FLY.get(engine_kind, {quantization}):
+    if quantization == "none" or not facts_for(engine_kind).needs_checkpoint(quantization):
         return source, False
     if not os.path.isdir(source):
         raise RuntimeError(f"cannot produce a {quantization} checkpoint from {source!r}: producers need a local base "
@@ -44,33 +43,6 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: st
     if metrics is not None:
         metrics.update(artifact_mb=size_mb(path), produce_s=round(time.perf_counter() - t0, 3), artifact_cached=cached)
     return str(path), True
-
-
-def emulate_capability(capability: tuple[int, int], engine_kind: str) -> list[str]:
-    """Make the engine see an older GPU so its real gates and checks run on the newer card we have.
-    vLLM: replace its platform's capability query only (patching torch's too would make Triton build kernels
-    for the older architecture, which the newer card cannot load). torch-based engines: torch's queries."""
-    patched = []
-    major, minor = capability
-    if engine_kind == "vllm":
-        from vllm.platforms import current_platform
-        from vllm.platforms.interface import DeviceCapability
-
-        type(current_platform).get_device_capability = classmethod(lambda cls, device_id=0: DeviceCapability(major, minor))
-        patched.append(f"{type(current_platform).__name__}.get_device_capability")
-    else:
-        import torch
-
-        torch.cuda.get_device_capability = lambda device=None: (major, minor)
-        torch.cuda.is_bf16_supported = lambda including_emulation=True: (major, minor) >= (8, 0)
-        patched.append("torch.cuda.get_device_capability")
-    return patched
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 def run_cell(request: dict[str, Any], close: bool = True) -> dict[str, Any]:
@@ -86,12 +58,13 @@ def run_cell(request: dict[str, Any], close: bool = True) -> dict[str, Any]:
         path, prequantized = resolve_checkpoint(model, cell["quantization"], engine_spec["kind"], request.get("device", "cpu"), metrics)
         gguf = next(iter(sorted(Path(path).glob("*.gguf"))), None) if os.path.isdir(path) else None
         metrics["resolve_s"] = round(time.perf_counter() - t0, 4)
+        engine_class = load_engine_class(engine_spec["kind"])
         if request.get("emulate_capability"):
-            outcome["emulated"] = emulate_capability(tuple(request["emulate_capability"]), engine_spec["kind"])
-        engine = load_engine_class(engine_spec["kind"])(engine_spec.get("args"))
+            outcome["emulated"] = engine_class.emulate_capability(tuple(request["emulate_capability"]))
+        engine = engine_class(engine_spec.get("args"))
         load_req = LoadRequest(path=path, dtype=cell["dtype"], quantization=cell["quantization"], prequantized=prequantized,
                                device=request.get("device", "cpu"), trust_remote_code=bool(model.get("trust_remote_code")),
-                               seed=int(gen.get("seed", 0)), gguf_file=gguf.name if gguf and engine_spec["kind"] != "llamacpp" else (str(gguf) if gguf else None))
+                               seed=int(gen.get("seed", 0)), gguf_file=str(gguf.resolve()) if gguf else None)
         t0 = time.perf_counter()
         info = engine.load(load_req)
         metrics["load_s"] = round(time.perf_counter() - t0, 4)
@@ -148,10 +121,3 @@ def _gpu_peak() -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         pass
     return found
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, default=str))
-    os.replace(tmp, path)

@@ -38,7 +38,7 @@ class RawRun:
     pid: int | None = None
 
 
-def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def worker_process_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -88,7 +88,7 @@ class WarmWorker:
         self.server_log = open(self.log_dir / f"worker-{os.getpid()}-{id(self)}.log", "ab")
         self.proc = subprocess.Popen([self.python, "-m", "pytest_qcompat.runner.worker", "serve", ",".join(self.kinds)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.server_log,
-                                     env=worker_env(self.env), start_new_session=True)
+                                     env=worker_process_env(self.env), start_new_session=True)
         self._buf = b""
         try:
             self.ready = self._read(time.monotonic() + READY_TIMEOUT)
@@ -219,7 +219,7 @@ class Pool:
         t0 = time.monotonic()
         with open(log_path, "ab") as log:
             proc = subprocess.Popen([python, "-m", "pytest_qcompat.runner.worker", "once", req_path, result_path],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=worker_env(env),
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=worker_process_env(env),
                                     start_new_session=True)
             try:
                 code, timed_out = proc.wait(timeout=timeout), False

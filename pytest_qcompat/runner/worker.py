@@ -37,16 +37,12 @@ def _redirect_output(log_path: str) -> None:
 
 
 def _run_and_write(request: dict, result_path: str) -> int:
-    from .execute import run_cell, write_json_atomic
+    from ..store import write_json_atomic
+    from .execute import run_cell
 
-    _apply_env(request)
     outcome = run_cell(request, close=False)  # this process exits right after
     write_json_atomic(result_path, outcome)
     return 0
-
-
-def _apply_env(request: dict) -> None:
-    os.environ.update({k: str(v) for k, v in (request.get("env") or {}).items()})
 
 
 def serve(kinds: list[str]) -> int:
@@ -140,14 +136,15 @@ def once(request_path: str, result_path: str) -> int:
     return _run_and_write(request, result_path)
 
 
-def limits(kind: str, out_path: str) -> int:
-    """Write the engine's declared limits (for predictions) as JSON; {} when the engine declares none."""
-    from ..engines import load_engine_class
-    from .execute import write_json_atomic
+def limits(reader: str, out_path: str) -> int:
+    """Write the engine environment's declared limits (for predictions) as JSON. `reader` is "module:function"
+    (an engine's facts name it)."""
+    import importlib
 
-    cls = load_engine_class(kind)
-    data = cls.declared_limits() if hasattr(cls, "declared_limits") else {}
-    write_json_atomic(out_path, data)
+    from ..store import write_json_atomic
+
+    module, _, attr = reader.partition(":")
+    write_json_atomic(out_path, getattr(importlib.import_module(module), attr)())
     return 0
 
 
@@ -162,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(code)  # skip the engine's own teardown: the process's exit frees everything
     if argv and argv[0] == "limits" and len(argv) == 3:
         return limits(argv[1], argv[2])
-    print("usage: python -m pytest_qcompat.runner.worker serve KIND,KIND | once REQUEST.json RESULT.json | limits KIND OUT.json",
+    print("usage: python -m pytest_qcompat.runner.worker serve KIND,KIND | once REQUEST.json RESULT.json | limits MODULE:FUNCTION OUT.json",
           file=sys.stderr)
     return 2
 

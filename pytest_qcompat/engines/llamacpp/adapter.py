@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .base import Engine, EngineInfo, Generation, LoadRequest
+from ..base import Completion, Engine, EngineInfo, LoadRequest
 
 
 class LlamaCppEngine(Engine):
@@ -24,7 +24,7 @@ class LlamaCppEngine(Engine):
         self.loaded = {"n_vocab": self.llm.n_vocab()}
         return EngineInfo(version=llama_cpp.__version__, args=self.args_used)
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Completion]:
         import numpy as np
 
         out = []
@@ -47,7 +47,7 @@ class LlamaCppEngine(Engine):
                 if len(new) >= max_new_tokens:
                     break
             text = self.llm.detokenize(new).decode("utf-8", "replace")
-            out.append(Generation(prompt, text, new, finite, top))
+            out.append(Completion(prompt, text, new, finite, top))
         return out
 
     def close(self) -> None:

@@ -1,9 +1,9 @@
-"""Hugging Face transformers engine: CPU and CUDA, dtypes, bitsandbytes 4/8-bit on the fly and pre-quantized."""
+"""Hugging Face transformers adapter (runs in the worker): CPU and CUDA, dtypes, bitsandbytes 4/8-bit on the fly and pre-quantized."""
 from __future__ import annotations
 
 from typing import Any
 
-from .base import Engine, EngineInfo, Generation, LoadRequest
+from ..base import Completion, Engine, EngineInfo, LoadRequest
 
 
 class QuantMethodUnsupported(RuntimeError):
@@ -36,7 +36,7 @@ class TransformersEngine(Engine):
                 qargs = {"load_in_8bit": True}
             kwargs["quantization_config"] = BitsAndBytesConfig(**qargs)
             shown["quantization_config"] = {"BitsAndBytesConfig": {k: str(v) for k, v in qargs.items()}}
-        elif method.startswith("gguf-"):
+        elif request.gguf_file or method.startswith("gguf"):
             if not request.gguf_file:
                 raise QuantMethodUnsupported(f"{method}: no GGUF file to load (expected a .gguf checkpoint)")
             kwargs["gguf_file"] = request.gguf_file
@@ -64,9 +64,9 @@ class TransformersEngine(Engine):
                        "quantized_modules": qmodules}
         return EngineInfo(version=transformers.__version__, args=self.args_used)
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Completion]:
         torch = self.torch
-        out: list[Generation] = []
+        out: list[Completion] = []
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         with torch.inference_mode():
             for prompt in prompts:
@@ -81,7 +81,7 @@ class TransformersEngine(Engine):
                     lp = torch.log_softmax(logits.float()[:, 0, :], dim=-1)
                     vals, idx = lp.topk(5, dim=-1)
                     top = [dict(zip(i.tolist(), v.tolist())) for i, v in zip(idx, vals)]
-                out.append(Generation(prompt, self.tokenizer.decode(new, skip_special_tokens=True), new, finite, top))
+                out.append(Completion(prompt, self.tokenizer.decode(new, skip_special_tokens=True), new, finite, top))
         return out
 
     def close(self) -> None:

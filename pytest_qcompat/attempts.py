@@ -1,0 +1,160 @@
+"""The rules around running one cell, as plain functions over an executor they are given (the session passes
+its worker pool; tests pass a fake):
+
+- a runner problem (two cells racing for a port) is run again once; if it stays, the cell is inconclusive;
+- a timeout is run again once with twice the limit; if it stays, the cell is inconclusive;
+- a failure that names a missing *declared* requirement of the engine is the runner's gap: inconclusive;
+- a kernel or launch failure inside an emulated cell is run again on the real card without emulation: if the
+  real card passes, the failure is an emulation artifact (kernels built for the emulated arch do not run on the
+  newer card), and the cell is inconclusive;
+- a passing quantized cell is compared with the unquantized reference and may become wrong-output;
+- a failure with a known remedy is retried with it (at most two different remedies, chained).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from .checks import FAMILIES, compare, judge
+from .engines.facts import EngineFacts, TriedFix
+from .names import capability_of
+from .results import CellResult, make_inconclusive, missing_requirement_named
+from .taxonomy import classify
+
+# Failure classes that say nothing about the cell: the runner's problem; its one re-run decides.
+RUNNER_PROBLEMS = frozenset({"port-in-use"})
+# Failures of a kernel or its launch: in an emulated cell they may come from the emulation itself.
+KERNEL_FAILURES = frozenset({"no-kernel-image", "engine-bug", "crash"})
+KERNEL_TEXT = ("device-side assert", "illegal memory access", "Triton Error", "no kernel image", "invalid device function",
+               "CUDA error", "CUBLAS_STATUS")
+
+
+class Execute(Protocol):
+    """Runs one request in a worker and interprets the outcome (the session's pool, or a test's fake)."""
+
+    def __call__(self, request: dict[str, Any], log_name: str, timeout: float) -> CellResult: ...
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """What the rules need to know about a cell besides its request."""
+
+    cell_id: str
+    quantization: str
+    dtype: str
+    target: str
+    evidence: str
+    facts: EngineFacts
+    timeout: float
+    missing_requirements: tuple[dict[str, str], ...] = ()
+    runner_isa: tuple[str, ...] = ()
+    tried_fixes: bool = True
+    thresholds: dict[str, dict] = field(default_factory=dict)
+
+
+def decide(ctx: CellContext, request: dict[str, Any], execute: Execute, log_name: str | None = None) -> CellResult:
+    """One verdict for a request: re-runs for runner problems and timeouts, then what the run cannot decide."""
+    name = log_name or ctx.cell_id
+    result = execute(request, name, ctx.timeout)
+    if result.error_class in RUNNER_PROBLEMS:
+        first = result
+        result = execute(request, f"{name}.rerun", ctx.timeout)
+        result.metrics["rerun_after"] = {"error_class": first.error_class, "message": (first.message or "")[:300]}
+        if result.error_class in RUNNER_PROBLEMS:
+            return make_inconclusive(result, f"runner problem ({result.error_class}) on the run and on its re-run: "
+                                             "this runner cannot decide the cell")
+    if result.status == "timed_out":
+        first = result
+        result = execute(request, f"{name}.rerun", 2 * ctx.timeout)
+        result.metrics["rerun_after"] = {"error_class": "timeout", "message": (first.message or "")[:300]}
+        if result.status == "timed_out":
+            return make_inconclusive(result, f"timed out after {ctx.timeout:g} s and again after {2 * ctx.timeout:g} s on "
+                                             "its re-run: a hang or a slow runner, which one run cannot tell")
+    if result.status in ("failed", "crashed"):
+        text = "\n".join(filter(None, (result.message, result.stderr_tail)))
+        missing = missing_requirement_named(text, list(ctx.missing_requirements))
+        if missing is not None:
+            return make_inconclusive(result, f"runner problem: the engine declares {missing['requirement']!r}, which this "
+                                             f"runner's environment lacks ({missing['problem']}); install it and run again")
+        if ctx.evidence == "emulated" and _kernel_failure(result, text):
+            return _check_emulation(ctx, request, execute, result, name)
+    return result
+
+
+def _kernel_failure(result: CellResult, text: str) -> bool:
+    return result.error_class in KERNEL_FAILURES or any(k in text for k in KERNEL_TEXT)
+
+
+def _check_emulation(ctx: CellContext, request: dict[str, Any], execute: Execute, result: CellResult,
+                     name: str) -> CellResult:
+    """Run the cell on the real card without emulation: a failure that only the emulated run shows comes from
+    the emulation (e.g. Triton kernels JIT-built for the emulated arch), not from the target."""
+    real = copy.deepcopy(request)
+    real["emulate_capability"] = None
+    check = execute(real, f"{name}.unemulated", ctx.timeout)
+    result.metrics["unemulated_check"] = {"status": check.status, "error_class": check.error_class}
+    if check.status == "passed":
+        return make_inconclusive(result, f"emulation artifact: {result.error_class} only while {ctx.target} is emulated; "
+                                         "the same cell passes on the real card, so emulation cannot decide it")
+    return result
+
+
+def judge_against_reference(result: CellResult, quantization: str, reference: list[dict[str, Any]] | None,
+                            reference_name: str, thresholds: dict[str, dict] | None = None) -> None:
+    """Compare a passing quantized cell's output with the unquantized reference's; too far off is wrong-output."""
+    if not reference:
+        result.metrics["vs_reference"] = None
+        return
+    comparison = compare(reference, result.outputs)
+    comparison["reference"] = reference_name
+    result.metrics["vs_reference"] = comparison
+    problem = judge(quantization, comparison, thresholds)
+    if problem:
+        result.status, result.message = "failed", problem
+        result.error_class, result.hint = classify(problem)
+
+
+def retry_with_fixes(ctx: CellContext, request: dict[str, Any], result: CellResult, execute: Execute) -> None:
+    """Retry a failed cell with the known remedy for its class; a second, different failure may add a second
+    remedy (the seed case: bfloat16 refused on sm_70, then the checkpoint's loader arguments). The outcome goes
+    into `result.retry`; the cell's own status stays what it was as given."""
+    changes: dict[str, Any] = {}
+    current, tried = result, set()
+    args = dict(request["engine"].get("args") or {})
+    while ctx.tried_fixes and current.status == "failed" and len(tried) < 2 and current.error_class not in tried:
+        passed = {**(current.engine_args or {}), **args, **changes}
+        fix: TriedFix | None = ctx.facts.fix_for(current.error_class, changes.get("dtype", ctx.dtype), ctx.quantization,
+                                                 ctx.target, passed)
+        if fix is None:
+            break
+        tried.add(current.error_class)
+        changes.update(fix.changes())
+        retry = copy.deepcopy(request)
+        if "dtype" in changes:
+            retry["cell"]["dtype"] = changes["dtype"]
+        retry["engine"]["args"] = {**args, **{k: v for k, v in changes.items() if k != "dtype"}}
+        current = decide(ctx, retry, execute, f"{ctx.cell_id}.retry{len(tried)}")
+        result.retry = {"changes": dict(changes), "status": current.status, "error_class": current.error_class,
+                        "message": current.message, "engine_args": current.engine_args, "metrics": current.metrics,
+                        "summary": f"fails as given; {'works' if current.status == 'passed' else 'still fails'} "
+                                   f"with {', '.join(f'{k}={v}' for k, v in changes.items())}"}
+
+
+def run_cell(ctx: CellContext, request: dict[str, Any], execute: Execute,
+             reference: Callable[[], tuple[list[dict[str, Any]] | None, str]] | None = None) -> CellResult:
+    """Every rule, in order: a verdict, the comparison with the reference, tried fixes."""
+    result = decide(ctx, request, execute)
+    if result.status == "passed" and FAMILIES.get(ctx.quantization) and reference is not None:
+        outputs, name = reference()
+        judge_against_reference(result, ctx.quantization, outputs, name, ctx.thresholds)
+    if result.status == "failed":
+        hint = ctx.facts.refine_hint(result.error_class or "unknown", result.hint or "", ctx.target, ctx.runner_isa)
+        result.hint = hint
+    retry_with_fixes(ctx, request, result, execute)
+    return result
+
+
+def emulated_capability(target: str, evidence: str) -> list[int] | None:
+    cap = capability_of(target)
+    return list(cap) if cap and evidence == "emulated" else None

@@ -1,0 +1,116 @@
+"""Read in an engine's own interpreter (never in the pytest process): which GPU architectures its compiled
+parts carry code for, and which of its declared requirements are missing. Standard library + packaging only;
+torch is imported only where the caller has imported it already or asks for it."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import importlib.util
+import mmap
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+FATBIN_MAGIC = struct.pack("<I", 0xBA55ED50)
+_KIND = {1: "compute", 2: "sm"}  # a fatbin entry holds PTX (kind 1) or a cubin (kind 2)
+
+
+def fatbin_archs(path: str | os.PathLike) -> list[str]:
+    """GPU architectures embedded in a shared library's CUDA fat binaries ('sm_80', 'compute_90', ...).
+
+    A fatbin starts with magic 0xBA55ED50, a 16-bit version, a 16-bit header size and a 64-bit payload size;
+    each entry in the payload has a 16-bit kind (1 PTX, 2 ELF cubin), a 32-bit header size at offset 4, a
+    64-bit padded size at offset 8 and the SM number at offset 28 (the layout cuobjdump reads)."""
+    found: set[str] = set()
+    try:
+        fh = open(path, "rb")
+    except OSError:
+        return []
+    with fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pos = data.find(FATBIN_MAGIC)
+        while pos != -1 and pos + 16 <= len(data):
+            _, header, total = struct.unpack_from("<HHQ", data, pos + 4)
+            entry, end = pos + header, min(pos + header + total, len(data))
+            while header == 16 and entry + 32 <= end:
+                kind, _, entry_header, padded = struct.unpack_from("<HHIQ", data, entry)
+                sm = struct.unpack_from("<I", data, entry + 28)[0]
+                if kind not in _KIND or entry_header < 32 or not 10 <= sm <= 200:
+                    break
+                found.add(f"{_KIND[kind]}_{sm}")
+                entry += entry_header + padded
+            pos = data.find(FATBIN_MAGIC, max(end, pos + 4))
+    return sorted(found, key=lambda a: (int(a.split("_")[1]), a))
+
+
+def torch_build(torch_module: Any) -> dict[str, Any] | None:
+    """torch's compiled CUDA architectures (empty for CPU builds), without initialising CUDA."""
+    cuda = getattr(torch_module.version, "cuda", None)
+    if not cuda:
+        return None
+    flags = ""
+    getter = getattr(torch_module._C, "_cuda_getArchFlags", None)
+    if getter is not None:
+        flags = getter() or ""
+    archs = flags.split() if flags else list(torch_module.cuda.get_arch_list())
+    return {"name": f"torch {torch_module.__version__}", "archs": sorted(set(archs)),
+            "source": "torch._C._cuda_getArchFlags() (torch.cuda.get_arch_list())"}
+
+
+def library_builds(package: str, version: str, pattern: str = "*.so") -> list[dict[str, Any]]:
+    """The archs of each compiled CUDA extension in an installed package (e.g. vllm/_C.abi3.so)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        return []
+    out = []
+    for lib in sorted(Path(spec.origin).parent.glob(pattern)):
+        archs = fatbin_archs(lib)
+        if archs:
+            out.append({"name": f"{package} {version} {lib.name}", "archs": archs,
+                        "source": f"fat binaries embedded in {package}/{lib.name}"})
+    return out
+
+
+def _modules_of(dist: md.Distribution) -> list[str]:
+    top = dist.read_text("top_level.txt")
+    if top:
+        return [m.strip() for m in top.split() if m.strip() and not m.startswith("_")]
+    names = set()
+    for f in dist.files or ():
+        parts = Path(str(f)).parts
+        if parts and not parts[0].endswith((".dist-info", ".data")) and parts[0] != "..":
+            name = parts[0].removesuffix(".py")
+            if name.isidentifier() and not name.startswith("_"):
+                names.add(name)
+    return sorted(names)
+
+
+def missing_requirements(distribution: str) -> list[dict[str, str]]:
+    """The distribution's declared (unconditional, this platform's) requirements that are not installed, not
+    in the declared version range, or not importable here."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        declared = md.requires(distribution) or []
+    except md.PackageNotFoundError:
+        return []
+    env = {"extra": ""}  # merged with this interpreter's platform markers
+    out = []
+    for text in declared:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue  # an extra, or another platform
+        try:
+            dist = md.distribution(req.name)
+        except md.PackageNotFoundError:
+            out.append({"requirement": text, "name": req.name, "problem": "not installed"})
+            continue
+        if req.specifier and not req.specifier.contains(dist.version, prereleases=True):
+            out.append({"requirement": text, "name": req.name, "problem": f"version {dist.version} installed"})
+            continue
+        unimportable = [m for m in _modules_of(dist) if importlib.util.find_spec(m) is None]
+        if unimportable:
+            out.append({"requirement": text, "name": req.name, "problem": f"module {unimportable[0]} not importable"})
+    return out

@@ -1,0 +1,1 @@
+"""llama.cpp through llama-cpp-python: adapter.py (worker), facts.py (pytest process)."""

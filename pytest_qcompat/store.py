@@ -1,0 +1,140 @@
+"""Where records live: atomic writes, the report store that rewrites report.json after every cell, loading a
+report, and merging the reports of several runners (xdist shards, GPU and CPU runners) into one."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from .cells import Cell
+from .engines.facts import target_platform
+from .results import SCHEMA, CellResult
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write, fsync, then rename: a reader (or a crash) never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, separators=(",", ":"), default=str))  # compact: thousands of cells
+
+
+class ReportStore:
+    """Holds one record per collected cell and rewrites report.json atomically after every change,
+    so an interrupted run still leaves a valid report."""
+
+    FLUSH_EVERY_S = 1.0  # a matrix of thousands of cells would otherwise rewrite the file thousands of times
+
+    def __init__(self, path: Path, environment: dict[str, Any]):
+        self.path = Path(path)
+        self.environment = environment
+        self.records: dict[str, CellResult] = {}
+        self._flushed_at = 0.0
+
+    def add_pending(self, cells: Iterable[Cell], reason: str = "not run: the session ended before this cell ran") -> None:
+        for cell in cells:
+            self.records.setdefault(cell.id, CellResult.for_cell(cell, "skipped", reason=reason, finished_at=None))
+
+    def record(self, result: CellResult) -> None:
+        """Keep the result; rewrite the file unless it was rewritten under a second ago (the session's end
+        and Ctrl-C always flush, so at most the last second is at risk, and only on SIGKILL)."""
+        self.records[result.id] = result
+        if time.monotonic() - self._flushed_at >= self.FLUSH_EVERY_S:
+            self.flush()
+
+    def document(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "environment": self.environment, "cells": [r.to_dict() for r in self.records.values()]}
+
+    def flush(self) -> None:
+        write_json_atomic(self.path, self.document())
+        self._flushed_at = time.monotonic()
+
+
+class ReportFormatError(ValueError):
+    pass
+
+
+def load_report(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportFormatError(f"{path}: report not found") from None
+    except ValueError as exc:
+        raise ReportFormatError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("cells"), list):
+        raise ReportFormatError(f"{path}: not a qcompat report (expected schema {SCHEMA!r} and a 'cells' list)")
+    return data
+
+
+# A real verdict beats a run that decided nothing, which beats a skip.
+_RANK = {"passed": 3, "failed": 3, "crashed": 3, "timed_out": 3, "inconclusive": 2, "skipped": 1}
+
+
+def prediction_platform(pred: dict[str, Any] | None) -> str | None:
+    """The platform of the build a prediction was read from (None: a documented fact). Reports written before
+    predictions carried `platform` name the platform class in their source."""
+    if not pred:
+        return None
+    if pred.get("platform"):
+        return pred["platform"]
+    source = pred.get("source") or ""
+    if "CpuPlatform" in source or "cpu build" in source:
+        return "cpu"
+    if "CudaPlatform" in source or "cuda build" in source:
+        return "cuda"
+    return None
+
+
+def drop_foreign_prediction(cell: dict[str, Any]) -> bool:
+    """A prediction read from a build for another platform (vLLM's CPU build about a CUDA GPU) says nothing
+    about the cell: remove it, say why, and keep the record's evidence honest. True when one was dropped."""
+    platform = prediction_platform(cell.get("prediction"))
+    if platform is None or platform == target_platform(cell["target"]):
+        return False
+    cell["no_prediction"] = (f"a prediction from a {platform.upper()} build was dropped: it cannot speak for "
+                             f"{target_platform(cell['target']).upper()} targets")
+    cell["prediction"] = None
+    if cell.get("evidence") == "predicted":
+        cell["evidence"] = "none"
+    return True
+
+
+def merge_reports(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Merge shards from several runners. The same cell id from several shards keeps the newest *run* result (a
+    real verdict beats an inconclusive run, which beats a skip), and says so in `merged_from`. No prediction from
+    another platform's build survives the merge."""
+    merged: dict[str, dict[str, Any]] = {}
+    environments = []
+    for name, doc in docs:
+        env = doc.get("environment", {})
+        if env.get("merged"):  # a merged report merged again: keep its runners, not a runner-less wrapper
+            environments.extend({**sub, "shard": f"{name}/{sub.get('shard')}"} for sub in env.get("shards", []))
+        else:
+            environments.append({"shard": name, **env})
+        for cell in doc["cells"]:
+            cell = dict(cell, shard=name)
+            drop_foreign_prediction(cell)
+            old = merged.get(cell["id"])
+            if old is None:
+                merged[cell["id"]] = cell
+                continue
+            newer = (_RANK.get(cell["status"], 0), cell.get("finished_at") or "") > (_RANK.get(old["status"], 0), old.get("finished_at") or "")
+            keep, drop = (cell, old) if newer else (old, cell)
+            if drop.get("finished_at") is None:  # a "not run" placeholder (e.g. an xdist worker's share of others' cells)
+                merged[cell["id"]] = keep
+                continue
+            keep = dict(keep)
+            keep["merged_from"] = sorted(set((old.get("merged_from") or [old["shard"]]) + [cell["shard"]]))
+            keep["superseded"] = {"shard": drop["shard"], "status": drop["status"]}
+            merged[cell["id"]] = keep
+    return {"schema": SCHEMA, "environment": {"merged": True, "shards": environments}, "cells": list(merged.values())}

