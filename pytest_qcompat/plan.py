@@ -13,7 +13,7 @@ from .engines.facts import NoPrediction, Prediction, no_kernel_prediction
 from .hardware import Runner
 from .knowledge import PRODUCERS, min_capability
 from .matrix import Matrix
-from .names import capability_of, marker_name
+from .names import capability_of, marker_name, target_of
 
 Action = Literal["run", "skip"]
 Evidence = Literal["verified", "emulated", "predicted", "none"]
@@ -64,7 +64,7 @@ def check(req: Requirements, runner: Runner, installed: dict[str, str] | None, w
     if req.min_capability:
         best = max((g.capability for g in runner.gpus), default=None)
         if best is None or best < req.min_capability:
-            want = f"sm_{req.min_capability[0]}{req.min_capability[1]}"
+            want = target_of(req.min_capability)
             return f"needs a GPU of {want} or newer; this runner: {runner.describe()}"
     if req.gpus and len(runner.gpus) < req.gpus:
         return f"needs {req.gpus} GPUs; this runner has {len(runner.gpus)}"

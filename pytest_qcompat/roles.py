@@ -7,6 +7,7 @@ ShardMerger  the xdist controller: runs nothing, merges the workers' shards into
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -39,15 +40,15 @@ class SerialRun:
         if session.config.option.collectonly:
             return
         self.qs.start_report([i.cell for i in session.items if isinstance(i, MatrixItem)])
-        self._warn_missing_requirements(session.config)
+        self._warn_missing_requirements()
 
-    def _warn_missing_requirements(self, config: pytest.Config) -> None:
+    def _warn_missing_requirements(self) -> None:
         """An engine environment without its declared requirements gives inconclusive cells: say so up front."""
         for engine in self.qs.matrix.engines:
             missing = self.qs.missing_requirements(engine.name)
             if missing:
                 names = ", ".join(f"{m['requirement']} ({m['problem']})" for m in missing)
-                config.issue_config_time_warning(pytest.PytestWarning(
+                warnings.warn(pytest.PytestWarning(
                     f"qcompat: engine {engine.name!r} lacks requirements its package declares: {names}; cells failing "
                     "on them are recorded as inconclusive (a runner gap, not the engine's limit)"), stacklevel=2)
 

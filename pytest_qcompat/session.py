@@ -19,6 +19,7 @@ from .predict import engine_limits, model_info, predict
 from .results import SCHEMA, CellResult, interpret
 from .runner.pinning import choose_gpus
 from .runner.pool import Pool
+from .runner.protocol import CellRequest
 from .store import ReportStore
 
 
@@ -105,7 +106,7 @@ class QcompatSession:
         self.store.add_pending(cells)
         self.store.flush()
 
-    def request(self, cell: Cell, plan: Plan) -> dict[str, Any]:
+    def request(self, cell: Cell, plan: Plan) -> CellRequest:
         model = self.matrix.model(cell.model)
         engine = self.matrix.engine(cell.engine)
         return {
@@ -113,7 +114,7 @@ class QcompatSession:
             "model": {"id": model.id, "source": model.source, "trust_remote_code": model.trust_remote_code,
                       "revision": model.revision, "variants": dict(model.variants)},
             "engine": {"name": engine.name, "kind": engine.kind, "args": engine.args},
-            "generation": {"prompts": list(self.matrix.generation.prompts),
+            "generation": {"prompts": list(self.matrix.generation.prompts), "expects": self.matrix.generation.expectations(),
                            "max_new_tokens": self.matrix.generation.max_new_tokens, "seed": self.matrix.generation.seed},
             "device": plan.device,
             "emulate_capability": attempts.emulated_capability(cell.target, plan.evidence),

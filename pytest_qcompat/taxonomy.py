@@ -151,8 +151,10 @@ RULES: tuple[Rule, ...] = (
           # bitsandbytes without a native library for this CUDA/GPU
           r"compiled without GPU support", r"libbitsandbytes_cpu\.\w+: undefined symbol", r"Could not find the bitsandbytes CUDA binary",
           r"CUDA Setup failed despite GPU being available", r"Error named symbol not found at line \d+ in file .*\.cu",
-          r"Could not load bitsandbytes native library"),
-         "CUDA runtime cudaErrorNoKernelImageForDevice; ptxas; triton; bitsandbytes cextension"),
+          r"Could not load bitsandbytes native library",
+          # a GPU-only kernel reached on a CPU build (vllm-gguf-plugin's Triton dequant on vLLM's CPU build)
+          r"kernels? requires? CUDA tensors", r"Triton .{0,40}requires? (a )?(CUDA|GPU)"),
+         "CUDA runtime cudaErrorNoKernelImageForDevice; ptxas; triton; bitsandbytes cextension; vllm-gguf-plugin"),
     Rule("attention-backend", "No attention backend supports this head size/dtype/GPU: change the attention backend or dtype.",
          (r"No valid attention backend", r"head_size=\d+ is not supported", r"Head size \d+ is not supported", r"FlashAttention only supports",
           r"FlashAttention backward for head dim", r"Cannot use FlashAttention(-2)? backend", r"flash attention build does not support headdim",

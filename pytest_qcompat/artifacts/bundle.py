@@ -18,7 +18,8 @@ from typing import Any, Callable
 import yaml
 
 from ..cells import expand
-from ..knowledge import PRODUCERS, needs_checkpoint
+from ..engines import facts_for
+from ..knowledge import PRODUCERS
 from ..matrix import is_hub_id, load_matrix
 
 
@@ -36,7 +37,7 @@ def needed_checkpoints(matrix) -> dict[str, list[str]]:
     needed: dict[str, list[str]] = {}
     for cell in expand(matrix):
         kind = matrix.engine(cell.engine).kind
-        if cell.quantization == "none" or not needs_checkpoint(kind, cell.quantization):
+        if cell.quantization == "none" or not facts_for(kind).needs_checkpoint(cell.quantization):
             continue
         methods = needed.setdefault(cell.model, [])
         if cell.quantization not in methods:

@@ -73,7 +73,8 @@ def library_builds(package: str, version: str, pattern: str = "*.so") -> list[di
 def _modules_of(dist: md.Distribution) -> list[str]:
     top = dist.read_text("top_level.txt")
     if top:
-        return [m.strip() for m in top.split() if m.strip() and not m.startswith("_")]
+        names = {m.strip().split("/")[0] for m in top.split()}  # some list paths ("sentencepiece/__init__")
+        return sorted(m for m in names if m and m.isidentifier() and not m.startswith("_"))
     names = set()
     for f in dist.files or ():
         parts = Path(str(f)).parts

@@ -191,7 +191,7 @@ class EngineFacts:
             return TriedFix.of("float16" if not modern else "bfloat16")
         return None
 
-    def refine_hint(self, error_class: str, hint: str, target: str, runner_isa: tuple[str, ...]) -> str:
+    def refine_hint(self, error_class: str, hint: str, target: str, method: str, runner_isa: tuple[str, ...]) -> str:
         """A hint made specific to this engine and runner (e.g. naming the CPU's instruction set)."""
         return hint
 

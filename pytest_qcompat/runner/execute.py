@@ -16,12 +16,15 @@ from typing import Any
 from ..checks import check_outputs
 from ..engines import load_engine_class
 from ..engines.base import LoadRequest
+from .protocol import CellOutcome, CellRequest
 
 
 def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: str, device: str = "cpu",
                        metrics: dict[str, Any] | None = None) -> tuple[str, bool]:
     """(path or hub id, prequantized). A variant for the method wins; tiny:<arch> builds the embedded model;
-    a method the engine cannot apply at load time gets its checkpoint from a producer (cached)."""
+    a GGUF source (real:<name> or a .gguf path) becomes a dequantized base checkpoint once, and method `gguf`
+    gets the file as shipped; a method the engine cannot apply at load time gets its checkpoint from a producer
+    (cached)."""
     from ..engines import facts_for
 
     variant = (model.get("variants") or {}).get(quantization)
@@ -31,6 +34,21 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: st
     if source.startswith("tiny:"):
         from ..tiny import build
         source = str(build(source[5:]))
+    from ..artifacts.real import is_gguf_source
+
+    if is_gguf_source(source):
+        from ..artifacts import size_mb
+        from ..artifacts.real import resolve
+
+        t0 = time.perf_counter()
+        source, prequantized = resolve(source, quantization, metrics)
+        if prequantized:  # method gguf: the source file as shipped
+            if metrics is not None:
+                metrics.update(artifact_mb=size_mb(source), produce_s=round(time.perf_counter() - t0, 3))
+            return source, True
+    elif quantization == "gguf":
+        raise RuntimeError(f"quantization 'gguf' runs a model's source GGUF file as shipped, but {source!r} is not a GGUF "
+                           f"source (give source: real:<name> or a .gguf path, or use gguf-q4_k_m / gguf-q8_0 / gguf-f16)")
     if quantization == "none" or not facts_for(engine_kind).needs_checkpoint(quantization):
         return source, False
     if not os.path.isdir(source):
@@ -45,12 +63,12 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: st
     return str(path), True
 
 
-def run_cell(request: dict[str, Any], close: bool = True) -> dict[str, Any]:
+def run_cell(request: CellRequest, close: bool = True) -> CellOutcome:
     """close=False: the caller is a cell process about to exit, which frees the engine faster than its own
     shutdown (and on GPUs is what returns the memory)."""
     cell, model, engine_spec, gen = request["cell"], request["model"], request["engine"], request["generation"]
     started = time.time()
-    outcome: dict[str, Any] = {"ok": False, "metrics": {}, "outputs": [], "engine_args": None, "engine_version": None}
+    outcome: CellOutcome = {"ok": False, "metrics": {}, "outputs": [], "engine_args": None, "engine_version": None}
     metrics = outcome["metrics"]
     engine = None
     try:
@@ -79,7 +97,7 @@ def run_cell(request: dict[str, Any], close: bool = True) -> dict[str, Any]:
         n_tokens = sum(len(g.token_ids) for g in gens)
         metrics.update(generate_s=round(dt, 4), new_tokens=n_tokens, tokens_per_s=round(n_tokens / dt, 2) if dt > 0 else None)
         outcome["outputs"] = [{k: v for k, v in asdict(g).items() if k != "top_logprobs"} | {"top_logprobs": _jsonable_top(g.top_logprobs)} for g in gens]
-        problem = check_outputs(outcome["outputs"])
+        problem = check_outputs(outcome["outputs"], gen.get("expects"))
         if problem:
             outcome.update(message=problem, error_class="wrong-output")
         else:

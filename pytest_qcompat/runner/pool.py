@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .protocol import CellOutcome, CellRequest
+
 import pytest_qcompat
 
 PACKAGE_PARENT = str(Path(pytest_qcompat.__file__).resolve().parent.parent)
@@ -28,7 +30,7 @@ READY_TIMEOUT = 600.0  # importing vLLM on a cold GPU machine takes minutes
 class RawRun:
     """What came back from a worker for one cell, before interpretation."""
 
-    outcome: dict[str, Any] | None
+    outcome: CellOutcome | None
     returncode: int | None
     timed_out: bool = False
     duration: float = 0.0
@@ -192,7 +194,7 @@ class Pool:
         self._tmp = Path(tempfile.mkdtemp(prefix="qcompat-run-"))
         self.workers: dict[tuple, WarmWorker] = {}
 
-    def run(self, cell_id: str, request: dict[str, Any], python: str | None, kinds: tuple[str, ...],
+    def run(self, cell_id: str, request: CellRequest, python: str | None, kinds: tuple[str, ...],
             env: dict[str, str], timeout: float) -> RawRun:
         python = python or sys.executable
         if not os.path.exists(python):

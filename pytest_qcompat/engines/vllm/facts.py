@@ -10,7 +10,8 @@ import os
 from typing import Any
 
 from ...names import capability_of
-from ..facts import EngineFacts, NoPrediction, Prediction, TriedFix, isa_name, target_platform
+from ..facts import (EngineFacts, NoPrediction, Prediction, TriedFix, builds_from_limits, isa_name, missing_code,
+                     no_kernel_prediction, target_platform)
 
 # Our method names -> vLLM's quantization name (and the compressed-tensors scheme where that decides), for
 # methods whose checkpoint we do not have at planning time. Pre-quantized bitsandbytes checkpoints load as
@@ -29,6 +30,10 @@ METHOD_TO_VLLM: dict[str, tuple[str, str | None]] = {
 # A checkpoint's own quantization_config -> (vLLM name, scheme), read where the checkpoint exists.
 CHECKPOINT_QUANT = {"bitsandbytes": "bitsandbytes", "awq": "awq", "gptq": "gptq", "compressed-tensors": "compressed-tensors",
                     "fp8": "fp8", "modelopt": "modelopt", "torchao": "torchao"}
+# Schemes vLLM swaps for another below their floor: compressed-tensors FP8 W8A8 runs weight-only (W8A16) on GPUs
+# below sm_89 (vllm/model_executor/layers/quantization/compressed_tensors/compressed_tensors.py
+# _get_scheme_from_parts: "if not is_fp8_w8a8_supported: return CompressedTensorsW8A16Fp8").
+SCHEME_FALLBACK = {"CompressedTensorsW8A8Fp8": "CompressedTensorsW8A16Fp8"}
 # CPU kernels a method needs in vLLM's CPU build: CPUWNA16LinearKernel.apply_weights calls ops.cpu_gemm_wna16
 # (vllm/model_executor/kernels/linear/mixed_precision/cpu.py), which only some instruction-set variants register.
 CPU_OPS = {"CompressedTensorsWNA16": ("cpu_gemm_wna16",), "awq": ("cpu_gemm_wna16",), "gptq": ("cpu_gemm_wna16",)}
@@ -81,7 +86,6 @@ class VllmFacts(EngineFacts):
                                 f"a {where.upper()} build of vLLM can")
         missing = self.no_code_for(target, limits)
         if missing is not None:
-            from ..facts import no_kernel_prediction
             return no_kernel_prediction(missing, target)
         cap = capability_of(target)
         num = cap[0] * 10 + cap[1] if cap else None
@@ -103,7 +107,17 @@ class VllmFacts(EngineFacts):
                 return _pred("failed", "missing-package",
                              f"vLLM {limits.get('version')} has no in-tree GGUF loader and vllm-gguf-plugin is not installed",
                              f"{build} QUANTIZATION_METHODS and entry points vllm.general_plugins", platform)
-            return None  # the plugin's own limits are not declared: only a run can tell
+            if not gguf.get("in_tree"):
+                plugin = builds_from_limits({"builds": gguf.get("plugin_builds") or []})
+                if platform == "cpu" and plugin:
+                    archs = ", ".join(plugin[0].archs)
+                    return _pred("failed", "no-kernel-image",
+                                 f"{plugin[0].name} carries GPU kernels only ({archs}, plus Triton): vLLM's CPU build "
+                                 "has no GGUF kernels", f"{plugin[0].name}: {plugin[0].source}", platform)
+                lacking = missing_code(plugin, target) if cap else None
+                if lacking is not None:
+                    return no_kernel_prediction(lacking, target)
+            return None  # the plugin declares no further limits: only a run can tell
         if method != "none":
             vq, scheme = quant_of(method, model)
             info = limits.get("quantization", {}).get(vq)
@@ -112,9 +126,14 @@ class VllmFacts(EngineFacts):
                              f"{build} QUANTIZATION_METHODS", platform)
             floor = info.get("min_capability")
             src = f"{build} get_quantization_config({vq!r}).get_min_capability()"
-            if scheme and scheme in limits.get("compressed_tensors_schemes", {}):
-                floor = max(floor or 0, limits["compressed_tensors_schemes"][scheme])
+            schemes = limits.get("compressed_tensors_schemes", {})
+            if scheme and scheme in schemes:
+                floor = max(floor or 0, schemes[scheme])
                 src = f"{build} {scheme}.get_min_capability()"
+                fallback = SCHEME_FALLBACK.get(scheme)
+                if fallback in schemes and schemes[fallback] < floor:
+                    floor = max(info.get("min_capability") or 0, schemes[fallback])
+                    src = f"{build} {fallback}.get_min_capability() (vLLM's fallback for {scheme})"
             if floor and num is not None and num < floor:
                 return _pred("failed", "quant-capability",
                              f"The quantization method {vq} is not supported for the current GPU. Minimum capability: {floor}. "
@@ -169,7 +188,10 @@ class VllmFacts(EngineFacts):
             return TriedFix.of(max_model_len=max(64, int(engine_args.get("max_model_len", 256)) // 2))
         return None
 
-    def refine_hint(self, error_class: str, hint: str, target: str, runner_isa: tuple[str, ...]) -> str:
+    def refine_hint(self, error_class: str, hint: str, target: str, method: str, runner_isa: tuple[str, ...]) -> str:
+        if error_class == "no-kernel-image" and target == "cpu" and method.startswith("gguf"):
+            return ("vllm-gguf-plugin has CUDA/Triton kernels only: run GGUF files on CPU with llama.cpp or transformers "
+                    "(gguf_file=), or in vLLM on a GPU.")
         if error_class == "no-kernel-image" and target == "cpu":
             return (f"vLLM's CPU build has no kernel for this CPU's instruction set ({isa_name(runner_isa)}): its AVX-512 "
                     "variants have more kernels; run on a CPU with avx512f, or use another method or engine.")

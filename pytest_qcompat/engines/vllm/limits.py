@@ -74,6 +74,20 @@ def cpu_kernel_ops(vllm_dir: Path) -> dict[str, list[str]]:
     return out
 
 
+def _gguf_support(quant: dict[str, Any], plugins: list[str]) -> dict[str, Any]:
+    """GGUF left vLLM's tree (0.25): the official vllm-gguf-plugin registers it back (entry point group
+    vllm.general_plugins), with CUDA and Triton kernels only; its compiled archs are read like vLLM's."""
+    installed = importlib.util.find_spec("vllm_gguf_plugin") is not None
+    builds = []
+    if installed:
+        try:
+            builds = library_builds("vllm_gguf_plugin", version("vllm-gguf-plugin"))
+        except PackageNotFoundError:
+            builds = library_builds("vllm_gguf_plugin", "?")
+    return {"in_tree": "gguf" in quant and "error" not in quant["gguf"], "plugins": plugins,
+            "plugin_installed": installed, "plugin_builds": builds}
+
+
 def read_limits() -> dict[str, Any]:
     import torch
     import vllm
@@ -111,7 +125,6 @@ def read_limits() -> dict[str, Any]:
         "builds": builds,
         "cpu_kernel_ops": cpu_kernel_ops(vllm_dir) if not is_cuda else {},
         # GGUF left vLLM's tree (0.25): the official vllm-gguf-plugin registers it back through this entry point group.
-        "gguf": {"in_tree": "gguf" in quant and "error" not in quant["gguf"], "plugins": plugins,
-                 "plugin_installed": importlib.util.find_spec("vllm_gguf_plugin") is not None},
+        "gguf": _gguf_support(quant, plugins),
         "missing_requirements": missing_requirements(dist),
     }

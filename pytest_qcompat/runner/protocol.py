@@ -1,0 +1,57 @@
+"""What crosses the process boundary between the pytest process and a cell's worker (JSON both ways), as
+TypedDicts (like pytest-xdist's WorkerInfo): the request a worker runs and the outcome it writes back."""
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class CellSpec(TypedDict):
+    model: str
+    quantization: str
+    dtype: str
+    engine: str
+    target: str
+
+
+class ModelRequest(TypedDict):
+    id: str
+    source: str
+    trust_remote_code: bool
+    revision: str | None
+    variants: dict[str, str]
+
+
+class EngineRequest(TypedDict):
+    name: str
+    kind: str  # a built-in kind or "module:Class"
+    args: dict[str, Any]
+
+
+class GenerationRequest(TypedDict, total=False):
+    prompts: list[str]
+    expect: list[str | None]  # per prompt: text its output must contain (known-answer check)
+    max_new_tokens: int
+    seed: int
+
+
+class CellRequest(TypedDict):
+    cell: CellSpec
+    model: ModelRequest
+    engine: EngineRequest
+    generation: GenerationRequest
+    device: str  # "cpu" | "cuda"
+    emulate_capability: list[int] | None  # [major, minor] the engine is made to see, or None
+
+
+class CellOutcome(TypedDict, total=False):
+    ok: bool
+    message: str  # "ExceptionType: text" of a failure
+    exception: str
+    traceback: str
+    error_class: str  # set by the worker only for its own checks (wrong-output)
+    metrics: dict[str, Any]
+    outputs: list[dict[str, Any]]
+    engine_args: dict[str, Any] | None  # exactly what was passed to the engine, even when it refused
+    engine_version: str | None
+    emulated: list[str]  # the capability queries that were replaced
+    loaded: dict[str, Any] | None
