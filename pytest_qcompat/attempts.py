@@ -149,7 +149,8 @@ def run_cell(ctx: CellContext, request: dict[str, Any], execute: Execute,
         outputs, name = reference()
         judge_against_reference(result, ctx.quantization, outputs, name, ctx.thresholds)
     if result.status == "failed":
-        hint = ctx.facts.refine_hint(result.error_class or "unknown", result.hint or "", ctx.target, ctx.runner_isa)
+        hint = ctx.facts.refine_hint(result.error_class or "unknown", result.hint or "", ctx.target, ctx.quantization,
+                                     ctx.runner_isa)
         result.hint = hint
     retry_with_fixes(ctx, request, result, execute)
     return result

@@ -87,7 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except ReportFormatError as exc:
             raise pytest.UsageError(f"--qcompat-resume: {exc}") from None
     if workerinput is not None:
-        # An xdist worker writes its own shard; the controller merges them (see pytest_sessionfinish).
+        # An xdist worker writes its own shard; the controller merges them (roles.ShardMerger).
         qs.shard = workerinput["workerid"]
         qs.gpu_share = pin_gpus(int(workerinput.get("workercount", 1)), int(qs.shard.lstrip("gw") or 0),
                                 [str(g.index) for g in qs.runner.gpus])
