@@ -16,8 +16,8 @@ from .items import MatrixFile, MatrixItem, result_key
 from .session import QcompatSession
 
 
-class SerialRun:
-    """Collects the matrix's cells, records each one's result once, writes the report at the end."""
+class _Role:
+    """What every role shares: the session, the report paths it wrote, the matrix printed at the end."""
 
     def __init__(self, qs: QcompatSession):
         self.qs = qs
@@ -26,6 +26,22 @@ class SerialRun:
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
         # `pytest --qcompat-matrix m.yaml` runs just the matrix; name test paths to run your own tests too.
         return True if config.args_source != pytest.Config.ArgsSource.ARGS else None
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
+        doc = self.qs.document()
+        if doc is None:
+            return
+        from .report.terminal import summary_lines
+
+        terminalreporter.write_sep("=", "qcompat matrix")
+        for line in summary_lines(doc):
+            terminalreporter.write_line(line)
+        if self.paths:
+            terminalreporter.write_line("report: " + ", ".join(str(p) for p in self.paths))
+
+
+class SerialRun(_Role):
+    """Collects the matrix's cells, records each one's result once, writes the report at the end."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -70,18 +86,6 @@ class SerialRun:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.paths = self.qs.finish(write_reports=not session.config.option.collectonly)
 
-    def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
-        doc = self.qs.document()
-        if doc is None:
-            return
-        from .report.terminal import summary_lines
-
-        terminalreporter.write_sep("=", "qcompat matrix")
-        for line in summary_lines(doc):
-            terminalreporter.write_line(line)
-        if self.paths:
-            terminalreporter.write_line("report: " + ", ".join(str(p) for p in self.paths))
-
 
 class ShardWriter(SerialRun):
     """An xdist worker: the same as a serial run, but its report is its shard (the controller merges them)."""
@@ -90,18 +94,9 @@ class ShardWriter(SerialRun):
         return None  # workers have no terminal of their own; the controller prints the merged matrix
 
 
-class ShardMerger:
+class ShardMerger(_Role):
     """The xdist controller: collects and runs nothing itself; merges the workers' shards into one report."""
-
-    def __init__(self, qs: QcompatSession):
-        self.qs = qs
-        self.paths: list[Path] = []
-
-    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
-        return True if config.args_source != pytest.Config.ArgsSource.ARGS else None
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not session.config.option.collectonly:
             self.paths = self.qs.merge_shards()
-
-    pytest_terminal_summary = SerialRun.pytest_terminal_summary
