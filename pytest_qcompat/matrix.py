@@ -55,6 +55,14 @@ class Generation:
     prompts: tuple[str, ...] = DEFAULT_PROMPTS
     max_new_tokens: int = 16
     seed: int = 0
+    # Per prompt, what its output must contain (any of; case-insensitive) and must not contain: known answers.
+    # () or None entries: no expectation (plain string prompts).
+    expects: tuple[dict[str, tuple[str, ...]] | None, ...] = ()
+
+    def expectations(self) -> list[dict[str, list[str]] | None]:
+        """One entry per prompt (None: no expectation), JSON-ready for the worker request."""
+        found = list(self.expects) + [None] * (len(self.prompts) - len(self.expects))
+        return [{k: list(v) for k, v in e.items()} if e else None for e in found[:len(self.prompts)]]
 
 
 @dataclass(frozen=True)
@@ -225,7 +233,8 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
         # oneOf hides the useful inner error; prefer the deepest one on the earliest line.
         err = errors[0]
         if err.context:
-            err = max(err.context, key=lambda e: len(e.absolute_path))
+            # ...and, at equal depth, the branch whose type matched (its error says what is wrong inside it).
+            err = max(err.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
         raise _schema_error(err, path, lines, data)
 
     base = path.parent
@@ -239,6 +248,16 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
         variants = {meth: _resolve_source(src, base) for meth, src in (m.get("variants") or {}).items()}
         models.append(ModelSpec(m["id"], _resolve_source(m["source"], base), bool(m.get("trust_remote_code", False)),
                                 m.get("revision"), variants))
+        if m["source"].startswith("real:"):
+            from .artifacts.real import REAL_MODELS
+            name = m["source"][5:]
+            if name not in REAL_MODELS:
+                hint = closest(name, list(REAL_MODELS))
+                raise MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source",
+                                  f"no real model {name!r}", f"did you mean 'real:{hint}'?" if hint else f"available: {', '.join(REAL_MODELS)}")
+        if m["source"].endswith(".gguf") and not m["source"].startswith("real:") and not os.path.isfile(models[-1].source):
+            raise MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source",
+                              f"GGUF file {models[-1].source} does not exist", "give a path relative to the matrix file")
         if m["source"].startswith("tiny:"):
             from .tiny import ARCHS
             arch = m["source"][5:]
@@ -290,7 +309,17 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
         exclude.append(norm)
 
     gen = data.get("generation", {})
-    generation = Generation(tuple(gen.get("prompts", DEFAULT_PROMPTS)), int(gen.get("max_new_tokens", 16)), int(gen.get("seed", 0)))
+    prompts, expects = [], []
+    for p in gen.get("prompts", DEFAULT_PROMPTS):
+        if isinstance(p, str):
+            prompts.append(p)
+            expects.append(None)
+        else:  # {text, expect, reject}
+            prompts.append(p["text"])
+            e = {k: _as_tuple(p[k]) for k in ("expect", "reject") if p.get(k) is not None}
+            expects.append(e or None)
+    generation = Generation(tuple(prompts), int(gen.get("max_new_tokens", 16)), int(gen.get("seed", 0)),
+                            tuple(expects) if any(expects) else ())
     return Matrix(
         path=path.resolve(),
         models=tuple(models),
@@ -307,14 +336,16 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
 
 
 def _resolve_source(source: str, base: Path) -> str:
-    """Local paths resolve relative to the matrix file; tiny:<arch> and hub ids stay as they are."""
-    if source.startswith("tiny:"):
+    """Local paths (folders or .gguf files) resolve relative to the matrix file; tiny:<arch>, real:<name> and hub
+    ids stay as they are."""
+    if source.startswith(("tiny:", "real:")):
         return source
-    if source.startswith((".", "/", "~")) or (base / source).exists():
+    if source.startswith((".", "/", "~")) or (base / source).exists() or source.endswith(".gguf"):
         return str((base / os.path.expanduser(source)).resolve())
     return source  # a hub id such as org/name
 
 
 def is_hub_id(source: str) -> bool:
-    """org/name that is neither tiny:<arch> nor a local path."""
-    return not source.startswith(("tiny:", "/", ".", "~")) and "/" in source and not os.path.exists(source)
+    """org/name that is neither tiny:<arch>, real:<name> nor a local path."""
+    return (not source.startswith(("tiny:", "real:", "/", ".", "~")) and "/" in source and not source.endswith(".gguf")
+            and not os.path.exists(source))

@@ -6,7 +6,7 @@ import re
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 
-# Quantization methods. Issue 2 runs none/bnb-*; the others are valid names that later producers fill.
+# Quantization methods: on-the-fly in an engine, or a checkpoint a producer (artifacts/) makes from the base model.
 METHODS = (
     "none",
     "bnb-4bit",
@@ -21,6 +21,7 @@ METHODS = (
     "gguf-f16",
     "gguf-q8_0",
     "gguf-q4_k_m",
+    "gguf",  # the model's source GGUF file as shipped (source: real:<name> or a .gguf path), not re-quantized
 )
 
 # GPU targets are CUDA compute capabilities written sm_XY; "cpu" is the host.

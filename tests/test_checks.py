@@ -37,3 +37,26 @@ def test_nan_and_empty_are_wrong_output():
     assert "non-finite" in check_outputs([{"token_ids": [1], "logits_finite": False}])
     assert "empty output" in check_outputs([{"token_ids": [], "logits_finite": None}])
     assert check_outputs([{"token_ids": [1], "logits_finite": None}]) is None
+
+
+def test_known_answers():
+    outs = [{"prompt": "The capital of France is", "text": " Paris.", "token_ids": [1, 2], "logits_finite": True},
+            {"prompt": "def f():", "text": "\n    pass", "token_ids": [3], "logits_finite": True}]
+    assert check_outputs(outs, [{"expect": ["Paris"]}, None]) is None
+    assert check_outputs(outs, ["paris", None]) is None  # a plain string, case-insensitive
+    assert check_outputs(outs, [["Lyon", "Paris"]]) is None  # any of a list
+    assert check_outputs(outs, None) is None and check_outputs(outs, []) is None
+    bad = check_outputs(outs, [{"expect": ["Berlin"]}, None])
+    assert "missing the known answer 'Berlin'" in bad and "for prompt 0" in bad and "' Paris.'" in bad
+    assert "rejected text 'pass'" in check_outputs(outs, [None, {"reject": "pass"}])
+
+
+def test_gemma3_without_bos_is_wrong_output():
+    """The Gemma 3 trap as measured: without BOS the model prints 'France. The The The ...'; a known answer
+    catches what a comparison with a reference using the same tokenizer cannot."""
+    from pytest_qcompat.taxonomy import classify
+
+    degenerate_text = {"prompt": "The capital of Japan is", "text": " the Japanese The Japanese The Japanese The",
+                       "token_ids": [1, 2, 3, 1, 2, 3], "logits_finite": True}
+    problem = check_outputs([degenerate_text], [{"expect": ["Tokyo"]}])
+    assert problem and classify(problem)[0] == "wrong-output"

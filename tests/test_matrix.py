@@ -173,3 +173,45 @@ def test_default_matrix_is_valid():
 
     m = load_matrix(Path(__file__).parent.parent / "matrix.yaml")
     assert len(m.models) >= 9
+
+
+def test_prompts_with_known_answers(tmp_path):
+    m = load_matrix(write(tmp_path, """\
+models: [{id: a, source: "tiny:llama"}]
+generation:
+  prompts:
+    - {text: "The capital of France is", expect: Paris}
+    - "def fibonacci(n):"
+    - {text: "Gemma", expect: [city, capital], reject: "The The The"}
+"""))
+    g = m.generation
+    assert g.prompts == ("The capital of France is", "def fibonacci(n):", "Gemma")
+    assert g.expectations() == [{"expect": ["Paris"]}, None, {"expect": ["city", "capital"], "reject": ["The The The"]}]
+    plain = load_matrix(write(tmp_path, GOOD, "plain.yaml")).generation
+    assert plain.expectations() == [None, None]
+
+
+@pytest.mark.parametrize("text,expect", [
+    ('models: [{id: a, source: "tiny:llama"}]\ngeneration: {prompts: [{expect: Paris}]}\n', "'text' is a required property"),
+    ('models: [{id: a, source: "tiny:llama"}]\ngeneration: {prompts: [{text: x, expected: Paris}]}\n', "expected"),
+    ('models: [{id: a, source: "real:smollm2"}]\n', "did you mean 'real:smollm2-135m'"),
+    ('models: [{id: a, source: "./missing.gguf"}]\n', "does not exist"),
+])
+def test_bad_real_sources_and_prompts(tmp_path, text, expect):
+    with pytest.raises(MatrixError) as err:
+        load_matrix(write(tmp_path, text))
+    assert expect in str(err.value)
+
+
+def test_real_and_gguf_sources(tmp_path):
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    m = load_matrix(write(tmp_path, """\
+models:
+  - {id: smol, source: "real:smollm2-135m"}
+  - {id: gemma, source: "real:gemma3-270m"}
+  - {id: local, source: m.gguf}
+quantization: [none, gguf, bnb-4bit]
+"""))
+    assert [x.source for x in m.models] == ["real:smollm2-135m", "real:gemma3-270m", str(tmp_path / "m.gguf")]
+    from pytest_qcompat.matrix import is_hub_id
+    assert not any(is_hub_id(x.source) for x in m.models)

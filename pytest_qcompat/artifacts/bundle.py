@@ -64,6 +64,12 @@ def make_bundle(matrix_path: str | Path, out: str | Path, device: str = "cpu",
         if base.startswith("tiny:"):
             from ..tiny import build
             base = str(build(base[5:]))
+        shipped = None
+        if base.startswith("real:") or base.endswith(".gguf"):  # a GGUF source: its base checkpoint, and the file
+            from . import real
+            gguf = real.locate(base)
+            base = str(real.base_checkpoint(gguf))
+            shipped = real.source_folder(gguf, Path(base))
         entry["source"] = _copy(base, out / "models" / spec.id / "base")
         entry.pop("revision", None)
         variants = dict(entry.get("variants") or {})
@@ -72,6 +78,9 @@ def make_bundle(matrix_path: str | Path, out: str | Path, device: str = "cpu",
                 variants[method] = _copy(given, out / "models" / spec.id / method)
         for method in needed.get(spec.id, []):
             if method in variants:
+                continue
+            if method == "gguf" and shipped is not None:  # the source file as shipped (copied, not linked)
+                variants[method] = _copy(shipped, out / "models" / spec.id / method)
                 continue
             if method not in PRODUCERS:
                 bundle.left_out.append(f"{spec.id} {method}: no producer; give it under the model's variants")

@@ -46,3 +46,38 @@ def charts(cells: list[dict[str, Any]], limit: int = 12) -> list[dict[str, str]]
         plt.close(fig)
         out.append({"title": f"{model} · {engine} · {target}", "png": base64.b64encode(buf.getvalue()).decode()})
     return out
+
+
+def speed_charts(cells: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """'Which method is fastest', one chart per (model, target): decode tokens/s, load time and checkpoint size
+    for each passed method x engine (its fastest dtype), fastest first. [{"title", "png"}] like charts()."""
+    from .markdown import speed_rows
+
+    groups = [(k, rows) for k, rows in speed_rows(cells).items() if len(rows) >= 2]
+    if not groups:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    for (model, target), rows in groups:
+        labels = [f"{r['method']} · {r['engine']}" for r in rows]
+        fig, axes = plt.subplots(1, 3, figsize=(11, 0.35 * len(rows) + 1.2), dpi=80, sharey=True)
+        series = (("decode tokens/s", [r["tokens_per_s"] for r in rows]),
+                  ("load s", [r["load_s"] or 0 for r in rows]),
+                  ("checkpoint MB", [r["checkpoint_mb"] or 0 for r in rows]))
+        for ax, (title, values) in zip(axes, series):
+            ax.barh(range(len(rows)), values, color="#4c72b0")
+            ax.set_title(title, fontsize=9)
+            ax.tick_params(labelsize=7)
+            ax.invert_yaxis() if ax is axes[0] else None
+        axes[0].set_yticks(range(len(rows)), labels)
+        fig.suptitle(f"{model} · {target}: which method is fastest", fontsize=10)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        out.append({"title": f"{model} · {target} speed", "png": base64.b64encode(buf.getvalue()).decode()})
+    return out
