@@ -85,7 +85,7 @@ def test_report_shows_evidence_levels(vllm_run, tmp_path):
     from pytest_qcompat.report.markdown import render_markdown
 
     md = render_markdown({"schema": "qcompat/1", "environment": {}, "cells": list(cells.values())})
-    assert "ᵖ" not in md  # nothing here is predicted for a target the CPU build cannot speak for
+    assert "✅ᵖ" not in md and "❌ᵖ" not in md  # nothing predicted for targets the CPU build cannot speak for
     assert "→ ✅ with dtype=bfloat16" in md
 
 
