@@ -40,4 +40,14 @@ mv "$share/extract/llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp/"* "$sha
 # llm-compressor in its own environment (same CPU torch).
 [ -x .venv-llmc/bin/python ] || "$PY" -m venv .venv-llmc
 pip .venv-llmc/bin/python install "torch==2.13.0" "llmcompressor==0.14.0.1"
+# --- browser for tests/test_report_html_browser.py (report.html in headless Chromium) ----------------------------
+# Debian's chromium + chromium-driver, installed with apt only when missing and only as root; selenium drives them
+# through /usr/bin/chromedriver (nothing downloads a browser). Elsewhere the browser test skips and says why.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; } \
+      >/dev/null 2>&1 || echo "setup.sh: could not install chromium and chromium-driver; the browser test will skip" >&2
+  fi
+fi
+# --- end of the browser block --------------------------------------------------------------------------------
 echo "$want" > "$stamp"
