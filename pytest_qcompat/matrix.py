@@ -246,8 +246,10 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
                               f"duplicate model id {m['id']!r} (first defined on line {seen[m['id']]})", "model ids must be unique")
         seen[m["id"]] = _line(lines, ("models", i, "id")) or 0
         variants = {meth: _resolve_source(src, base) for meth, src in (m.get("variants") or {}).items()}
-        models.append(ModelSpec(m["id"], _resolve_source(m["source"], base), bool(m.get("trust_remote_code", False)),
-                                m.get("revision"), variants))
+        source = _resolve_source(m["source"], base)
+        if source.startswith("real:") or source.endswith(".gguf"):
+            variants.setdefault("gguf", source)  # method gguf: the source file as shipped is its checkpoint
+        models.append(ModelSpec(m["id"], source, bool(m.get("trust_remote_code", False)), m.get("revision"), variants))
         if m["source"].startswith("real:"):
             from .artifacts.real import REAL_MODELS
             name = m["source"][5:]

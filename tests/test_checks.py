@@ -60,3 +60,14 @@ def test_gemma3_without_bos_is_wrong_output():
                        "token_ids": [1, 2, 3, 1, 2, 3], "logits_finite": True}
     problem = check_outputs([degenerate_text], [{"expect": ["Tokyo"]}])
     assert problem and classify(problem)[0] == "wrong-output"
+
+
+def test_real_models_get_calibrated_thresholds_tiny_keep_loose_ones():
+    from pytest_qcompat.checks import thresholds_for
+
+    real, tiny = thresholds_for("real:gemma3-270m"), thresholds_for("tiny:llama")
+    assert real["8bit"]["min_agreement"] > 0 and tiny == {}
+    c = {"agreement": 0.2, "topk_ok": True, "degenerate": False, "logprob_rel_err": 0.05}
+    assert "below 0.28" in judge("bnb-8bit", c, real) and judge("bnb-8bit", c, tiny) is None
+    assert thresholds_for("real:x", {"8bit": {"min_agreement": 0.1}})["8bit"]["min_agreement"] == 0.1  # matrix wins
+    assert "logprob error 0.5 " in judge("bnb-8bit", dict(c, agreement=0.9, logprob_rel_err=0.5), real)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from pytest_qcompat.checks import FAMILIES
@@ -52,7 +53,7 @@ def derive(rows: list[dict]) -> dict[str, dict]:
                                  "max_logprob_err": max(err) if err else None,
                                  "topk_ok_everywhere": all(r["topk_ok"] for r in mine)},
                     "threshold": {"require_topk": bool(mine) and all(r["topk_ok"] for r in mine),
-                                  "min_agreement": round(min(agr) * AGREEMENT_MARGIN, 2) if agr else 0.0,
+                                  "min_agreement": math.floor(min(agr) * AGREEMENT_MARGIN * 100) / 100 if agr else 0.0,
                                   **({"max_logprob_err": round(max(err) * LOGPROB_MARGIN, 2)} if err else {})}}
     return out
 

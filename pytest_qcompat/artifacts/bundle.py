@@ -74,7 +74,7 @@ def make_bundle(matrix_path: str | Path, out: str | Path, device: str = "cpu",
         entry.pop("revision", None)
         variants = dict(entry.get("variants") or {})
         for method, given in spec.variants.items():  # the matrix's own variants travel too, when they are local
-            if not is_hub_id(given):
+            if not is_hub_id(given) and not given.startswith("real:") and not (method == "gguf" and shipped is not None):
                 variants[method] = _copy(given, out / "models" / spec.id / method)
         for method in needed.get(spec.id, []):
             if method in variants:
