@@ -10,6 +10,7 @@ from typing import Any
 from . import attempts
 from .cache import cache_root
 from .cells import Cell, expand
+from .checks import thresholds_for
 from .engines import facts_for
 from .engines.facts import isa_name
 from .hardware import Runner, package_versions, probe_runner
@@ -114,7 +115,7 @@ class QcompatSession:
             "model": {"id": model.id, "source": model.source, "trust_remote_code": model.trust_remote_code,
                       "revision": model.revision, "variants": dict(model.variants)},
             "engine": {"name": engine.name, "kind": engine.kind, "args": engine.args},
-            "generation": {"prompts": list(self.matrix.generation.prompts), "expects": self.matrix.generation.expectations(),
+            "generation": {"prompts": list(self.matrix.generation.prompts), "expect": self.matrix.generation.expectations(),
                            "max_new_tokens": self.matrix.generation.max_new_tokens, "seed": self.matrix.generation.seed},
             "device": plan.device,
             "emulate_capability": attempts.emulated_capability(cell.target, plan.evidence),
@@ -124,7 +125,7 @@ class QcompatSession:
         engine = self.matrix.engine(cell.engine)
         return attempts.CellContext(cell.id, cell.quantization, cell.dtype, cell.target, plan.evidence, facts_for(engine.kind),
                                     self.timeout, tuple(self.missing_requirements(cell.engine)), self.runner.cpu_flags,
-                                    self.fixes, dict(self.matrix.checks))
+                                    self.fixes, thresholds_for(self.matrix.model(cell.model).source, self.matrix.checks))
 
     def run(self, cell: Cell) -> CellResult:
         plan = self.plan(cell)

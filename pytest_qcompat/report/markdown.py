@@ -62,6 +62,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         for (model, dtype), row in sec.rows.items():
             out.append(f"| {model} | {dtype} | " + " | ".join(cell_text(row[m], notes) if m in row else "" for m in sec.methods) + " |")
         out.append("")
+    out += render_speed(cells)
     if notes:
         out += ["## Notes", ""]
         for (cls_, hint, msg), n in sorted(notes.items(), key=lambda kv: kv[1]):
@@ -123,3 +124,59 @@ def replace_excerpt(text: str, excerpt: str) -> str:
     if start < 0 or end < start:
         raise ValueError(f"no {EXCERPT_START} ... {EXCERPT_END} markers")
     return text[:start + len(EXCERPT_START)] + "\n" + excerpt + text[end:]
+
+
+def speed_rows(cells: list[dict[str, Any]]) -> "dict[tuple[str, str], list[dict[str, Any]]]":
+    """(model, target) -> one row per (method, engine) that passed with a measured decode speed: its fastest dtype,
+    fastest first. Each row: method, engine, dtype, tokens_per_s, ttft_s, load_s, peak_mb, checkpoint_mb."""
+    best: dict[tuple, dict[str, Any]] = {}
+    for c in cells:
+        m = c.get("metrics") or {}
+        if c.get("status") != "passed" or not m.get("tokens_per_s"):
+            continue
+        key = (c["model"], c["target"], c["quantization"], c["engine"])
+        if key not in best or m["tokens_per_s"] > best[key]["tokens_per_s"]:
+            best[key] = {"method": c["quantization"], "engine": c["engine"], "dtype": c["dtype"],
+                         "tokens_per_s": m["tokens_per_s"], "ttft_s": m.get("ttft_s"), "load_s": m.get("load_s"),
+                         "peak_mb": m.get("peak_gpu_mb") or m.get("peak_rss_mb"),
+                         "peak_kind": "GPU" if m.get("peak_gpu_mb") else "RSS",
+                         "checkpoint_mb": m.get("checkpoint_mb") or m.get("artifact_mb")}
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for (model, target, _, _), row in best.items():
+        out.setdefault((model, target), []).append(row)
+    for rows in out.values():
+        rows.sort(key=lambda r: -r["tokens_per_s"])
+    return out
+
+
+def speed_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: method x engine, fastest first, with a bar for decode tokens/s."""
+    top = max(r["tokens_per_s"] for r in rows)
+    out = ["| method | engine | dtype | decode tok/s | | TTFT s | load s | peak memory MB | checkpoint MB |",
+           "|---|---|---|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        bar = "█" * max(1, round(12 * r["tokens_per_s"] / top))
+        mem = f"{r['peak_mb']:.0f} ({r['peak_kind']})" if r["peak_mb"] else ""
+        out.append(f"| {r['method']} | {r['engine']} | {r['dtype']} | {r['tokens_per_s']:.1f} | {bar} | "
+                   f"{_num(r['ttft_s'], 2)} | {_num(r['load_s'], 1)} | {mem} | {_num(r['checkpoint_mb'], 0)} |")
+    return out
+
+
+def render_speed(cells: list[dict[str, Any]]) -> list[str]:
+    """'Which method is fastest': per model and target, the passed cells by decode speed (sections only where
+    at least two method/engine pairs were measured)."""
+    out: list[str] = []
+    for (model, target), rows in speed_rows(cells).items():
+        if len(rows) < 2:
+            continue
+        if not out:
+            out += ["## Speed and size: which method is fastest", "",
+                    "Passed cells only; per method and engine its fastest dtype. Decode tok/s: new tokens over the "
+                    "generate call (all prompts, greedy); TTFT: one token right after load; peak memory: GPU where "
+                    "used, else the cell process's host RSS; checkpoint: the files loaded (produced or base).", ""]
+        out += [f"### {model} · {target}", "", *speed_table(rows), ""]
+    return out
+
+
+def _num(v: Any, digits: int) -> str:
+    return "" if v is None else f"{v:.{digits}f}"

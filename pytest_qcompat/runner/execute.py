@@ -27,15 +27,27 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: st
     (cached)."""
     from ..engines import facts_for
 
+    from ..artifacts.real import is_gguf_source
+
     variant = (model.get("variants") or {}).get(quantization)
+    if variant and is_gguf_source(variant):  # a GGUF file as shipped (method gguf of a GGUF source)
+        from ..artifacts import size_mb
+        from ..artifacts.real import resolve
+
+        t0 = time.perf_counter()
+        folder, _ = resolve(variant, "gguf", metrics)
+        if metrics is not None:
+            metrics.update(artifact_mb=size_mb(folder), produce_s=round(time.perf_counter() - t0, 3))
+        return folder, True
     if variant:
+        if metrics is not None and os.path.isdir(variant):
+            from ..artifacts import size_mb
+            metrics["checkpoint_mb"] = size_mb(variant)
         return variant, quantization != "none"
     source = model["source"]
     if source.startswith("tiny:"):
         from ..tiny import build
         source = str(build(source[5:]))
-    from ..artifacts.real import is_gguf_source
-
     if is_gguf_source(source):
         from ..artifacts import size_mb
         from ..artifacts.real import resolve
@@ -50,6 +62,9 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: st
         raise RuntimeError(f"quantization 'gguf' runs a model's source GGUF file as shipped, but {source!r} is not a GGUF "
                            f"source (give source: real:<name> or a .gguf path, or use gguf-q4_k_m / gguf-q8_0 / gguf-f16)")
     if quantization == "none" or not facts_for(engine_kind).needs_checkpoint(quantization):
+        if metrics is not None and os.path.isdir(source):
+            from ..artifacts import size_mb
+            metrics["checkpoint_mb"] = size_mb(source)  # what was loaded (the speed table's size column)
         return source, False
     if not os.path.isdir(source):
         raise RuntimeError(f"cannot produce a {quantization} checkpoint from {source!r}: producers need a local base "
@@ -97,7 +112,7 @@ def run_cell(request: CellRequest, close: bool = True) -> CellOutcome:
         n_tokens = sum(len(g.token_ids) for g in gens)
         metrics.update(generate_s=round(dt, 4), new_tokens=n_tokens, tokens_per_s=round(n_tokens / dt, 2) if dt > 0 else None)
         outcome["outputs"] = [{k: v for k, v in asdict(g).items() if k != "top_logprobs"} | {"top_logprobs": _jsonable_top(g.top_logprobs)} for g in gens]
-        problem = check_outputs(outcome["outputs"], gen.get("expects"))
+        problem = check_outputs(outcome["outputs"], gen.get("expect"))
         if problem:
             outcome.update(message=problem, error_class="wrong-output")
         else:
