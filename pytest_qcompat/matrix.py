@@ -18,6 +18,10 @@ import yaml
 from .names import AXES, DTYPES, KNOWN_TARGETS, METHODS, TARGET_RE, closest
 
 DEFAULT_PROMPTS = ("The capital of France is", "def fibonacci(n):")
+# Every default of a matrix file, in one place (the README's reference and the schema's descriptions follow it).
+DEFAULTS: dict[str, Any] = {"dtypes": ["float32"], "quantization": ["none"], "engines": ["transformers"],
+                            "targets": ["cpu"], "timeout": 600, "prompts": list(DEFAULT_PROMPTS),
+                            "max_new_tokens": 16, "seed": 0}
 
 
 class MatrixError(Exception):
@@ -53,8 +57,8 @@ class EngineSpec:
 @dataclass(frozen=True)
 class Generation:
     prompts: tuple[str, ...] = DEFAULT_PROMPTS
-    max_new_tokens: int = 16
-    seed: int = 0
+    max_new_tokens: int = DEFAULTS["max_new_tokens"]
+    seed: int = DEFAULTS["seed"]
     # Per prompt, what its output must contain (any of; case-insensitive) and must not contain: known answers.
     # () or None entries: no expectation (plain string prompts).
     expects: tuple[dict[str, tuple[str, ...]] | None, ...] = ()
@@ -76,7 +80,7 @@ class Matrix:
     include: tuple[dict[str, str], ...] = ()
     exclude: tuple[dict[str, tuple[str, ...]], ...] = ()
     generation: Generation = Generation()
-    timeout: float = 600.0
+    timeout: float = float(DEFAULTS["timeout"])
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # thresholds by method family (8bit, 4bit)
 
     def model(self, model_id: str) -> ModelSpec:
@@ -208,9 +212,29 @@ def _as_tuple(v: Any) -> tuple[str, ...]:
 
 def load_matrix(path: str | os.PathLike) -> Matrix:
     """Read, validate and normalise a matrix file. Raises MatrixError for any bad input."""
-    from .engines import known_kinds  # cheap: a registry of names, no engine imports
-
     path = Path(path)
+    data, lines = _read(path)
+    _validate(data, lines, path)
+    models = _models(data, lines, path)
+    engines = _engines(data, lines, path)
+    include, exclude = _rules(data, lines, path, models, engines)
+    return Matrix(
+        path=path.resolve(),
+        models=tuple(models),
+        dtypes=tuple(data.get("dtypes", DEFAULTS["dtypes"])),
+        quantization=tuple(data.get("quantization", DEFAULTS["quantization"])),
+        engines=tuple(engines),
+        targets=tuple(data.get("targets", DEFAULTS["targets"])),
+        include=tuple(include),
+        exclude=tuple(exclude),
+        generation=_generation(data.get("generation", {})),
+        timeout=float(data.get("timeout", DEFAULTS["timeout"])),
+        checks=dict(data.get("checks") or {}),
+    )
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict]:
+    """The file's mapping and the line of every key, or a MatrixError naming what is wrong with the file."""
     if not path.is_file():
         hint = None
         if path.parent.is_dir():
@@ -226,7 +250,10 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
         raise MatrixError(path, 1, "", "the matrix file is empty", "start with a 'models:' list; see the README's matrix reference")
     if not isinstance(data, dict):
         raise MatrixError(path, 1, "<top>", f"expected a mapping of keys (models, dtypes, ...), got {type(data).__name__}")
+    return data, lines
 
+
+def _validate(data: dict[str, Any], lines: dict, path: Path) -> None:
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(data),
                     key=lambda e: (_line(lines, tuple(e.absolute_path)) or 0, -len(e.absolute_path)))
     if errors:
@@ -237,6 +264,16 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
             err = max(err.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
         raise _schema_error(err, path, lines, data)
 
+
+def _known_name(path: Path, lines: dict, i: int, prefix: str, name: str, known: list[str], what: str) -> None:
+    """A tiny:<arch> or real:<name> source must name one that exists."""
+    if name not in known:
+        hint = closest(name, known)
+        raise MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source", f"no {what} {name!r}",
+                          f"did you mean '{prefix}:{hint}'?" if hint else f"available: {', '.join(known)}")
+
+
+def _models(data: dict[str, Any], lines: dict, path: Path) -> list[ModelSpec]:
     base = path.parent
     models: list[ModelSpec] = []
     seen: dict[str, int] = {}
@@ -245,30 +282,28 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
             raise MatrixError(path, _line(lines, ("models", i, "id")), f"models[{i}].id",
                               f"duplicate model id {m['id']!r} (first defined on line {seen[m['id']]})", "model ids must be unique")
         seen[m["id"]] = _line(lines, ("models", i, "id")) or 0
+        raw = m["source"]
+        if raw.startswith("real:"):
+            from .artifacts.real import REAL_MODELS
+            _known_name(path, lines, i, "real", raw[5:], list(REAL_MODELS), "real model")
+        elif raw.startswith("tiny:"):
+            from .tiny import ARCHS
+            _known_name(path, lines, i, "tiny", raw[5:], list(ARCHS), "embedded tiny model")
         variants = {meth: _resolve_source(src, base) for meth, src in (m.get("variants") or {}).items()}
-        source = _resolve_source(m["source"], base)
+        source = _resolve_source(raw, base)
+        if raw.endswith(".gguf") and not raw.startswith("real:") and not os.path.isfile(source):
+            raise MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source",
+                              f"GGUF file {source} does not exist", "give a path relative to the matrix file")
         if source.startswith("real:") or source.endswith(".gguf"):
             variants.setdefault("gguf", source)  # method gguf: the source file as shipped is its checkpoint
         models.append(ModelSpec(m["id"], source, bool(m.get("trust_remote_code", False)), m.get("revision"), variants))
-        if m["source"].startswith("real:"):
-            from .artifacts.real import REAL_MODELS
-            name = m["source"][5:]
-            if name not in REAL_MODELS:
-                hint = closest(name, list(REAL_MODELS))
-                raise MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source",
-                                  f"no real model {name!r}", f"did you mean 'real:{hint}'?" if hint else f"available: {', '.join(REAL_MODELS)}")
-        if m["source"].endswith(".gguf") and not m["source"].startswith("real:") and not os.path.isfile(models[-1].source):
-            raise MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source",
-                              f"GGUF file {models[-1].source} does not exist", "give a path relative to the matrix file")
-        if m["source"].startswith("tiny:"):
-            from .tiny import ARCHS
-            arch = m["source"][5:]
-            if arch not in ARCHS:
-                hint = closest(arch, list(ARCHS))
-                raise MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source",
-                                  f"no embedded tiny model {arch!r}", f"did you mean 'tiny:{hint}'?" if hint else f"available: {', '.join(ARCHS)}")
+    return models
 
-    engines_raw = data.get("engines", ["transformers"])
+
+def _engines(data: dict[str, Any], lines: dict, path: Path) -> list[EngineSpec]:
+    from .engines import known_kinds  # cheap: a registry of names, no engine imports
+
+    engines_raw = data.get("engines", DEFAULTS["engines"])
     engines: list[EngineSpec] = []
     kinds = known_kinds()
     items = [(n, {"kind": n}) for n in engines_raw] if isinstance(engines_raw, list) else list(engines_raw.items())
@@ -281,12 +316,16 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
                               f"did you mean {hint!r}?" if hint else f"built-in engines: {', '.join(kinds)}; or give module:Class")
         python = spec.get("python")
         if python and ("/" in python or python.startswith(".")):
-            python = str((base / python).resolve()) if not os.path.isabs(python) else python
+            python = str((path.parent / python).resolve()) if not os.path.isabs(python) else python
         engines.append(EngineSpec(name, kind, python, dict(spec.get("args") or {}), dict(spec.get("env") or {})))
+    return engines
 
-    m_ids = [m.id for m in models]
-    e_names = [e.name for e in engines]
-    valid = {"model": m_ids, "dtype": list(DTYPES), "quantization": list(METHODS), "engine": e_names, "target": list(KNOWN_TARGETS)}
+
+def _rules(data: dict[str, Any], lines: dict, path: Path, models: list[ModelSpec],
+           engines: list[EngineSpec]) -> tuple[list[dict], list[dict]]:
+    """include and exclude rules, every value checked against its axis."""
+    valid = {"model": [m.id for m in models], "dtype": list(DTYPES), "quantization": list(METHODS),
+             "engine": [e.name for e in engines], "target": list(KNOWN_TARGETS)}
 
     def check_value(axis: str, value: str, at: tuple) -> None:
         if axis == "target" and TARGET_RE.match(value):
@@ -309,32 +348,22 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
                 check_value(axis, value, ("exclude", i, axis) + ((j,) if isinstance(v, list) else ()))
             norm[axis] = _as_tuple(v)
         exclude.append(norm)
+    return include, exclude
 
-    gen = data.get("generation", {})
+
+def _generation(gen: dict[str, Any]) -> Generation:
+    """Prompts (plain strings, or {text, expect, reject} with known answers), token budget and seed."""
     prompts, expects = [], []
-    for p in gen.get("prompts", DEFAULT_PROMPTS):
+    for p in gen.get("prompts", DEFAULTS["prompts"]):
         if isinstance(p, str):
             prompts.append(p)
             expects.append(None)
-        else:  # {text, expect, reject}
+        else:
             prompts.append(p["text"])
             e = {k: _as_tuple(p[k]) for k in ("expect", "reject") if p.get(k) is not None}
             expects.append(e or None)
-    generation = Generation(tuple(prompts), int(gen.get("max_new_tokens", 16)), int(gen.get("seed", 0)),
-                            tuple(expects) if any(expects) else ())
-    return Matrix(
-        path=path.resolve(),
-        models=tuple(models),
-        dtypes=tuple(data.get("dtypes", ["float32"])),
-        quantization=tuple(data.get("quantization", ["none"])),
-        engines=tuple(engines),
-        targets=tuple(data.get("targets", ["cpu"])),
-        include=tuple(include),
-        exclude=tuple(exclude),
-        generation=generation,
-        timeout=float(data.get("timeout", 600)),
-        checks=dict(data.get("checks") or {}),
-    )
+    return Generation(tuple(prompts), int(gen.get("max_new_tokens", DEFAULTS["max_new_tokens"])),
+                      int(gen.get("seed", DEFAULTS["seed"])), tuple(expects) if any(expects) else ())
 
 
 def _resolve_source(source: str, base: Path) -> str:

@@ -26,6 +26,10 @@ def model_info(model: ModelSpec, method: str) -> dict[str, Any] | None:
 
         arch = model.source[5:]
         return describe(arch) if arch in ARCHS else None
+    if model.source.startswith("real:") and method not in model.variants:
+        from .artifacts.real import describe as describe_real
+
+        return describe_real(model.source)
     path = Path(model.variants.get(method) or model.source) / "config.json"
     if not path.is_file():
         return None

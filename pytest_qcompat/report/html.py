@@ -52,6 +52,7 @@ METHOD_NOTES = {
     "gguf-f16": "GGUF f16 (llama.cpp converter)",
     "gguf-q8_0": "GGUF Q8_0",
     "gguf-q4_k_m": "GGUF Q4_K_M",
+    "gguf": "the source GGUF file as shipped",
 }
 
 METHOD_ORDER = list(METHOD_NOTES)

@@ -29,7 +29,7 @@ class EngineRequest(TypedDict):
 
 class GenerationRequest(TypedDict, total=False):
     prompts: list[str]
-    expect: list[str | None]  # per prompt: text its output must contain (known-answer check)
+    expect: list[dict[str, Any] | None]  # per prompt: {"expect": [...], "reject": [...]} (known-answer check)
     max_new_tokens: int
     seed: int
 

@@ -1,6 +1,7 @@
 """Hugging Face transformers adapter (runs in the worker): CPU and CUDA, dtypes, bitsandbytes 4/8-bit on the fly and pre-quantized."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..base import Completion, Engine, EngineInfo, LoadRequest
@@ -54,7 +55,10 @@ class TransformersEngine(Engine):
 
         self.args_used = {"call": "AutoModelForCausalLM.from_pretrained", "path": request.path, **shown}
         torch.manual_seed(request.seed)
-        tok_kwargs = {"gguf_file": request.gguf_file} if request.gguf_file else {}
+        # A GGUF next to a tokenizer.json (a real: source's folder): that tokenizer follows the file's add_bos_token;
+        # transformers' GGUF tokenizer conversion ignores it (Gemma 3 without BOS degenerates).
+        has_tokenizer = (Path(request.path) / "tokenizer.json").is_file()
+        tok_kwargs = {"gguf_file": request.gguf_file} if request.gguf_file and not has_tokenizer else {}
         self.tokenizer = AutoTokenizer.from_pretrained(request.path, trust_remote_code=request.trust_remote_code, **tok_kwargs)
         self.model = AutoModelForCausalLM.from_pretrained(request.path, **kwargs).eval()
         self.device = self.model.device
