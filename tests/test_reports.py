@@ -92,3 +92,14 @@ def test_merge_reclassifies_stored_failures_with_the_current_taxonomy(tmp_path):
     fp8 = merged["m-fp8-float16-vllm-sm_70"]
     assert (fp8["error_class"], fp8["reclassified_from"]) == ("quant-capability", "unknown")
     assert "reclassified_from" not in merged["m-none-float16-vllm-sm_70"]
+
+
+def test_speed_section_links_a_chart_written_beside_it(tmp_path):
+    cells = [CellResult.for_cell(Cell("m", q, "bfloat16", "transformers", "cpu"), "passed", evidence="verified",
+                                 metrics={"tokens_per_s": tps, "load_s": 1.0, "ttft_s": 0.1, "artifact_mb": mb})
+             for q, tps, mb in (("none", 10.0, 200), ("bnb-4bit", 4.0, 80), ("gguf-q4_k_m", 20.0, 60))]
+    render_all(doc(cells), tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "## Speed and size: which method is fastest" in md and "![m · cpu: which method is fastest](speed-m-cpu.png)" in md
+    assert md.index("| gguf-q4_k_m |") < md.index("| none |") < md.index("| bnb-4bit |")  # fastest first
+    assert (tmp_path / "speed-m-cpu.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,4 +1,4 @@
-"""Reports: report.json (the record), report.md (tables), report.html (sortable, self-contained)."""
+"""Reports: report.json (the record), report.md (tables, speed charts beside it), report.html (the page)."""
 from __future__ import annotations
 
 import os
@@ -13,10 +13,16 @@ from .markdown import render_markdown
 def render_all(doc: dict[str, Any], out_dir: str | os.PathLike, write_json: bool = True, stem: str = "report") -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from .charts import speed_charts
+
     paths = []
     if write_json:
         write_json_atomic(out / f"{stem}.json", doc)
         paths.append(out / f"{stem}.json")
     _write_text_atomic(out / f"{stem}.md", render_markdown(doc))
     _write_text_atomic(out / f"{stem}.html", render_html(doc))
-    return paths + [out / f"{stem}.md", out / f"{stem}.html"]
+    paths += [out / f"{stem}.md", out / f"{stem}.html"]
+    for name, png in speed_charts(doc["cells"]).items():  # the speed section of report.md links these
+        (out / name).write_bytes(png)
+        paths.append(out / name)
+    return paths

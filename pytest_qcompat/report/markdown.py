@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .charts import chart_name
 from .stamp import environment_stamp
 from .table import SYMBOL, sections, totals
 
@@ -174,7 +175,8 @@ def render_speed(cells: list[dict[str, Any]]) -> list[str]:
                     "Passed cells only; per method and engine its fastest dtype. Decode tok/s: new tokens over the "
                     "generate call (all prompts, greedy); TTFT: one token right after load; peak memory: GPU where "
                     "used, else the cell process's host RSS; checkpoint: the files loaded (produced or base).", ""]
-        out += [f"### {model} · {target}", "", *speed_table(rows), ""]
+        out += [f"### {model} · {target}", "", *speed_table(rows), "",
+                f"![{model} · {target}: which method is fastest]({chart_name(model, target)})", ""]
     return out
 
 
