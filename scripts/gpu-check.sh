@@ -2,7 +2,10 @@
 # The GPU side of the compatibility table, in one command on a GPU machine. Reports land in $OUT.
 #
 #   bash scripts/gpu-check.sh matrix BUNDLE [SECONDS]   run BUNDLE/matrix.yaml under a time budget; run it again
-#                                                       to go on where the last run stopped (--qcompat-resume)
+#                                                       to go on where the last run stopped (--qcompat-resume);
+#                                                       the report is $OUT/<bundle folder name>.json
+#   bash scripts/gpu-check.sh bundle MATRIX BUNDLE      make MATRIX's checkpoints here (real models: base checkpoints
+#                                                       from their GGUFs and bitsandbytes ones need no llm-compressor)
 #   bash scripts/gpu-check.sh multi BUNDLE              2+ GPUs: tensor-parallel cells (-n 2, every cell's GPUs
 #                                                       recorded), and the one-GPU cells with -n 1 vs -n 2
 #
@@ -15,7 +18,7 @@ bundle=${2:?the bundle folder made by qcompat bundle}
 budget=${3:-480}
 OUT=${OUT:-/tmp/qcompat-out}
 mkdir -p "$OUT"
-installer=$(ls /tmp/qunpack/c7/install.sh .gpu/c7/install.sh 2>/dev/null | head -1)
+installer=$(ls .gpu/s*/install.sh /tmp/qunpack/c7/install.sh .gpu/c7/install.sh 2>/dev/null | head -1)
 if [ -d /tmp/qstage ] && [ ! -d /tmp/qsite/vllm ] && [ -n "$installer" ]; then
   t0=$(date +%s); bash "$installer" >/dev/null || exit 1; echo "installed staged wheels in $(( $(date +%s) - t0 )) s"
 fi
@@ -47,19 +50,25 @@ pytest_run() { # report-dir log extra-args...: one pytest run; prints its summar
 }
 
 case "$mode" in
+bundle)
+  t0=$(date +%s)
+  $py -m pytest_qcompat.cli bundle "$bundle" -o "$budget" --device cuda > "$OUT/bundle-$(basename "$budget").txt" 2>&1
+  echo "== bundle $bundle -> $budget: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 12 "$OUT/bundle-$(basename "$budget").txt"
+  ;;
 matrix)
-  rep=/tmp/rep-gpu
+  name=$(basename "$bundle")
+  rep=/tmp/rep-$name
   # About 12 cell processes a GPU keep it busy (a cell is mostly CPU: load, tokenize, start); leave CPUs spare.
   workers=${WORKERS:-$(( gpus * 12 < cpus - 4 ? gpus * 12 : cpus - 4 ))}; [ "$workers" -ge 1 ] || workers=1
   resume=()
-  if [ -f "$rep/report.json" ]; then cp "$rep/report.json" /tmp/rep-gpu-before.json; resume=(--qcompat-resume /tmp/rep-gpu-before.json); fi
+  if [ -f "$rep/report.json" ]; then cp "$rep/report.json" "/tmp/rep-$name-before.json"; resume=(--qcompat-resume "/tmp/rep-$name-before.json"); fi
   echo "matrix: $bundle/matrix.yaml, -n $workers on $gpus GPUs, budget $budget s ${resume[*]}"
   # SIGINT at the budget: pytest stops, and cells not run yet are recorded as such in a complete report.
   t0=$(date +%s)
   timeout -s INT -k 30 "$budget" $py -m pytest "${plugin[@]}" -p no:cacheprovider -q -rN \
-    --qcompat-matrix "$bundle/matrix.yaml" --qcompat-report "$rep" -n "$workers" "${resume[@]}" > /tmp/rep-gpu.txt 2>&1
-  echo "== gpu matrix: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 45 /tmp/rep-gpu.txt
-  cp /tmp/rep-gpu.txt "$OUT/gpu.txt"; cp "$rep/report.json" "$OUT/gpu.json" || exit 1
+    --qcompat-matrix "$bundle/matrix.yaml" --qcompat-report "$rep" -n "$workers" "${resume[@]}" > "/tmp/rep-$name.txt" 2>&1
+  echo "== $name: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 30 "/tmp/rep-$name.txt"
+  cp "/tmp/rep-$name.txt" "$OUT/$name.txt"; cp "$rep/report.json" "$OUT/$name.json" || exit 1
   # The slowest vLLM cell's log shows where a first start spends its time.
   slow=$($py - "$rep/report.json" <<'PY'
 import json, sys
@@ -67,7 +76,7 @@ cells = [c for c in json.load(open(sys.argv[1]))["cells"] if c.get("log") and "v
 print(max(cells, key=lambda c: (c.get("metrics") or {}).get("cell_s") or 0)["log"] if cells else "")
 PY
 )
-  [ -n "$slow" ] && [ -f "$slow" ] && tail -c 60000 "$slow" > "$OUT/slowest-vllm-cell.log"
+  [ -n "$slow" ] && [ -f "$slow" ] && tail -c 60000 "$slow" > "$OUT/slowest-$name.log"
   ;;
 multi)
   [ "$gpus" -ge 2 ] || { echo "multi needs 2 GPUs; this machine has $gpus"; exit 1; }

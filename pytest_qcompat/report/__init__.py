@@ -19,10 +19,9 @@ def render_all(doc: dict[str, Any], out_dir: str | os.PathLike, write_json: bool
     if write_json:
         write_json_atomic(out / f"{stem}.json", doc)
         paths.append(out / f"{stem}.json")
-    _write_text_atomic(out / f"{stem}.md", render_markdown(doc))
-    _write_text_atomic(out / f"{stem}.html", render_html(doc))
-    paths += [out / f"{stem}.md", out / f"{stem}.html"]
-    for name, png in speed_charts(doc["cells"]).items():  # the speed section of report.md links these
+    charts = speed_charts(doc["cells"])
+    for name, png in charts.items():  # the speed section of report.md links these
         (out / name).write_bytes(png)
-        paths.append(out / name)
-    return paths
+    _write_text_atomic(out / f"{stem}.md", render_markdown(doc, charts=set(charts)))
+    _write_text_atomic(out / f"{stem}.html", render_html(doc))
+    return paths + [out / f"{stem}.md", out / f"{stem}.html"] + [out / name for name in charts]

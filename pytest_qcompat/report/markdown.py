@@ -42,7 +42,8 @@ def _fixed(retry: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in retry.get("changes", {}).items())
 
 
-def render_markdown(doc: dict[str, Any]) -> str:
+def render_markdown(doc: dict[str, Any], charts: set[str] = frozenset()) -> str:
+    """The report as Markdown; `charts`: the speed chart files written beside it (linked from the speed section)."""
     cells = doc["cells"]
     t = totals(cells)
     notes: dict[tuple, int] = {}
@@ -63,7 +64,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         for (model, dtype), row in sec.rows.items():
             out.append(f"| {model} | {dtype} | " + " | ".join(cell_text(row[m], notes) if m in row else "" for m in sec.methods) + " |")
         out.append("")
-    out += render_speed(cells)
+    out += render_speed(cells, charts)
     if notes:
         out += ["## Notes", ""]
         for (cls_, hint, msg), n in sorted(notes.items(), key=lambda kv: kv[1]):
@@ -163,7 +164,7 @@ def speed_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def render_speed(cells: list[dict[str, Any]]) -> list[str]:
+def render_speed(cells: list[dict[str, Any]], charts: set[str] = frozenset()) -> list[str]:
     """'Which method is fastest': per model and target, the passed cells by decode speed (sections only where
     at least two method/engine pairs were measured)."""
     out: list[str] = []
@@ -175,8 +176,9 @@ def render_speed(cells: list[dict[str, Any]]) -> list[str]:
                     "Passed cells only; per method and engine its fastest dtype. Decode tok/s: new tokens over the "
                     "generate call (all prompts, greedy); TTFT: one token right after load; peak memory: GPU where "
                     "used, else the cell process's host RSS; checkpoint: the files loaded (produced or base).", ""]
-        out += [f"### {model} · {target}", "", *speed_table(rows), "",
-                f"![{model} · {target}: which method is fastest]({chart_name(model, target)})", ""]
+        out += [f"### {model} · {target}", "", *speed_table(rows), ""]
+        if chart_name(model, target) in charts:
+            out += [f"![{model} · {target}: which method is fastest]({chart_name(model, target)})", ""]
     return out
 
 

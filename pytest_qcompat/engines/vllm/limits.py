@@ -107,7 +107,9 @@ def read_limits() -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         archs = []
     is_cuda = bool(getattr(current_platform, "is_cuda", lambda: False)())
-    builds = [b for b in [torch_build(torch)] if b] + (library_builds("vllm", vllm.__version__) if is_cuda else [])
+    # torch and vLLM's core kernel library (_C: norms, rotary, activations, cache ops every model calls) decide
+    # whether a GPU can run vLLM at all; feature libraries (_flashmla_C, _moe_C, ...) serve some models only.
+    builds = [b for b in [torch_build(torch)] if b] + (library_builds("vllm", vllm.__version__, "_C.abi3.so") if is_cuda else [])
     quant = _quantization_methods()
     plugins = sorted(ep.name for ep in entry_points(group="vllm.general_plugins"))
     dist = distribution()
