@@ -76,8 +76,14 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-# A real verdict beats a run that decided nothing, which beats a skip.
-_RANK = {"passed": 3, "failed": 3, "crashed": 3, "timed_out": 3, "inconclusive": 2, "skipped": 1}
+# A real verdict beats a run that decided nothing, which beats a prediction from the right build, which beats a
+# plain skip ("needs an sm_70 GPU" from a runner that has none says less than the build that would run there).
+_RANK = {"passed": 4, "failed": 4, "crashed": 4, "timed_out": 4, "inconclusive": 3, "skipped": 1}
+
+
+def _rank(cell: dict[str, Any]) -> tuple[int, str]:
+    status = _RANK.get(cell["status"], 0) + (1 if cell["status"] == "skipped" and cell.get("prediction") else 0)
+    return status, cell.get("finished_at") or ""
 
 
 def prediction_platform(pred: dict[str, Any] | None) -> str | None:
@@ -128,7 +134,7 @@ def merge_reports(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             if old is None:
                 merged[cell["id"]] = cell
                 continue
-            newer = (_RANK.get(cell["status"], 0), cell.get("finished_at") or "") > (_RANK.get(old["status"], 0), old.get("finished_at") or "")
+            newer = _rank(cell) > _rank(old)
             keep, drop = (cell, old) if newer else (old, cell)
             if drop.get("finished_at") is None:  # a "not run" placeholder (e.g. an xdist worker's share of others' cells)
                 merged[cell["id"]] = keep

@@ -314,9 +314,9 @@ def test_published_report(browser, tmp_path):
     shots = Path(os.environ["QCOMPAT_SCREENSHOTS"]) if os.environ.get("QCOMPAT_SCREENSHOTS") else tmp_path
     shots.mkdir(parents=True, exist_ok=True)
     save_png(browser, shots / "grid.png", max_kb=300)
-    # the README's example: vLLM refuses bfloat16 on an emulated V100; float16, the tried fix, works
+    # the README's example: vLLM refuses bfloat16 on an emulated T4; float16, the tried fix, works
     cells = {c["id"]: c for c in doc["cells"]}
-    target = cells.get("tiny-llama-none-bfloat16-vllm-sm_70") or next(
+    target = cells.get("tiny-llama-none-bfloat16-vllm-sm_75") or next(
         c for c in doc["cells"] if c["status"] == "failed" and (c.get("retry") or {}).get("status") == "passed")
     browser.find_element(By.CSS_SELECTOR, f"#engines button[data-engine='{target['engine']}']").click()
     cell_element(browser, target["id"]).click()

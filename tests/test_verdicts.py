@@ -256,3 +256,16 @@ def test_inconclusive_cells_are_skipped_with_the_reason_and_recorded(pytester, f
         assert "?" in (pytester.path / "qcompat-report" / "report.md").read_text()
     else:
         result.assert_outcomes(passed=1)
+
+
+def test_merge_prefers_a_prediction_from_the_right_build_over_a_plain_skip():
+    env = {"runner": {}, "engines": {}}
+    cell = Cell("m", "none", "float16", "vllm", "sm_70")
+    predicted = dict(CellResult.for_cell(cell, "skipped", evidence="predicted", finished_at="2026-11-26T08:00:00+00:00",
+                                         prediction={"status": "failed", "error_class": "no-kernel-image", "reason": "x",
+                                                     "source": "torch 2.11.0+cu130", "platform": "cuda"}).to_dict())
+    plain = dict(CellResult.for_cell(cell, "skipped", reason="needs an sm_70 GPU; this runner: cpu",
+                                     finished_at="2026-11-26T09:00:00+00:00").to_dict())
+    merged = merge_reports([("gpu", {"schema": "qcompat/1", "environment": env, "cells": [predicted]}),
+                            ("cpu", {"schema": "qcompat/1", "environment": env, "cells": [plain]})])
+    assert merged["cells"][0]["prediction"]["error_class"] == "no-kernel-image"
