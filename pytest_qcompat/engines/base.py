@@ -49,11 +49,15 @@ class Engine:
     kind: ClassVar[str] = "base"
     # Modules a warm worker imports once, before forking a child per cell.
     preload: ClassVar[tuple[str, ...]] = ()
+    # ...and on CPU-only workers only (e.g. bitsandbytes initialises CUDA at import, which makes forking unsafe).
+    preload_cpu_only: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, args: dict[str, Any] | None = None):
         self.args = dict(args or {})
         # Set by load() before calling into the engine, so a refused load still reports what was passed.
         self.args_used: dict[str, Any] | None = None
+        # What the engine actually loaded (e.g. the quantization it applied), reported with the cell.
+        self.loaded: dict[str, Any] | None = None
 
     def load(self, request: LoadRequest) -> EngineInfo:
         raise NotImplementedError
@@ -63,6 +67,10 @@ class Engine:
 
     def close(self) -> None:
         pass
+
+    @classmethod
+    def warmup(cls) -> None:
+        """One-off work a warm CPU worker does once before forking cells (every cell inherits it)."""
 
     @classmethod
     def emulate_capability(cls, capability: tuple[int, int]) -> list[str]:

@@ -102,7 +102,7 @@ def run_cell(request: CellRequest, close: bool = True) -> CellOutcome:
         info = engine.load(load_req)
         metrics["load_s"] = round(time.perf_counter() - t0, 4)
         outcome["engine_version"], outcome["engine_args"] = info.version, info.args
-        outcome["loaded"] = getattr(engine, "loaded", None)
+        outcome["loaded"] = engine.loaded
         t0 = time.perf_counter()
         engine.generate(list(gen["prompts"])[:1], 1)  # time to first token, right after load (warm-up included)
         metrics["ttft_s"] = round(time.perf_counter() - t0, 4)
@@ -118,7 +118,7 @@ def run_cell(request: CellRequest, close: bool = True) -> CellOutcome:
         else:
             outcome["ok"] = True
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the cell's result
-        if engine is not None and outcome["engine_args"] is None and getattr(engine, "args_used", None):
+        if engine is not None and outcome["engine_args"] is None and engine.args_used:
             outcome["engine_args"] = engine.args_used  # what was passed, even though the engine refused it
         outcome.update(exception=type(exc).__name__, message=f"{type(exc).__name__}: {exc}",
                        traceback="".join(traceback.format_exception(exc))[-8000:])

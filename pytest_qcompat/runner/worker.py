@@ -60,7 +60,7 @@ def serve(kinds: list[str]) -> int:
             cls = load_engine_class(kind)
             preload.extend(cls.preload)
             if not on_gpu:  # e.g. bitsandbytes initialises CUDA at import, which would make forking unsafe
-                preload.extend(getattr(cls, "preload_cpu_only", ()))
+                preload.extend(cls.preload_cpu_only)
         except BaseException as exc:  # noqa: BLE001
             failed[kind] = f"{type(exc).__name__}: {exc}"
     for mod in preload:
@@ -72,9 +72,8 @@ def serve(kinds: list[str]) -> int:
     for kind in kinds:  # one-off work every cell would repeat (e.g. torch.compile of a sampler kernel)
         try:
             from ..engines import load_engine_class
-            warm = getattr(load_engine_class(kind), "warmup", None)
-            if warm is not None and not os.environ.get("CUDA_VISIBLE_DEVICES"):
-                warm()
+            if not os.environ.get("CUDA_VISIBLE_DEVICES"):
+                load_engine_class(kind).warmup()
                 loaded.append(f"{kind}.warmup")
         except BaseException as exc:  # noqa: BLE001
             failed[f"{kind}.warmup"] = f"{type(exc).__name__}: {exc}"
