@@ -1,7 +1,6 @@
 """One pytest session's qcompat state: the matrix, its cells and plans, the worker pool, the report store."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path

@@ -29,13 +29,6 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "Prediction | None":
-        if not data:
-            return None
-        return cls(data["status"], data.get("error_class"), data.get("reason") or "", data.get("source") or "",
-                   data.get("platform"))
-
 
 @dataclass(frozen=True)
 class NoPrediction:

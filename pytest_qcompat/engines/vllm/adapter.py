@@ -9,11 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base import Completion, Engine, EngineInfo, LoadRequest
-from .facts import default_env
-
-# quantization_config.quant_method in a checkpoint -> what vLLM must be told.
-CHECKPOINT_QUANT = {"bitsandbytes": "bitsandbytes", "awq": "awq", "gptq": "gptq", "compressed-tensors": "compressed-tensors",
-                    "fp8": "fp8", "modelopt": "modelopt", "torchao": "torchao"}
+from .facts import CHECKPOINT_QUANT, default_env
 
 
 class VllmEngine(Engine):
