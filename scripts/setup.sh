@@ -29,8 +29,14 @@ share=.venv/share/qcompat
 mkdir -p "$share/sdist"
 [ -f "$share/sdist/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" ] || \
   pip .venv/bin/python download --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_VERSION" -d "$share/sdist"
+# A portable build, not -march=native: AVX2/FMA/F16C (runs on every x86-64 CPU this project meets) and no AMX
+# backend, whose ggml_backend_amx_mul_mat dies with SIGILL on AMX CPUs (tile permission is requested on one thread
+# only; shared/ENGINES.md). --no-cache-dir: pip's wheel cache keys on the sdist, not on CMAKE_ARGS, so a wheel built
+# elsewhere with other flags must never come back from it.
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
-  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) pip .venv/bin/python install "$share/sdist/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz"
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    pip .venv/bin/python install --no-cache-dir "$share/sdist/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz"
 fi
 rm -rf "$share/llama.cpp" "$share/extract" && mkdir -p "$share/extract" "$share/llama.cpp"
 tar -xzf "$share/sdist/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" -C "$share/extract" \
