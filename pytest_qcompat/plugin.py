@@ -44,6 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "spawn: a fresh interpreter per cell")
     group.addoption("--qcompat-timeout", type=float, metavar="SECONDS", help="override the matrix's per-cell timeout")
     group.addoption("--qcompat-resume", metavar="REPORT", help="do not rerun cells that have a run result in this report.json")
+    group.addoption("--qcompat-update", metavar="REPORT",
+                    help="run the selected cells (-k, -m, --lf) and write the full table: REPORT's records for the "
+                         "others, the re-run cells replaced (REPORT may be the report this run rewrites)")
     group.addoption("--qcompat-no-emulate", action="store_true",
                     help="on GPU runners, skip (and predict) lower targets instead of running them with the capability emulated")
     group.addoption("--qcompat-no-fixes", action="store_true",
@@ -86,6 +89,12 @@ def pytest_configure(config: pytest.Config) -> None:
             qs.load_resume(Path(config.invocation_params.dir, config.getoption("qcompat_resume")))
         except ReportFormatError as exc:
             raise pytest.UsageError(f"--qcompat-resume: {exc}") from None
+    if config.getoption("qcompat_update") and workerinput is None:  # read before this run rewrites it
+        from .store import ReportFormatError
+        try:
+            qs.load_update(Path(config.invocation_params.dir, config.getoption("qcompat_update")))
+        except ReportFormatError as exc:
+            raise pytest.UsageError(f"--qcompat-update: {exc}") from None
     if workerinput is not None:
         # An xdist worker writes its own shard; the controller merges them (roles.ShardMerger).
         qs.shard = workerinput["workerid"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .items import MatrixFile, MatrixItem, result_key
+from .items import MatrixFile, MatrixItem, fails_the_session, result_key
 from .session import QcompatSession
 
 
@@ -22,6 +22,18 @@ class _Role:
     def __init__(self, qs: QcompatSession):
         self.qs = qs
         self.paths: list[Path] = []
+        self.carried: list[str] = []  # failures in the report that this session did not run (resumed or kept)
+        self.selected: int | None = None  # matrix cells this session runs (of len(qs.cells))
+
+    def _agree_exit_status(self, session: pytest.Session) -> None:
+        """The exit status says what the report says: a failure kept from an earlier report (--qcompat-resume,
+        --qcompat-update) fails the session as it did when it ran, though pytest did not run it now."""
+        doc = self.qs.document()
+        if doc is None:
+            return
+        self.carried = [c["id"] for c in doc["cells"] if c.get("resumed_from") and fails_the_session(c)]
+        if self.carried and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
         # `pytest --qcompat-matrix m.yaml` runs just the matrix; name test paths to run your own tests too.
@@ -36,6 +48,16 @@ class _Role:
         terminalreporter.write_sep("=", "qcompat matrix")
         for line in summary_lines(doc):
             terminalreporter.write_line(line)
+        if self.carried:
+            source = self.qs.kept and "--qcompat-update" or "--qcompat-resume"
+            terminalreporter.write_line(
+                f"exit 1: {len(self.carried)} failed cell(s) in the report were kept from an earlier report, not run "
+                f"now ({source}): {', '.join(self.carried[:5])}{' ...' if len(self.carried) > 5 else ''}; "
+                "re-run them into the same table with --lf --qcompat-update REPORT")
+        if self.selected is not None and self.selected < len(self.qs.cells) and not self.qs.kept:
+            terminalreporter.write_line(
+                f"the report holds the {self.selected} selected cells of {len(self.qs.cells)}; to re-run a subset into "
+                "the full table: --qcompat-update qcompat-report/report.json (the report to update)")
         if self.paths:
             terminalreporter.write_line("report: " + ", ".join(str(p) for p in self.paths))
 
@@ -55,7 +77,9 @@ class SerialRun(_Role):
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if session.config.option.collectonly:
             return
-        self.qs.start_report([i.cell for i in session.items if isinstance(i, MatrixItem)])
+        cells = [i.cell for i in session.items if isinstance(i, MatrixItem)]
+        self.selected = len(cells)
+        self.qs.start_report(cells)
         self._warn_missing_requirements()
 
     def _warn_missing_requirements(self) -> None:
@@ -85,6 +109,8 @@ class SerialRun(_Role):
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.paths = self.qs.finish(write_reports=not session.config.option.collectonly)
+        if not session.config.option.collectonly:
+            self._agree_exit_status(session)
 
 
 class ShardWriter(SerialRun):
@@ -100,3 +126,4 @@ class ShardMerger(_Role):
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not session.config.option.collectonly:
             self.paths = self.qs.merge_shards()
+            self._agree_exit_status(session)

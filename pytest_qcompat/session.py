@@ -37,12 +37,17 @@ class QcompatSession:
         self._model_info: dict[tuple[str, str], dict | None] = {}
         self._installed: dict[str, dict[str, str]] = {}
         self._plans: dict[str, Plan] = {}
+        from .versions.axis import VersionedEngines
+        self.versions = VersionedEngines()  # engines with `versions:`: environments built on first use
         self.pool: Pool | None = None
         self.store: ReportStore | None = None
         self.shard: str | None = None  # xdist worker id: this session writes shards/<id>.json
         self.gpu_share: list[str] | None = None  # GPUs this xdist worker may use
         self._merged: dict[str, Any] | None = None
         self.resumed: dict[str, dict[str, Any]] = {}
+        # --qcompat-update REPORT: REPORT's records, kept for the cells this session does not run (a subset re-run
+        # writes the full table, the re-run cells replaced)
+        self.kept: dict[str, dict[str, Any]] = {}
         self._references: dict[tuple, list | None] = {}  # id -> record from --qcompat-resume
         # No network at test time unless the matrix names hub models.
         self.offline = not any(is_hub_id(m.source) or any(is_hub_id(v) for v in m.variants.values()) for m in matrix.models)
@@ -50,6 +55,7 @@ class QcompatSession:
     # -- planning -----------------------------------------------------------------------------
     def installed(self, engine_name: str) -> dict[str, str]:
         if engine_name not in self._installed:
+            self.versions.ensure(self, engine_name)
             python = self.matrix.engine(engine_name).python
             self._installed[engine_name] = package_versions(python) if (python is None or os.path.exists(python)) else {}
         return self._installed[engine_name]
@@ -75,8 +81,9 @@ class QcompatSession:
 
     def plan(self, cell: Cell) -> Plan:
         if cell.id not in self._plans:
-            self._plans[cell.id] = plan_cell(cell, self.matrix, self.runner, self.installed(cell.engine),
-                                             self.prediction(cell), self.emulate, self.limits(cell.engine))
+            self._plans[cell.id] = self.versions.skip_unavailable(
+                plan_cell(cell, self.matrix, self.runner, self.installed(cell.engine), self.prediction(cell), self.emulate,
+                          self.limits(cell.engine)))
         return self._plans[cell.id]
 
     def environment(self) -> dict[str, Any]:
@@ -94,6 +101,7 @@ class QcompatSession:
     def _engine_stamp(self, engine: EngineSpec) -> dict[str, Any]:
         limits = self.limits(engine.name) or {}
         stamp = {"kind": engine.kind, "python": engine.python or sys.executable, "packages": self.installed(engine.name)}
+        stamp.update(self.versions.stamp(engine.name))
         if limits:
             stamp.update(platform=limits.get("platform"), builds=limits.get("builds") or [],
                          missing_requirements=limits.get("missing_requirements") or [])
@@ -103,6 +111,13 @@ class QcompatSession:
     def start_report(self, cells: list[Cell]) -> None:
         path = self.report_dir / "shards" / f"{self.shard}.json" if self.shard else self.report_dir / "report.json"
         self.store = ReportStore(path, self.environment())
+        if self.kept and not self.shard:  # matrix order: the selected cells pending, the others as REPORT had them
+            selected = {c.id for c in cells}
+            for cell in self.cells:
+                if cell.id not in selected and cell.id in self.kept:
+                    self.store.records[cell.id] = CellResult.from_dict(self.kept[cell.id])
+                elif cell.id in selected:
+                    self.store.add_pending([cell])
         self.store.add_pending(cells)
         self.store.flush()
 
@@ -128,11 +143,13 @@ class QcompatSession:
 
     def run(self, cell: Cell) -> CellResult:
         plan = self.plan(cell)
+        self.versions.prepare(self, cell)
         execute = lambda request, log_name, timeout: self._execute(cell, plan, request, log_name, timeout)  # noqa: E731
         result = attempts.run_cell(self.context(cell, plan), self.request(cell, plan), execute,
                                    lambda: self._reference(cell, plan))
         result.prediction = plan.prediction.to_dict() if plan.prediction else None
         result.no_prediction = plan.no_prediction
+        self.versions.refine(self, cell, result)
         return result
 
     def _reference(self, cell: Cell, plan: Plan) -> tuple[list | None, str]:
@@ -187,6 +204,13 @@ class QcompatSession:
             if cell.get("status") in ("passed", "failed", "crashed", "timed_out"):
                 self.resumed[cell["id"]] = dict(cell, resumed_from=str(path))
 
+    def load_update(self, path: Path) -> None:
+        """Keep every record of an earlier report for the cells this session does not run (-k, --lf, -m): the
+        report written is the full table with the re-run cells replaced. Each kept record says where it came from."""
+        from .store import load_report
+
+        self.kept = {cell["id"]: dict(cell, resumed_from=str(path)) for cell in load_report(path)["cells"]}
+
     def record(self, result: CellResult) -> None:
         if self.store is not None:
             self.store.record(result)
@@ -217,6 +241,11 @@ class QcompatSession:
         if not shards:
             return []
         merged = merge_reports([(p.stem, load_report(p)) for p in shards])
+        if self.kept:  # --qcompat-update: the cells no worker ran, as REPORT had them, in matrix order
+            ran = {c["id"] for c in merged["cells"]}
+            merged["cells"] += [dict(self.kept[c.id]) for c in self.cells if c.id in self.kept and c.id not in ran]
+            order = {c.id: i for i, c in enumerate(self.cells)}
+            merged["cells"].sort(key=lambda c: order.get(c["id"], len(order)))
         for cell in merged["cells"]:
             worker = cell.pop("shard", None)
             # Which xdist worker ran it (with the metrics' GPUs: who used which card); a resumed cell keeps the
