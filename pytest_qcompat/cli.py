@@ -83,6 +83,13 @@ def cmd_excerpt(args: argparse.Namespace) -> int:
     from .report.markdown import render_excerpt, replace_excerpt
 
     doc = load_report(args.report)
+    models = sorted({c["model"] for c in doc["cells"]})
+    engines = sorted({c["engine"] for c in doc["cells"] if c["model"] == args.model})
+    if args.model not in models or args.engine not in engines:  # an empty table would look like a result
+        what = (f"no model {args.model!r} (models: {', '.join(models) or 'none'})" if args.model not in models else
+                f"model {args.model!r} has no engine {args.engine!r} (its engines: {', '.join(engines)})")
+        print(f"error: {args.report}: {what}", file=sys.stderr)
+        return 1
     split = lambda v: [x for x in v.split(",") if x] if v else None  # noqa: E731
     table = render_excerpt(doc, args.model, args.engine, split(args.dtypes), split(args.methods), split(args.targets))
     if not args.update:
@@ -99,19 +106,37 @@ def cmd_excerpt(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .report.diff import diff_markdown, diff_reports
+    from .report.diff import diff_markdown, diff_reports, gate_failures, parse_gate
 
+    try:
+        gates = [parse_gate(g) for g in args.fail_on]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     old, new = load_report(args.old), load_report(args.new)
-    d = diff_reports(old, new, slower=args.slower, min_seconds=args.min_seconds)
+    d = diff_reports(old, new, slower=args.slower, min_seconds=args.min_seconds, gates=gates)
     md = diff_markdown(d)
     if args.markdown:
         Path(args.markdown).write_text(md)
     print(md, end="")
-    return 1 if d["regressed"] or d["slower"] else 0
+    why = gate_failures(d, allow_lost=args.allow_lost)
+    if why:
+        print("qcompat diff: gate failed: " + "; ".join(why), file=sys.stderr)
+    return 1 if why else 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pytest-qcompat")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qcompat", description="pytest-qcompat: quantized model compatibility matrix tools")
+    parser.add_argument("--version", action="version", version=f"%(prog)s (pytest-qcompat) {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="check matrix files; print the cell count or the error with file:line")
     p.add_argument("matrix", nargs="+")
@@ -146,12 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", help="comma-separated (default: every target of that model and engine)")
     p.add_argument("--update", metavar="FILE", help="replace the excerpt between the markers in FILE")
     p.set_defaults(func=cmd_excerpt)
-    p = sub.add_parser("diff", help="cells that got worse between two reports (exit 1 if any): for CI gating")
+    p = sub.add_parser("diff", help="cells that got worse between two reports, coverage lost, metric gates (exit 1 if "
+                       "any): for CI gating")
     p.add_argument("old")
     p.add_argument("new")
     p.add_argument("--slower", type=float, default=1.5, help="flag passed cells this many times slower (default 1.5)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="...and slower by at least this many seconds (default 1)")
     p.add_argument("--markdown", metavar="FILE", help="also write the Markdown summary here")
+    p.add_argument("--fail-on", metavar="METRIC:THRESHOLD", action="append", default=[],
+                   help="fail when a cell that passed in both got worse by more than this: tokens_per_s:10%% (falls), "
+                        "ttft_s:20%%, load_s:0.5 (absolute seconds), peak_rss_mb:10%%, ... (rises); repeatable; "
+                        "compared only between records of the same runner")
+    p.add_argument("--allow-lost", action="store_true",
+                   help="list, but do not fail on, passed cells now skipped and removed cells (a deliberate matrix change)")
     p.set_defaults(func=cmd_diff, bad_report_exit=2)  # 1 means "regressed" there
     return parser
 

@@ -76,14 +76,28 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-# A real verdict beats a run that decided nothing, which beats a prediction from the right build, which beats a
-# plain skip ("needs an sm_70 GPU" from a runner that has none says less than the build that would run there).
-_RANK = {"passed": 4, "failed": 4, "crashed": 4, "timed_out": 4, "inconclusive": 3, "skipped": 1}
+# Merge by evidence, then recency: a verdict on the real card beats one from an emulated capability (an L4 job
+# emulating sm_75 must not overwrite the T4 job's own sm_75 run, whichever finished last), which beats a run
+# that decided nothing, which beats a prediction from the right build, which beats a plain skip ("needs an
+# sm_70 GPU" from a runner that has none says less than the build that would run there).
+_VERDICTS = ("passed", "failed", "crashed", "timed_out")
+
+
+def evidence_rank(cell: dict[str, Any]) -> int:
+    """6 verified verdict, 5 emulated verdict, 4 inconclusive, 3 predicted, 1 plain skip, 0 anything else.
+    A verdict without an evidence field comes from a report older than emulation: it ran on the real card."""
+    status = cell.get("status")
+    if status in _VERDICTS:
+        return 5 if cell.get("evidence") == "emulated" else 6
+    if status == "inconclusive":
+        return 4
+    if status == "skipped":
+        return 3 if cell.get("prediction") else 1
+    return 0
 
 
 def _rank(cell: dict[str, Any]) -> tuple[int, str]:
-    status = _RANK.get(cell["status"], 0) + (1 if cell["status"] == "skipped" and cell.get("prediction") else 0)
-    return status, cell.get("finished_at") or ""
+    return evidence_rank(cell), cell.get("finished_at") or ""
 
 
 def prediction_platform(pred: dict[str, Any] | None) -> str | None:
@@ -116,8 +130,9 @@ def drop_foreign_prediction(cell: dict[str, Any]) -> bool:
 
 
 def merge_reports(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Merge shards from several runners. The same cell id from several shards keeps the newest *run* result (a
-    real verdict beats an inconclusive run, which beats a skip), and says so in `merged_from`. No prediction from
+    """Merge shards from several runners. The same cell id from several shards keeps the strongest evidence
+    (verified over emulated over inconclusive over predicted over a plain skip), the newest among equals, and says
+    so in `merged_from` and `superseded`. No prediction from
     another platform's build survives the merge."""
     merged: dict[str, dict[str, Any]] = {}
     environments = []

@@ -6,7 +6,7 @@ from typing import Any
 from .table import LETTER, sections, totals
 
 
-def summary_lines(doc: dict[str, Any], width: int = 12) -> list[str]:
+def summary_lines(doc: dict[str, Any]) -> list[str]:
     cells = doc["cells"]
     t = totals(cells)
     lines = [", ".join(f"{n} {s}" for s, n in sorted(t.items())) + f"  ({len(cells)} cells)",
@@ -18,9 +18,15 @@ def summary_lines(doc: dict[str, Any], width: int = 12) -> list[str]:
             lines.append(f"[{sec.target} / {sec.engine}] {sum(sec.counts.values())} skipped: {top}")
             continue
         lines.append(f"[{sec.target} / {sec.engine}]")
-        head = f"  {'model':<{width + 8}} {'dtype':<9} " + " ".join(f"{m[:10]:<10}" for m in sec.methods)
-        lines.append(head)
+        # Names are never cut: bnb-4bit-prequant and bnb-4bit-dq-prequant cut to 10 characters read alike.
+        model_w = max([len("model")] + [len(model) for model, _ in sec.rows])
+        widths = {m: max(len(m), 2) for m in sec.methods}
+        lines.append(f"  {'model':<{model_w}} {'dtype':<9} " + " ".join(f"{m:<{widths[m]}}" for m in sec.methods).rstrip())
         for (model, dtype), row in sec.rows.items():
-            marks = " ".join(f"{LETTER[row[m]['status']] + ('*' if row[m].get('retry') else '') if m in row else ' ':<10}" for m in sec.methods)
-            lines.append(f"  {model[: width + 8]:<{width + 8}} {dtype:<9} {marks}")
+            marks = " ".join(f"{_mark(row.get(m)):<{widths[m]}}" for m in sec.methods)
+            lines.append(f"  {model:<{model_w}} {dtype:<9} {marks}".rstrip())
     return lines
+
+
+def _mark(cell: dict[str, Any] | None) -> str:
+    return "" if cell is None else LETTER.get(cell["status"], cell["status"][:1].upper()) + ("*" if cell.get("retry") else "")
