@@ -15,6 +15,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .hardware import suggest_target
+from .hub import parse_hub_source
 from .names import AXES, DTYPES, KNOWN_TARGETS, METHODS, TARGET_RE, closest
 
 DEFAULT_PROMPTS = ("The capital of France is", "def fibonacci(n):")
@@ -28,12 +30,31 @@ class MatrixError(Exception):
     """Bad matrix input: one clear message naming file, line and key."""
 
     def __init__(self, path: Path | str, line: int | None, key: str, message: str, suggestion: str | None = None):
-        self.path, self.line, self.key, self.suggestion = str(path), line, key, suggestion
+        self.path, self.line, self.key, self.message, self.suggestion = str(path), line, key, message, suggestion
         where = f"{self.path}:{line}" if line else self.path
         text = f"{where}: {key}: {message}" if key else f"{where}: {message}"
         if suggestion:
             text += f" ({suggestion})"
         super().__init__(text)
+
+
+class Problems:
+    """Where validation puts what it finds: load_matrix raises the first error; the linter (lint.py) collects
+    every error and warning of a file at once."""
+
+    def __init__(self, collect: bool = False):
+        self.collect = collect
+        self.errors: list[MatrixError] = []
+        self.warnings: list[MatrixError] = []
+
+    def error(self, err: MatrixError) -> None:
+        if not self.collect:
+            raise err
+        if str(err) not in {str(e) for e in self.errors}:
+            self.errors.append(err)
+
+    def warn(self, err: MatrixError) -> None:
+        self.warnings.append(err)
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,9 @@ class ModelSpec:
     trust_remote_code: bool = False
     revision: str | None = None
     variants: dict[str, str] = field(default_factory=dict)  # method -> resolved checkpoint path or hub id
+    # The method the source itself is in (a checkpoint that exists only quantized): its cells are that method's.
+    method: str | None = None
+    generation: "Generation | None" = None  # this model's prompts and known answers (default: the matrix's)
 
 
 @dataclass(frozen=True)
@@ -52,6 +76,11 @@ class EngineSpec:
     python: str | None = None  # None: the interpreter running pytest
     args: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # `versions:` expands an engine into one instance per version, named `<name>@<version>`; its environment is
+    # built on demand (pytest_qcompat/versions). `base` is the name as written, `package` the engine's package.
+    version: str | None = None
+    package: str | None = None
+    base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +114,9 @@ class Matrix:
 
     def model(self, model_id: str) -> ModelSpec:
         return next(m for m in self.models if m.id == model_id)
+
+    def generation_for(self, model_id: str) -> Generation:
+        return self.model(model_id).generation or self.generation
 
     def engine(self, name: str) -> EngineSpec:
         return next(e for e in self.engines if e.name == name)
@@ -195,7 +227,7 @@ def _schema_error(err: jsonschema.ValidationError, path: Path, lines: dict[tuple
     if err.validator == "required":
         return MatrixError(path, line, key, err.message)
     if err.validator == "pattern" and at and at[0] == "targets":
-        hint = closest(err.instance, KNOWN_TARGETS)
+        hint = suggest_target(err.instance)
         return MatrixError(path, line, key, f"{err.instance!r} is not a target (cpu or sm_XY)",
                            f"did you mean {hint!r}?" if hint else None)
     if err.validator == "type":
@@ -212,12 +244,36 @@ def _as_tuple(v: Any) -> tuple[str, ...]:
 
 def load_matrix(path: str | os.PathLike) -> Matrix:
     """Read, validate and normalise a matrix file. Raises MatrixError for any bad input."""
+    matrix = read_matrix(path, Problems())
+    assert matrix is not None  # strict Problems raise instead
+    return matrix
+
+
+def read_matrix(path: str | os.PathLike, problems: Problems) -> Matrix | None:
+    """load_matrix, reporting into `problems`: with Problems(collect=True) every error of the file is collected
+    (None when there are any) instead of the first one raised."""
     path = Path(path)
-    data, lines = _read(path)
-    _validate(data, lines, path)
-    models = _models(data, lines, path)
-    engines = _engines(data, lines, path)
-    include, exclude = _rules(data, lines, path, models, engines)
+    try:
+        data, lines = _read(path)
+    except MatrixError as exc:
+        problems.error(exc)
+        return None
+    _validate(data, lines, path, problems)
+    shaped = not problems.errors
+    try:  # collecting: the checks below run after schema errors too, as far as the data lets them
+        models = _models(data, lines, path, problems)
+        engines = _engines(data, lines, path, problems)
+        include, exclude = _rules(data, lines, path, models, engines, problems)
+        include, exclude = _single_method_rules(models, data, engines, include, exclude)
+    except MatrixError as exc:  # checks that stop at their first error
+        problems.error(exc)
+        return None
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+        if shaped:
+            raise
+        return None  # data off the schema's shape: its schema errors say why
+    if problems.errors:
+        return None
     return Matrix(
         path=path.resolve(),
         models=tuple(models),
@@ -227,7 +283,7 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
         targets=tuple(data.get("targets", DEFAULTS["targets"])),
         include=tuple(include),
         exclude=tuple(exclude),
-        generation=_generation(data.get("generation", {})),
+        generation=_generation(data.get("generation") or {}),
         timeout=float(data.get("timeout", DEFAULTS["timeout"])),
         checks=dict(data.get("checks") or {}),
     )
@@ -253,54 +309,88 @@ def _read(path: Path) -> tuple[dict[str, Any], dict]:
     return data, lines
 
 
-def _validate(data: dict[str, Any], lines: dict, path: Path) -> None:
+def _validate(data: dict[str, Any], lines: dict, path: Path, problems: Problems) -> None:
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(data),
                     key=lambda e: (_line(lines, tuple(e.absolute_path)) or 0, -len(e.absolute_path)))
-    if errors:
-        # oneOf hides the useful inner error; prefer the deepest one on the earliest line.
-        err = errors[0]
+    for err in errors:  # in file order; strict Problems raise the first
+        # oneOf hides the useful inner error; prefer the deepest one.
         if err.context:
             # ...and, at equal depth, the branch whose type matched (its error says what is wrong inside it).
             err = max(err.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
-        raise _schema_error(err, path, lines, data)
+        problems.error(_schema_error(err, path, lines, data))
 
 
-def _known_name(path: Path, lines: dict, i: int, prefix: str, name: str, known: list[str], what: str) -> None:
+def _known_name(path: Path, lines: dict, i: int, prefix: str, name: str, known: list[str], what: str,
+                problems: Problems) -> None:
     """A tiny:<arch> or real:<name> source must name one that exists."""
     if name not in known:
         hint = closest(name, known)
-        raise MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source", f"no {what} {name!r}",
-                          f"did you mean '{prefix}:{hint}'?" if hint else f"available: {', '.join(known)}")
+        problems.error(MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source", f"no {what} {name!r}",
+                                   f"did you mean '{prefix}:{hint}'?" if hint else f"available: {', '.join(known)}"))
 
 
-def _models(data: dict[str, Any], lines: dict, path: Path) -> list[ModelSpec]:
+def _models(data: dict[str, Any], lines: dict, path: Path, problems: Problems) -> list[ModelSpec]:
     base = path.parent
     models: list[ModelSpec] = []
     seen: dict[str, int] = {}
     for i, m in enumerate(data["models"]):
         if m["id"] in seen:
-            raise MatrixError(path, _line(lines, ("models", i, "id")), f"models[{i}].id",
-                              f"duplicate model id {m['id']!r} (first defined on line {seen[m['id']]})", "model ids must be unique")
+            problems.error(MatrixError(path, _line(lines, ("models", i, "id")), f"models[{i}].id",
+                                       f"duplicate model id {m['id']!r} (first defined on line {seen[m['id']]})",
+                                       "model ids must be unique"))
         seen[m["id"]] = _line(lines, ("models", i, "id")) or 0
         raw = m["source"]
         if raw.startswith("real:"):
             from .artifacts.real import REAL_MODELS
-            _known_name(path, lines, i, "real", raw[5:], list(REAL_MODELS), "real model")
+            _known_name(path, lines, i, "real", raw[5:], list(REAL_MODELS), "real model", problems)
         elif raw.startswith("tiny:"):
             from .tiny import ARCHS
-            _known_name(path, lines, i, "tiny", raw[5:], list(ARCHS), "embedded tiny model")
+            _known_name(path, lines, i, "tiny", raw[5:], list(ARCHS), "embedded tiny model", problems)
         variants = {meth: _resolve_source(src, base) for meth, src in (m.get("variants") or {}).items()}
         source = _resolve_source(raw, base)
-        if raw.endswith(".gguf") and not raw.startswith("real:") and not os.path.isfile(source):
-            raise MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source",
-                              f"GGUF file {source} does not exist", "give a path relative to the matrix file")
+        hub = parse_hub_source(raw)
+        if raw.endswith(".gguf") and not raw.startswith("real:") and not hub and not os.path.isfile(source):
+            problems.error(MatrixError(path, _line(lines, ("models", i, "source")), f"models[{i}].source",
+                                       f"GGUF file {source} does not exist",
+                                       "give a path relative to the matrix file, or owner/name:file.gguf for a hub file"))
         if source.startswith("real:") or source.endswith(".gguf"):
             variants.setdefault("gguf", source)  # method gguf: the source file as shipped is its checkpoint
-        models.append(ModelSpec(m["id"], source, bool(m.get("trust_remote_code", False)), m.get("revision"), variants))
+        method = m.get("method")
+        if method:
+            variants.setdefault(method, source)  # the source is that method's checkpoint, as shipped
+        generation = _generation({**(data.get("generation") or {}), **m["generation"]}) if m.get("generation") else None
+        models.append(ModelSpec(m["id"], source, bool(m.get("trust_remote_code", False)), m.get("revision"), variants,
+                                method, generation))
     return models
 
 
-def _engines(data: dict[str, Any], lines: dict, path: Path) -> list[EngineSpec]:
+def _single_method_rules(models: list[ModelSpec], data: dict[str, Any], engines: list[EngineSpec],
+                         include: list[dict], exclude: list[dict]) -> tuple[list[dict], list[dict]]:
+    """A model that exists only quantized (`method:`) has that method's cells and no others: the other methods
+    are excluded for it, and its method's cells are included when the matrix's quantization axis lacks it (except
+    where the matrix's own exclude rules drop them)."""
+    methods = list(data.get("quantization", DEFAULTS["quantization"]))
+    include, exclude = list(include), list(exclude)
+    user_exclude = list(exclude)
+    for model in models:
+        if not model.method:
+            continue
+        others = tuple(q for q in methods if q != model.method)
+        if others:
+            exclude.append({"model": (model.id,), "quantization": others})
+        if model.method in methods:
+            continue
+        for dtype in data.get("dtypes", DEFAULTS["dtypes"]):
+            for engine in engines:
+                for target in data.get("targets", DEFAULTS["targets"]):
+                    rule = {"model": model.id, "dtype": dtype, "quantization": model.method, "engine": engine.name,
+                            "target": target}
+                    if not any(all(rule[a] in v for a, v in r.items()) for r in user_exclude):
+                        include.append(rule)
+    return include, exclude
+
+
+def _engines(data: dict[str, Any], lines: dict, path: Path, problems: Problems) -> list[EngineSpec]:
     from .engines import known_kinds  # cheap: a registry of names, no engine imports
 
     engines_raw = data.get("engines", DEFAULTS["engines"])
@@ -312,28 +402,54 @@ def _engines(data: dict[str, Any], lines: dict, path: Path) -> list[EngineSpec]:
         kind = spec.get("kind", name)
         if kind not in kinds and ":" not in kind:
             hint = closest(kind, kinds)
-            raise MatrixError(path, _line(lines, at), _dotted(at), f"unknown engine {kind!r}",
-                              f"did you mean {hint!r}?" if hint else f"built-in engines: {', '.join(kinds)}; or give module:Class")
+            problems.error(MatrixError(path, _line(lines, at), _dotted(at), f"unknown engine {kind!r}",
+                                       f"did you mean {hint!r}?" if hint else f"built-in engines: {', '.join(kinds)}; or give module:Class"))
         python = spec.get("python")
         if python and ("/" in python or python.startswith(".")):
             python = str((path.parent / python).resolve()) if not os.path.isabs(python) else python
-        engines.append(EngineSpec(name, kind, python, dict(spec.get("args") or {}), dict(spec.get("env") or {})))
+        args, env = dict(spec.get("args") or {}), dict(spec.get("env") or {})
+        if "versions" not in spec:
+            engines.append(EngineSpec(name, kind, python, args, env))
+            continue
+        for version in _versions(spec["versions"], path, lines, at + ("versions",)):
+            engines.append(EngineSpec(f"{name}@{version}", kind, python, args, env, version, spec.get("package"), name))
     return engines
 
 
+def _versions(values: list[str], path: Path, lines: dict, at: tuple) -> list[str]:
+    """Engine versions: PEP 440 versions or `latest`, each once."""
+    from packaging.version import InvalidVersion, Version
+
+    seen: list[str] = []
+    for j, value in enumerate(values):
+        value = str(value)
+        if value != "latest":
+            try:
+                Version(value)
+            except InvalidVersion:
+                raise MatrixError(path, _line(lines, at + (j,)), _dotted(at + (j,)), f"{value!r} is not a version",
+                                  "write a released version such as '4.50.0', or 'latest'") from None
+        if value in seen:
+            raise MatrixError(path, _line(lines, at + (j,)), _dotted(at + (j,)), f"duplicate version {value!r}")
+        seen.append(value)
+    return seen
+
+
 def _rules(data: dict[str, Any], lines: dict, path: Path, models: list[ModelSpec],
-           engines: list[EngineSpec]) -> tuple[list[dict], list[dict]]:
+           engines: list[EngineSpec], problems: Problems) -> tuple[list[dict], list[dict]]:
     """include and exclude rules, every value checked against its axis."""
+    # An engine with versions may be named as written (`tf`: every version) or one version (`tf@4.50.0`).
+    by_base = {e.base: tuple(x.name for x in engines if x.base == e.base) for e in engines if e.base}
     valid = {"model": [m.id for m in models], "dtype": list(DTYPES), "quantization": list(METHODS),
-             "engine": [e.name for e in engines], "target": list(KNOWN_TARGETS)}
+             "engine": [e.name for e in engines] + list(by_base), "target": list(KNOWN_TARGETS)}
 
     def check_value(axis: str, value: str, at: tuple) -> None:
         if axis == "target" and TARGET_RE.match(value):
             return
         if value not in valid[axis]:
-            hint = closest(value, valid[axis])
-            raise MatrixError(path, _line(lines, at), _dotted(at), f"unknown {axis} {value!r}",
-                              f"did you mean {hint!r}?" if hint else f"valid: {', '.join(valid[axis])}")
+            hint = suggest_target(value) if axis == "target" else closest(value, valid[axis])
+            problems.error(MatrixError(path, _line(lines, at), _dotted(at), f"unknown {axis} {value!r}",
+                                       f"did you mean {hint!r}?" if hint else f"valid: {', '.join(valid[axis])}"))
 
     include = []
     for i, rule in enumerate(data.get("include", [])):
@@ -347,6 +463,8 @@ def _rules(data: dict[str, Any], lines: dict, path: Path, models: list[ModelSpec
             for j, value in enumerate(_as_tuple(v)):
                 check_value(axis, value, ("exclude", i, axis) + ((j,) if isinstance(v, list) else ()))
             norm[axis] = _as_tuple(v)
+            if axis == "engine":
+                norm[axis] = tuple(n for value in norm[axis] for n in by_base.get(value, (value,)))
         exclude.append(norm)
     return include, exclude
 
@@ -371,12 +489,13 @@ def _resolve_source(source: str, base: Path) -> str:
     ids stay as they are."""
     if source.startswith(("tiny:", "real:")):
         return source
+    if parse_hub_source(source) and not (base / source).exists():
+        return source  # owner/name or owner/name:file.gguf
     if source.startswith((".", "/", "~")) or (base / source).exists() or source.endswith(".gguf"):
         return str((base / os.path.expanduser(source)).resolve())
     return source  # a hub id such as org/name
 
 
 def is_hub_id(source: str) -> bool:
-    """org/name that is neither tiny:<arch>, real:<name> nor a local path."""
-    return (not source.startswith(("tiny:", "real:", "/", ".", "~")) and "/" in source and not source.endswith(".gguf")
-            and not os.path.exists(source))
+    """owner/name or owner/name:file.gguf (hub.py) that is not a local path."""
+    return parse_hub_source(source) is not None and not os.path.exists(source)
