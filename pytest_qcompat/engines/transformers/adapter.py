@@ -11,6 +11,12 @@ class QuantMethodUnsupported(RuntimeError):
     pass
 
 
+def _before_dtype_keyword(version: str) -> bool:
+    from packaging.version import Version
+
+    return Version(version) < Version("4.56.0")
+
+
 class TransformersEngine(Engine):
     kind = "transformers"
     preload = ("torch", "transformers", "transformers.generation")
@@ -53,6 +59,11 @@ class TransformersEngine(Engine):
         kwargs.update(extra)
         shown.update(extra)
 
+        if _before_dtype_keyword(transformers.__version__):
+            # `dtype` arrived in 4.56 (`torch_dtype` before): older releases keep an unknown `dtype` in the config,
+            # which then fails to serialise ("Object of type dtype is not JSON serializable")
+            kwargs["torch_dtype"] = kwargs.pop("dtype")
+            shown["torch_dtype"] = shown.pop("dtype")
         self.args_used = {"call": "AutoModelForCausalLM.from_pretrained", "path": request.path, **shown}
         torch.manual_seed(request.seed)
         # A GGUF next to a tokenizer.json (a real: source's folder): that tokenizer follows the file's add_bos_token;
