@@ -62,6 +62,32 @@ class DeviceSpecError(ValueError):
     pass
 
 
+# Marketing names -> compute capability, so a suggestion for "a100" says sm_80 (spelling alone would say sm_100).
+GPU_TARGETS = {
+    "p100": "sm_60", "p40": "sm_61", "p4": "sm_61", "gtx1080": "sm_61", "v100": "sm_70", "titanv": "sm_70",
+    "t4": "sm_75", "rtx2080": "sm_75", "quadrortx8000": "sm_75", "a100": "sm_80", "a30": "sm_80", "a800": "sm_80",
+    "a10": "sm_86", "a10g": "sm_86", "a40": "sm_86", "a6000": "sm_86", "rtxa6000": "sm_86", "rtx3090": "sm_86",
+    "rtx3080": "sm_86", "a2": "sm_86", "a16": "sm_86", "orin": "sm_87", "jetsonorin": "sm_87", "l4": "sm_89",
+    "l40": "sm_89", "l40s": "sm_89", "rtx4090": "sm_89", "rtx4080": "sm_89", "rtx6000ada": "sm_89", "h100": "sm_90",
+    "h200": "sm_90", "h800": "sm_90", "gh200": "sm_90", "b100": "sm_100", "b200": "sm_100", "gb200": "sm_100",
+    "b300": "sm_103", "rtx5090": "sm_120", "rtx5080": "sm_120", "rtxpro6000": "sm_120",
+}
+
+
+def suggest_target(word: str) -> str | None:
+    """The target a user most likely meant: a GPU's name (a100 -> sm_80), else the closest spelling of a target."""
+    key = "".join(ch for ch in str(word).lower() if ch.isalnum()).removeprefix("nvidia").removeprefix("geforce")
+    key = key.removeprefix("tesla")
+    for suffix in ("", "pcie", "sxm", "sxm4", "sxm5", "80gb", "40gb", "24gb", "16gb", "32gb", "nvl"):
+        if suffix and key.endswith(suffix) and key[:-len(suffix)] in GPU_TARGETS:
+            return GPU_TARGETS[key[:-len(suffix)]]
+        if not suffix and key in GPU_TARGETS:
+            return GPU_TARGETS[key]
+    if key.startswith("sm") and key[2:].isdigit():
+        return f"sm_{key[2:]}"  # sm80 -> sm_80
+    return closest(word, KNOWN_TARGETS)
+
+
 def parse_device(value: str) -> Runner | None:
     """--qcompat-device: 'auto' (probe), 'cpu', 'sm_80', '2xsm_90' or 'sm_80,sm_90' (simulated GPUs)."""
     value = value.strip()
@@ -73,7 +99,7 @@ def parse_device(value: str) -> Runner | None:
     for part in value.split(","):
         count, _, target = part.strip().rpartition("x") if "x" in part else ("1", "", part.strip())
         if not TARGET_RE.match(target) or target == "cpu" or not count.isdigit():
-            hint = closest(target, KNOWN_TARGETS)
+            hint = suggest_target(target)
             raise DeviceSpecError(f"--qcompat-device: {part!r} is not auto, cpu, sm_XY or NxSM_XY"
                                   + (f" (did you mean {hint!r}?)" if hint else ""))
         for _ in range(int(count)):
@@ -146,9 +172,27 @@ _VERSIONS_SNIPPET = (
 
 
 @functools.lru_cache(maxsize=None)
+def environment_prefix(python: str | None = None) -> str | None:
+    """sys.prefix of an interpreter, read by running it: what identifies an environment. Every venv's python is a
+    link to the same base binary, so comparing realpaths would take another venv for this one. None: not runnable."""
+    if python is None:
+        return sys.prefix
+    try:
+        res = subprocess.run([python, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return os.path.realpath(res.stdout.strip()) if res.returncode == 0 and res.stdout.strip() else None
+
+
+def is_this_environment(python: str | None) -> bool:
+    return python is None or environment_prefix(python) == os.path.realpath(sys.prefix)
+
+
+@functools.lru_cache(maxsize=None)
 def package_versions(python: str | None = None) -> dict[str, str]:
-    """Installed versions of TRACKED_PACKAGES in an interpreter, without importing them."""
-    if python is None or os.path.realpath(python) == os.path.realpath(sys.executable):
+    """Installed versions of TRACKED_PACKAGES in an interpreter (identified by its own prefix), without importing
+    them; {} when the interpreter does not run."""
+    if is_this_environment(python):
         import importlib.metadata as md
         out = {}
         for p in TRACKED_PACKAGES:
