@@ -12,20 +12,41 @@ from .store import ReportFormatError, load_report, merge_reports, write_json_ato
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .cells import expand
+    from .lint import lint
 
     status = 0
     for path in args.matrix:
-        try:
-            matrix = load_matrix(path)
-        except MatrixError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        report = lint(path)
+        for err in report.errors:
+            print(f"error: {err}", file=sys.stderr)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if report.errors or (args.strict and report.warnings):
             status = 1
+            print(f"{path}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)", file=sys.stderr)
             continue
-        cells = expand(matrix)
+        matrix = report.matrix
         print(f"{path}: ok: {len(matrix.models)} models x {len(matrix.quantization)} methods x {len(matrix.dtypes)} dtypes "
-              f"x {len(matrix.engines)} engines x {len(matrix.targets)} targets -> {len(cells)} cells")
+              f"x {len(matrix.engines)} engines x {len(matrix.targets)} targets -> {report.cells} cells"
+              + (f" ({len(report.warnings)} warning(s))" if report.warnings else ""))
     return status
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .hardware import DeviceSpecError
+    from .planview import plan_matrix, render
+
+    try:
+        matrix = load_matrix(args.matrix)
+        runner, planned, problems = plan_matrix(matrix, args.device, emulate=not args.no_emulate)
+    except (MatrixError, DeviceSpecError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"runner": runner.to_dict(), "problems": problems, "cells": [p.to_dict() for p in planned]}, indent=1))
+    else:
+        print(render(runner, planned, problems), end="")
+    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -138,9 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qcompat", description="pytest-qcompat: quantized model compatibility matrix tools")
     parser.add_argument("--version", action="version", version=f"%(prog)s (pytest-qcompat) {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("validate", help="check matrix files; print the cell count or the error with file:line")
+    p = sub.add_parser("validate", help="lint matrix files: every error and warning at once (file:line: key: problem "
+                       "(suggestion)): schema, paths, hub cache, interpreters, engine imports; or the cell count")
     p.add_argument("matrix", nargs="+")
+    p.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("plan", help="what a runner would do with each cell (run / emulate / predict / skip) and why, "
+                       "without running anything")
+    p.add_argument("matrix")
+    p.add_argument("--device", default="auto", help="auto (this machine), cpu, sm_80, 2xsm_90, sm_75,sm_86 (a runner to plan for)")
+    p.add_argument("--no-emulate", action="store_true", help="as --qcompat-no-emulate")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
     p = sub.add_parser("explain", help="classify an engine error message and print the remediation hint")
     p.add_argument("text", nargs="+", help="the error text ('-' reads standard input)")
     p.add_argument("--json", action="store_true", help='print {"class": ..., "hint": ...}')

@@ -83,6 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
                         isolation=config.getoption("qcompat_isolation"), timeout=config.getoption("qcompat_timeout"),
                         runner=_runner(config), emulate=not config.getoption("qcompat_no_emulate"),
                         fixes=not config.getoption("qcompat_no_fixes"))
+    _check_inputs(qs, download=not config.option.collectonly)
     if config.getoption("qcompat_resume"):
         from .store import ReportFormatError
         try:
@@ -112,6 +113,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 sigterm_key = pytest.StashKey[Any]()
+
+
+def _check_inputs(qs: QcompatSession, download: bool) -> None:
+    """What would otherwise fail or skip every cell is a usage error up front: an engine interpreter that is not
+    there (a typo must not turn CI green with every cell skipped), a hub source that cannot be had (offline and
+    not cached, unreachable, gated) with the variable to set. Hub sources are resolved here, once."""
+    problems = qs.missing_interpreters()
+    if not problems:
+        errors = qs.resolve_hub(download)
+        problems = [str(e) for e in errors if download or e.problem != "offline-not-cached"]
+    if problems:
+        raise pytest.UsageError("qcompat: " + "\n".join(problems))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

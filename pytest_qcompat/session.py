@@ -1,6 +1,7 @@
 """One pytest session's qcompat state: the matrix, its cells and plans, the worker pool, the report store."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from .checks import thresholds_for
 from .engines import facts_for
 from .engines.facts import isa_name
 from .hardware import Runner, package_versions, probe_runner
-from .matrix import EngineSpec, Matrix, is_hub_id
+from .matrix import EngineSpec, Matrix, ModelSpec, is_hub_id
 from .plan import Plan, plan_cell
 from .predict import engine_limits, model_info, predict
 from .results import SCHEMA, CellResult, interpret
@@ -21,6 +22,13 @@ from .runner.pinning import choose_gpus
 from .runner.pool import Pool
 from .runner.protocol import CellRequest
 from .store import ReportStore
+
+
+# A float32 unquantized cell has no higher precision to try: its wrong output is the model's or the engine's.
+UNQUANTIZED_WRONG_OUTPUT_HINT = (
+    "The unquantized float32 model itself gave this output: either the known answer is not one this model knows "
+    "(random-weight tiny models know none: give known answers per model under models[].generation) or the engine "
+    "computes this model wrong (compare with another engine).")
 
 
 class QcompatSession:
@@ -49,8 +57,9 @@ class QcompatSession:
         # writes the full table, the re-run cells replaced)
         self.kept: dict[str, dict[str, Any]] = {}
         self._references: dict[tuple, list | None] = {}  # id -> record from --qcompat-resume
-        # No network at test time unless the matrix names hub models.
+        # No network at test time unless the matrix names hub models (resolve_hub makes them local first).
         self.offline = not any(is_hub_id(m.source) or any(is_hub_id(v) for v in m.variants.values()) for m in matrix.models)
+        self.hub_paths: dict[str, str] = {}  # hub source -> local path (resolve_hub)
 
     # -- planning -----------------------------------------------------------------------------
     def installed(self, engine_name: str) -> dict[str, str]:
@@ -72,19 +81,69 @@ class QcompatSession:
         """The engine's declared requirements that its environment lacks (a runner gap, not the engine's limit)."""
         return list((self.limits(engine_name) or {}).get("missing_requirements") or [])
 
+    def resolve_hub(self, download: bool = True) -> list:
+        """Resolve every hub source of the matrix once, before any cell (hub.py): downloaded, or found in the cache
+        (download=False: the cache only). Returns the HubErrors; resolved sources become local paths in requests,
+        and workers then run with HF_HUB_OFFLINE=1 (no per-cell network, no per-cell retries)."""
+        from .hub import HubError, parse_hub_source, resolve
+
+        errors = []
+        for model in self.matrix.models:
+            for source in dict.fromkeys([model.source, *model.variants.values()]):
+                hub = parse_hub_source(source, model.revision) if is_hub_id(source) else None
+                if hub is None or source in self.hub_paths:
+                    continue
+                try:
+                    self.hub_paths[source] = resolve(hub, download, model.trust_remote_code)
+                except HubError as exc:
+                    errors.append(exc)
+        if not errors and self.hub_paths and download:
+            self.offline = True  # everything the cells need is local now
+        return errors
+
+    def local_model(self, model_id: str) -> ModelSpec:
+        """The model with its resolved hub sources replaced by their local paths (a snapshot folder or a file)."""
+        model = self.matrix.model(model_id)
+        if not self.hub_paths:
+            return model
+        local = lambda s: self.hub_paths.get(s, s)  # noqa: E731
+        return dataclasses.replace(model, source=local(model.source),
+                                   variants={m: local(v) for m, v in model.variants.items()})
+
+    def missing_interpreters(self) -> list[str]:
+        """Engines whose `python:` does not exist or does not run: a usage error, never a session of skips."""
+        from .hardware import environment_prefix
+
+        return [f"engine {e.name!r}: python {e.python} " + ("does not exist" if not os.path.exists(e.python) else "does not run")
+                for e in self.matrix.engines
+                if e.python and (not os.path.exists(e.python) or environment_prefix(e.python) is None)]
+
     def prediction(self, cell: Cell):
         kind = self.matrix.engine(cell.engine).kind
         key = (cell.model, cell.quantization)
         if key not in self._model_info:  # read each model's config.json once, not once per cell
-            self._model_info[key] = model_info(self.matrix.model(cell.model), cell.quantization)
+            self._model_info[key] = model_info(self.local_model(cell.model), cell.quantization)
         return predict(cell, kind, self.limits(cell.engine), self._model_info[key], self.runner.cpu_flags)
 
     def plan(self, cell: Cell) -> Plan:
         if cell.id not in self._plans:
-            self._plans[cell.id] = self.versions.skip_unavailable(
+            self._plans[cell.id] = self._never_on_simulated(self.versions.skip_unavailable(
                 plan_cell(cell, self.matrix, self.runner, self.installed(cell.engine), self.prediction(cell), self.emulate,
-                          self.limits(cell.engine)))
+                          self.limits(cell.engine))))
         return self._plans[cell.id]
+
+    def _never_on_simulated(self, plan: Plan) -> Plan:
+        """--qcompat-device GPUs exist for planning only: a cell planned onto one is predicted or skipped, never
+        launched (on a CPU machine it would run on a cuda:0 that is not there and blame the engine)."""
+        if plan.action != "run" or plan.device != "cuda":
+            return plan
+        simulated = [g for g in self.runner.gpus if g.index in plan.gpu_indices and g.simulated]
+        if not simulated:
+            return plan
+        reason = (f"no GPU on this runner; {self.runner.source} pretends {simulated[0].target} for planning"
+                  + (" (run on a real GPU runner for a verdict)" if plan.prediction is None else ""))
+        return dataclasses.replace(plan, action="skip", reason=reason, device="cpu", gpu_indices=(),
+                                   evidence="predicted" if plan.prediction else "none")
 
     def environment(self) -> dict[str, Any]:
         return {
@@ -94,13 +153,19 @@ class QcompatSession:
             "python": sys.version.split()[0],
             "engines": {e.name: self._engine_stamp(e) for e in self.matrix.engines},
             "isolation": self.isolation,
-            "models": [{"id": m.id, "source": m.source, "trust_remote_code": m.trust_remote_code} for m in self.matrix.models],
+            "models": [{"id": m.id, "source": m.source, "trust_remote_code": m.trust_remote_code}
+                       | ({"local": self.hub_paths[m.source]} if m.source in self.hub_paths else {})
+                       | ({"method": m.method} if m.method else {}) for m in self.matrix.models],
             "offline": self.offline,
         }
 
     def _engine_stamp(self, engine: EngineSpec) -> dict[str, Any]:
         limits = self.limits(engine.name) or {}
-        stamp = {"kind": engine.kind, "python": engine.python or sys.executable, "packages": self.installed(engine.name)}
+        from .hardware import environment_prefix
+
+        # The environment by its own prefix (every venv's python links to the same base binary).
+        stamp = {"kind": engine.kind, "python": engine.python or sys.executable, "prefix": environment_prefix(engine.python),
+                 "packages": self.installed(engine.name)}
         stamp.update(self.versions.stamp(engine.name))
         if limits:
             stamp.update(platform=limits.get("platform"), builds=limits.get("builds") or [],
@@ -122,15 +187,16 @@ class QcompatSession:
         self.store.flush()
 
     def request(self, cell: Cell, plan: Plan) -> CellRequest:
-        model = self.matrix.model(cell.model)
+        model = self.local_model(cell.model)
+        generation = self.matrix.generation_for(cell.model)
         engine = self.matrix.engine(cell.engine)
         return {
             "cell": cell.to_dict(),
             "model": {"id": model.id, "source": model.source, "trust_remote_code": model.trust_remote_code,
                       "revision": model.revision, "variants": dict(model.variants)},
             "engine": {"name": engine.name, "kind": engine.kind, "args": engine.args},
-            "generation": {"prompts": list(self.matrix.generation.prompts), "expect": self.matrix.generation.expectations(),
-                           "max_new_tokens": self.matrix.generation.max_new_tokens, "seed": self.matrix.generation.seed},
+            "generation": {"prompts": list(generation.prompts), "expect": generation.expectations(),
+                           "max_new_tokens": generation.max_new_tokens, "seed": generation.seed},
             "device": plan.device,
             "emulate_capability": attempts.emulated_capability(cell.target, plan.evidence),
         }
@@ -149,6 +215,8 @@ class QcompatSession:
                                    lambda: self._reference(cell, plan))
         result.prediction = plan.prediction.to_dict() if plan.prediction else None
         result.no_prediction = plan.no_prediction
+        if result.error_class == "wrong-output" and cell.quantization == "none" and cell.dtype == "float32":
+            result.hint = UNQUANTIZED_WRONG_OUTPUT_HINT  # no higher precision or other method to suggest
         self.versions.refine(self, cell, result)
         return result
 

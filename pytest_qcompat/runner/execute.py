@@ -67,8 +67,10 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: st
             metrics["checkpoint_mb"] = size_mb(source)  # what was loaded (the speed table's size column)
         return source, False
     if not os.path.isdir(source):
-        raise RuntimeError(f"cannot produce a {quantization} checkpoint from {source!r}: producers need a local base "
-                           f"model (download it first) or give one under variants")
+        # Hub sources reach the worker as local snapshot folders (the session resolves them before any cell).
+        raise RuntimeError(f"cannot produce a {quantization} checkpoint from {source!r}: it is not a local checkpoint "
+                           f"folder (a hub id is resolved before the cells: owner/name; a local folder: ./path) "
+                           f"or give a pre-quantized checkpoint under variants")
     from ..artifacts import produce_cached, size_mb
 
     t0 = time.perf_counter()
