@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -78,11 +79,10 @@ def suggest_target(word: str) -> str | None:
     """The target a user most likely meant: a GPU's name (a100 -> sm_80), else the closest spelling of a target."""
     key = "".join(ch for ch in str(word).lower() if ch.isalnum()).removeprefix("nvidia").removeprefix("geforce")
     key = key.removeprefix("tesla")
-    for suffix in ("", "pcie", "sxm", "sxm4", "sxm5", "80gb", "40gb", "24gb", "16gb", "32gb", "nvl"):
-        if suffix and key.endswith(suffix) and key[:-len(suffix)] in GPU_TARGETS:
-            return GPU_TARGETS[key[:-len(suffix)]]
-        if not suffix and key in GPU_TARGETS:
-            return GPU_TARGETS[key]
+    # The longest known name the text starts with, followed only by a form factor or memory size (A100-SXM4-80GB).
+    for name in sorted(GPU_TARGETS, key=len, reverse=True):
+        if key.startswith(name) and re.fullmatch(r"(sxm\d?|pcie|nvl|\d+gb)*", key[len(name):]):
+            return GPU_TARGETS[name]
     if key.startswith("sm") and key[2:].isdigit():
         return f"sm_{key[2:]}"  # sm80 -> sm_80
     return closest(word, KNOWN_TARGETS)
