@@ -71,8 +71,7 @@ def resolve(src: HubSource, download: bool = True, trust_remote_code: bool = Fal
     from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub import errors as hf_errors
 
-    offline = is_offline() or not endpoint_reachable()
-    local_only = not download or offline
+    local_only = not download or is_offline() or not endpoint_reachable()  # (no network when looking only)
     try:
         if src.filename:
             return hf_hub_download(src.repo, src.filename, revision=src.revision, local_files_only=local_only)

@@ -151,3 +151,37 @@ def test_readme_reference_validates_when_copied(tmp_path, capsys):
         expects = [e for e in matrix.generation_for(model.id).expectations() if e]
         assert not expects or not model.source.startswith("tiny:"), model.id
     assert any(any(matrix.generation_for(m.id).expectations()) for m in matrix.models)  # the example shows one
+
+
+def test_per_model_generation_reaches_the_request(tmp_path):
+    from pytest_qcompat.cells import expand
+    from pytest_qcompat.hardware import probe_runner
+    from pytest_qcompat.session import QcompatSession
+
+    (tmp_path / "m.yaml").write_text(textwrap.dedent("""\
+        models:
+          - {id: tiny, source: tiny:llama}
+          - id: real
+            source: real:smollm2-135m
+            generation: {prompts: [{text: "The capital of Japan is", expect: Tokyo}]}
+        generation: {prompts: ["def fibonacci(n):"], max_new_tokens: 8}
+    """))
+    qs = QcompatSession(load_matrix(tmp_path / "m.yaml"), tmp_path / "r", runner=probe_runner("cpu"))
+    gens = {c.model: qs.request(c, qs.plan(c))["generation"] for c in expand(qs.matrix)}
+    assert gens["tiny"]["prompts"] == ["def fibonacci(n):"] and gens["tiny"]["expect"] == [None]
+    assert gens["real"]["prompts"] == ["The capital of Japan is"] and gens["real"]["expect"] == [{"expect": ["Tokyo"]}]
+    assert gens["real"]["max_new_tokens"] == 8  # keys the model does not give come from the matrix
+
+
+def test_float32_unquantized_wrong_output_does_not_ask_for_more_precision(pytester):
+    (pytester.path / "model").mkdir()
+    (pytester.path / "matrix.yaml").write_text(textwrap.dedent("""\
+        models:
+          - {id: m, source: ./model}
+        engines:
+          e: {kind: "fault_engines:FaultEngine", args: {fault: empty}}
+    """))
+    pytester.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-no-fixes")
+    cell = json.loads((pytester.path / "qcompat-report" / "report.json").read_text())["cells"][0]
+    assert cell["error_class"] == "wrong-output"
+    assert "higher-precision" not in cell["hint"] and "models[].generation" in cell["hint"]
