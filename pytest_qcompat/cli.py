@@ -135,6 +135,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     old, new = load_report(args.old), load_report(args.new)
+    if args.old_version or args.new_version:  # two versions of an engine: their cells compared by id without @version
+        from .report.versions import at_version
+        old = at_version(old, args.old_version) if args.old_version else old
+        new = at_version(new, args.new_version) if args.new_version else new
     d = diff_reports(old, new, slower=args.slower, min_seconds=args.min_seconds, gates=gates)
     md = diff_markdown(d)
     if args.markdown:
@@ -208,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slower", type=float, default=1.5, help="flag passed cells this many times slower (default 1.5)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="...and slower by at least this many seconds (default 1)")
     p.add_argument("--markdown", metavar="FILE", help="also write the Markdown summary here")
+    p.add_argument("--old-version", metavar="V", help="compare only OLD's cells of engine version V (tf@4.49.0 or 4.49.0)")
+    p.add_argument("--new-version", metavar="V", help="...with NEW's cells of version V (OLD and NEW may be one report)")
     p.add_argument("--fail-on", metavar="METRIC:THRESHOLD", action="append", default=[],
                    help="fail when a cell that passed in both got worse by more than this: tokens_per_s:10%% (falls), "
                         "ttft_s:20%%, load_s:0.5 (absolute seconds), peak_rss_mb:10%%, ... (rises); repeatable; "
@@ -215,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-lost", action="store_true",
                    help="list, but do not fail on, passed cells now skipped and removed cells (a deliberate matrix change)")
     p.set_defaults(func=cmd_diff, bad_report_exit=2)  # 1 means "regressed" there
+    from .versions.bisect import add_parser as add_bisect
+    add_bisect(sub)
     return parser
 
 
