@@ -81,7 +81,10 @@ def fails_the_session(record: dict[str, Any]) -> bool:
 
 
 def failure_text(r: CellResult) -> str:
-    lines = [f"{r.id}: {r.status} [{r.error_class}]", f"  message: {r.message}", f"  hint: {r.hint}"]
+    # The first line is what pytest's short summary shows after the cell id (cut to the terminal's width): the
+    # status and class first, then the message's first line; never the id again.
+    first = (r.message or "").strip().splitlines()[0] if (r.message or "").strip() else ""
+    lines = [f"{r.status} [{r.error_class}] {first}".rstrip(), f"  message: {r.message}", f"  hint: {r.hint}"]
     if r.engine_args:
         lines.append(f"  engine args: {r.engine_args}")
     if r.retry:

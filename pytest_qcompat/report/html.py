@@ -14,6 +14,7 @@ output and engine messages are untrusted.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, OrderedDict
 from typing import Any
 
@@ -99,8 +100,27 @@ def summary(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+_FRAME = re.compile(r'File "([^"]+)", line \d+')
+
+
+def message_author(cell: dict[str, Any]) -> str:
+    """Who wrote a record's message: "qcompat" (its own words: a timeout, a crash report, an output check, a
+    refusal raised in its own code), "engine" (raised inside the engine or a library it drives), "" when the
+    record cannot tell. The innermost frame of the stored traceback decides, so an engine error that qcompat only
+    passed on is the engine's, and a message qcompat wrote is never shown as the engine's verbatim text."""
+    if not cell.get("message"):
+        return ""
+    if cell.get("status") in ("timed_out", "crashed"):
+        return "qcompat"
+    frames = _FRAME.findall(cell.get("stderr_tail") or "")
+    if frames:
+        return "qcompat" if "/pytest_qcompat/" in frames[-1].replace("\\", "/") else "engine"
+    return "qcompat" if cell.get("error_class") == "wrong-output" else ""
+
+
 def _slim(cell: dict[str, Any]) -> dict[str, Any]:
-    """The record as the page needs it: empty fields and per-token logprobs (large, not shown) left out."""
+    """The record as the page needs it: empty fields and per-token logprobs (large, not shown) left out; who wrote
+    the message added (`said_by`)."""
     out = {}
     for k, v in cell.items():
         if v is None or v == [] or v == {}:
@@ -108,6 +128,8 @@ def _slim(cell: dict[str, Any]) -> dict[str, Any]:
         if k == "outputs" and isinstance(v, list):
             v = [{kk: vv for kk, vv in o.items() if kk != "top_logprobs"} if isinstance(o, dict) else o for o in v]
         out[k] = v
+    if message_author(cell):
+        out["said_by"] = message_author(cell)
     return out
 
 
@@ -147,12 +169,6 @@ def _embedded_json(data: Any) -> Markup:
     return Markup(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
 
 
-def version_page_rows(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from .versions import page_rows
-
-    return page_rows(cells)
-
-
 def _environment():
     return Environment(loader=PackageLoader("pytest_qcompat", "report/templates"), autoescape=select_autoescape(["html", "j2"]))
 
@@ -176,7 +192,7 @@ def render_html(doc: dict[str, Any]) -> str:
     return env.get_template("report.html.j2").render(
         n=len(cells), models=models, engines=engines, targets=targets, summary=summary(cells),
         stamp=[line.lstrip("- ") for line in environment_stamp(environment)], runners=_runner_rows(environment),
-        schema=doc.get("schema"), data=_embedded_json(data), versions=version_page_rows(cells), css=_asset(env, "report.css"), js=_asset(env, "report.js"))
+        schema=doc.get("schema"), data=_embedded_json(data), css=_asset(env, "report.css"), js=_asset(env, "report.js"))
 
 
 def _target_key(target: Any) -> tuple:

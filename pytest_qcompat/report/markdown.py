@@ -65,8 +65,6 @@ def render_markdown(doc: dict[str, Any], charts: set[str] = frozenset()) -> str:
             out.append(f"| {model} | {dtype} | " + " | ".join(cell_text(row[m], notes) if m in row else "" for m in sec.methods) + " |")
         out.append("")
     out += render_speed(cells, charts)
-    from .versions import render_markdown as version_axis  # engines with versions: tried versions and their verdicts
-    out += version_axis(cells)
     if notes:
         out += ["## Notes", ""]
         for (cls_, hint, msg), n in sorted(notes.items(), key=lambda kv: kv[1]):
@@ -141,7 +139,8 @@ def speed_rows(cells: list[dict[str, Any]]) -> "dict[tuple[str, str], list[dict[
         key = (c["model"], c["target"], c["quantization"], c["engine"])
         if key not in best or m["tokens_per_s"] > best[key]["tokens_per_s"]:
             best[key] = {"method": c["quantization"], "engine": c["engine"], "dtype": c["dtype"],
-                         "tokens_per_s": m["tokens_per_s"], "ttft_s": m.get("ttft_s"), "load_s": m.get("load_s"),
+                         "tokens_per_s": m["tokens_per_s"], "spread_pct": m.get("tokens_per_s_spread_pct"),
+                         "ttft_s": m.get("ttft_s"), "load_s": m.get("load_s"),
                          "peak_mb": m.get("peak_gpu_mb") or m.get("peak_rss_mb"),
                          "peak_kind": "GPU" if m.get("peak_gpu_mb") else "RSS",
                          "checkpoint_mb": m.get("checkpoint_mb") or m.get("artifact_mb")}
@@ -156,12 +155,14 @@ def speed_rows(cells: list[dict[str, Any]]) -> "dict[tuple[str, str], list[dict[
 def speed_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines: method x engine, fastest first, with a bar for decode tokens/s."""
     top = max(r["tokens_per_s"] for r in rows)
-    out = ["| method | engine | dtype | decode tok/s | | TTFT s | load s | peak memory MB | checkpoint MB |",
+    out = ["| method | engine | dtype | decode tok/s (median ± half the runs' spread) | | TTFT s | load s | peak memory MB | checkpoint MB |",
            "|---|---|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         bar = "█" * max(1, round(12 * r["tokens_per_s"] / top))
         mem = f"{r['peak_mb']:.0f} ({r['peak_kind']})" if r["peak_mb"] else ""
-        out.append(f"| {r['method']} | {r['engine']} | {r['dtype']} | {r['tokens_per_s']:.1f} | {bar} | "
+        # The median of the warmed repetitions, with their spread ((max - min) / median) where the run recorded it.
+        spread = f" ±{r['spread_pct'] / 2:.0f}%" if r.get("spread_pct") is not None else ""
+        out.append(f"| {r['method']} | {r['engine']} | {r['dtype']} | {r['tokens_per_s']:.1f}{spread} | {bar} | "
                    f"{_num(r['ttft_s'], 2)} | {_num(r['load_s'], 1)} | {mem} | {_num(r['checkpoint_mb'], 0)} |")
     return out
 

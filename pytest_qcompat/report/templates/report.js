@@ -15,7 +15,11 @@
   const WORD = { ok: "works", fail: "fails", unsure: "inconclusive", notrun: "not run" };
   const RANK = { ok: 0, fail: 1, unsure: 2, notrun: 3 };
   const MARK = { emulated: "<sup>e</sup>", predicted: "<sup>p</sup>" };
-  const EVWORD = { verified: "verified on this GPU", emulated: "emulated on a newer GPU", predicted: "predicted, not run", none: "not run" };
+  const EVWORD = { verified: "verified on a real GPU", emulated: "emulated on a newer GPU", predicted: "predicted, not run", none: "not run" };
+  // A cpu cell ran on the runner's CPU, not on any GPU.
+  function evWord(c, ev) { return ev === "verified" && c.target === "cpu" ? "verified on the runner's CPU" + (c.isa ? " (" + c.isa + ")" : "") : EVWORD[ev]; }
+  // Who wrote the message (report/html.py message_author): the engine's verbatim text, or qcompat's own words.
+  const SAID = { engine: "The engine said (verbatim)", qcompat: "qcompat says (its own message, not the engine's)" };
   const SHORT = { bfloat16: "bf16", float16: "fp16", float32: "fp32", bitsandbytes: "bnb" };
 
   // ---- what a cell says ------------------------------------------------------------------------------------
@@ -53,7 +57,7 @@
   }
   function tip(i) {
     const c = C[i], j = judge(i), p = c.prediction;
-    const lines = [SYM[j.o] + " " + WORD[j.o] + " · " + EVWORD[j.ev] + (j.cls ? " · " + j.cls : "")];
+    const lines = [SYM[j.o] + " " + WORD[j.o] + " · " + evWord(c, j.ev) + (j.cls ? " · " + j.cls : "")];
     if (j.o === "unsure" && c.reason) lines.push(c.reason);
     else if (j.ev === "predicted" && p) lines.push(p.reason || "");
     else if (j.o === "notrun") lines.push(c.reason || "");
@@ -321,7 +325,7 @@
   // ---- details of one cell ---------------------------------------------------------------------------------
   const KNOWN = new Set(["id", "model", "dtype", "quantization", "engine", "target", "status", "evidence", "error_class", "hint", "message",
     "reason", "prediction", "metrics", "outputs", "engine_kind", "engine_version", "engine_args", "retry", "stderr_tail", "log", "runner",
-    "finished_at", "resumed_from", "shard", "xdist_worker", "merged_from", "superseded", "reclassified_from"]);
+    "finished_at", "resumed_from", "shard", "xdist_worker", "merged_from", "superseded", "reclassified_from", "said_by"]);
   const copies = [];
   function copyButton(text, label) {
     copies.push(text);
@@ -386,7 +390,7 @@
     copies.length = 0;
     const c = C[i], j = judge(i), p = c.prediction, r = c.retry, met = c.metrics || {};
     let h = '<div class="verdict"><span class="x ' + j.o + " ev-" + j.ev + (j.fix && j.fix.ok ? " fixed" : "") + '">' + SYM[j.o] + (MARK[j.ev] || "") + "</span>"
-      + '<div class="what"><b>' + WORD[j.o] + "</b> · " + esc(EVWORD[j.ev]) + " · status <code>" + esc(c.status) + "</code>"
+      + '<div class="what"><b>' + WORD[j.o] + "</b> · " + esc(evWord(c, j.ev)) + " · status <code>" + esc(c.status) + "</code>"
       + "<small>" + [c.model, c.quantization, c.dtype, c.engine, c.target + (TNAMES[c.target] ? " (" + TNAMES[c.target] + ")" : "")].map(esc).join(" · ") + "</small></div></div>";
     // why
     let why = "";
@@ -423,7 +427,7 @@
       ["changes", "status", "summary", "error_class", "message"].forEach(k => delete rest[k]);
       if (Object.keys(rest).length) h += "<details><summary>more about the fix</summary>" + kv(rest, (k, v) => k === "metrics" ? kv(v, unit) : val(v)) + "</details>";
     }
-    if (c.message) h += sec("The engine said (verbatim)", '<pre class="msg">' + esc(c.message) + "</pre>", " " + copyButton(c.message));
+    if (c.message) h += sec(SAID[c.said_by] || "Message", '<pre class="msg">' + esc(c.message) + "</pre>", " " + copyButton(c.message));
     if (c.engine_args) h += argsBlock(c.engine_args, "Engine arguments" + (r ? " as given" : ""));
     if (p && j.ev !== "predicted") {
       const agrees = (p.status === "passed") === (c.status === "passed");
