@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_qcompat.cells import Cell, expand
+from pytest_qcompat.engines.facts import NoPrediction
 from pytest_qcompat.hardware import Gpu, Runner, parse_device
 from pytest_qcompat.matrix import load_matrix
 from pytest_qcompat.plan import plan_cell
@@ -55,9 +56,28 @@ def test_missing_package_and_checkpoint_skips(tmp_path):
     assert plan_cell(Cell("m", "gguf-q8_0", "auto", "llamacpp", "cpu"), m2, parse_device("cpu"), with_llama).action == "run"
 
 
-def test_knowledge_predictions_carry_sources():
-    pred = predict(Cell("m", "bnb-8bit", "float16", "transformers", "sm_70"), "transformers", None, None)
-    assert pred.status == "failed" and pred.error_class == "quant-capability" and "bnb-int8-needs-sm75" in pred.source
+TF_CUDA = {"engine": "transformers", "version": "5.17.0", "torch": "2.11.0+cu130", "platform": "cuda", "builds": [],
+           "bitsandbytes": {"version": "0.50.2", "int8_below_75": "slow-matmul",
+                            "int8_below_75_source": "bitsandbytes 0.50.2 bitsandbytes/diagnostics/cuda.py: 'Only slow 8-bit "
+                                                    "matmul is supported for your GPU!' below compute capability 7.5",
+                            "builds": [{"name": "bitsandbytes 0.50.2 libbitsandbytes_cuda130.so", "source": "fat binaries",
+                                        "archs": ["sm_70", "sm_75", "sm_80", "sm_90"]}]}}
+
+
+def test_transformers_predictions_come_from_the_build_in_use():
+    """Item 7 of issue 20: bitsandbytes 0.50.2 itself says 8-bit runs below 7.5 (slow matmul); a documentation fact
+    is never applied without the build it is about, and never from a CPU build to a CUDA target."""
+    cell = Cell("m", "bnb-8bit", "float16", "transformers", "sm_70")
+    assert predict(cell, "transformers", None, None) is None
+    pred = predict(cell, "transformers", TF_CUDA, None)
+    assert pred.status == "passed" and "bitsandbytes 0.50.2" in pred.source and "transformers 5.17.0" in pred.source
+    assert "cuda build" in pred.source and pred.platform == "cuda"
+    no_volta = {**TF_CUDA, "bitsandbytes": {**TF_CUDA["bitsandbytes"], "builds": [
+        {"name": "bitsandbytes 0.50.2 libbitsandbytes_cuda130.so", "source": "fat binaries", "archs": ["sm_75", "sm_90"]}]}}
+    assert predict(cell, "transformers", no_volta, None).error_class == "no-kernel-image"
+    silent = {**TF_CUDA, "bitsandbytes": {**TF_CUDA["bitsandbytes"], "int8_below_75": None}}
+    assert isinstance(predict(cell, "transformers", silent, None), NoPrediction)
+    assert isinstance(predict(cell, "transformers", {**TF_CUDA, "platform": "cpu"}, None), NoPrediction)
     # Nothing known rules it out, so nothing is predicted: "no known rule" is no evidence of a pass.
     assert predict(Cell("m", "none", "float16", "transformers", "sm_70"), "transformers", None, None) is None
     assert predict(Cell("m", "none", "float16", "transformers", "cpu"), "transformers", None, None) is None

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from ...names import capability_of
-from ..facts import (EngineFacts, NoPrediction, Prediction, TriedFix, builds_from_limits, isa_name, missing_code,
+from ..facts import (Build, EngineFacts, NoPrediction, Prediction, TriedFix, builds_from_limits, isa_name, missing_code,
                      no_kernel_prediction, target_platform)
 
 # Our method names -> vLLM's quantization name (and the compressed-tensors scheme where that decides), for
@@ -30,10 +30,8 @@ METHOD_TO_VLLM: dict[str, tuple[str, str | None]] = {
 # A checkpoint's own quantization_config -> (vLLM name, scheme), read where the checkpoint exists.
 CHECKPOINT_QUANT = {"bitsandbytes": "bitsandbytes", "awq": "awq", "gptq": "gptq", "compressed-tensors": "compressed-tensors",
                     "fp8": "fp8", "modelopt": "modelopt", "torchao": "torchao"}
-# Schemes vLLM swaps for another below their floor: compressed-tensors FP8 W8A8 runs weight-only (W8A16) on GPUs
-# below sm_89 (vllm/model_executor/layers/quantization/compressed_tensors/compressed_tensors.py
-# _get_scheme_from_parts: "if not is_fp8_w8a8_supported: return CompressedTensorsW8A16Fp8").
-SCHEME_FALLBACK = {"CompressedTensorsW8A8Fp8": "CompressedTensorsW8A16Fp8"}
+# Methods whose checkpoints limits.py walks through vLLM's own scheme and kernel selection (PRODUCED_PRESETS there).
+WALKED_METHODS = frozenset({"awq", "gptq", "w8a8-int8", "fp8"})
 # CPU kernels a method needs in vLLM's CPU build: CPUWNA16LinearKernel.apply_weights calls ops.cpu_gemm_wna16
 # (vllm/model_executor/kernels/linear/mixed_precision/cpu.py), which only some instruction-set variants register.
 CPU_OPS = {"CompressedTensorsWNA16": ("cpu_gemm_wna16",), "awq": ("cpu_gemm_wna16",), "gptq": ("cpu_gemm_wna16",)}
@@ -74,8 +72,11 @@ class VllmFacts(EngineFacts):
 
     def predict(self, target: str, dtype: str, method: str, limits: dict[str, Any] | None,
                 model: dict[str, Any] | None, runner_isa: tuple[str, ...] = ()) -> Prediction | NoPrediction | None:
-        """In the order vLLM checks: model architecture, model dtype refusal, method known, method capability,
-        activation dtype, GPU bfloat16; for the CPU build, its instruction-set kernels."""
+        """In the order vLLM checks, so the prediction is the first error a user meets: at model config the
+        architecture, the model's float16 refusal, the method (known, its capability floor, its activation dtypes);
+        at worker start GPU bfloat16; at the first kernel the compiled code of torch and vLLM's core library; while
+        the model is built the walk of vLLM's own selection for the target (scheme, kernel candidates, the chosen
+        kernel's library and its compiled refusals); for the CPU build, its instruction-set kernels."""
         if not limits:
             return None
         platform = limits.get("platform")
@@ -84,15 +85,13 @@ class VllmFacts(EngineFacts):
         if platform != where:
             return NoPrediction(f"no prediction: the installed {build} cannot speak for {where.upper()} targets; "
                                 f"a {where.upper()} build of vLLM can")
-        missing = self.no_code_for(target, limits)
-        if missing is not None:
-            return no_kernel_prediction(missing, target)
         cap = capability_of(target)
         num = cap[0] * 10 + cap[1] if cap else None
         model = model or {}
         resolved = model.get("dtype") if dtype == "auto" else dtype
         archs = model.get("architectures") or []
         known = set(limits.get("architectures") or [])
+        # 1. model config: architecture, the model's float16 refusal, the method's own gates
         if archs and known and not any(a in known for a in archs):
             return _pred("failed", "arch-unsupported", f"Model architectures {archs} are not supported for now.",
                          f"{build} ModelRegistry.get_supported_archs()", platform)
@@ -101,6 +100,7 @@ class VllmFacts(EngineFacts):
             return _pred("failed", "dtype-unsupported-by-model",
                          f"The model type {model['model_type']!r} does not support float16. Reason: {refused[model['model_type']]}",
                          f"{build} vllm.config.model._FLOAT16_NOT_SUPPORTED_MODELS", platform)
+        gguf_plugin = None
         if method.startswith("gguf"):
             gguf = limits.get("gguf") or {}
             if not gguf.get("in_tree") and not gguf.get("plugin_installed"):
@@ -108,51 +108,119 @@ class VllmFacts(EngineFacts):
                              f"vLLM {limits.get('version')} has no in-tree GGUF loader and vllm-gguf-plugin is not installed",
                              f"{build} QUANTIZATION_METHODS and entry points vllm.general_plugins", platform)
             if not gguf.get("in_tree"):
-                plugin = builds_from_limits({"builds": gguf.get("plugin_builds") or []})
-                if platform == "cpu" and plugin:
-                    archs = ", ".join(plugin[0].archs)
+                gguf_plugin = builds_from_limits({"builds": gguf.get("plugin_builds") or []})
+                if platform == "cpu" and gguf_plugin:
+                    archs_ = ", ".join(gguf_plugin[0].archs)
                     return _pred("failed", "no-kernel-image",
-                                 f"{plugin[0].name} carries GPU kernels only ({archs}, plus Triton): vLLM's CPU build "
-                                 "has no GGUF kernels", f"{plugin[0].name}: {plugin[0].source}", platform)
-                lacking = missing_code(plugin, target) if cap else None
-                if lacking is not None:
-                    return no_kernel_prediction(lacking, target)
-            return None  # the plugin declares no further limits: only a run can tell
-        if method != "none":
-            vq, scheme = quant_of(method, model)
+                                 f"{gguf_plugin[0].name} carries GPU kernels only ({archs_}, plus Triton): vLLM's CPU build "
+                                 "has no GGUF kernels", f"{gguf_plugin[0].name}: {gguf_plugin[0].source}", platform)
+                floor = gguf.get("plugin_min_capability")
+                plugin = f"vllm-gguf-plugin {gguf.get('plugin_version') or ''}".strip()
+                if floor and num is not None and num < floor:
+                    return _pred("failed", "quant-capability",
+                                 f"The quantization method gguf is not supported for the current GPU. Minimum capability: "
+                                 f"{floor}. Current capability: {num}.", f"{build} + {plugin} GGUFConfig.get_min_capability()",
+                                 platform)
+        elif method != "none":
+            vq, _scheme = quant_of(method, model)
             info = limits.get("quantization", {}).get(vq)
             if info is None:
                 return _pred("failed", "quant-method-unknown", f"Unknown quantization method: {vq}.",
                              f"{build} QUANTIZATION_METHODS", platform)
             floor = info.get("min_capability")
-            src = f"{build} get_quantization_config({vq!r}).get_min_capability()"
-            schemes = limits.get("compressed_tensors_schemes", {})
-            if scheme and scheme in schemes:
-                floor = max(floor or 0, schemes[scheme])
-                src = f"{build} {scheme}.get_min_capability()"
-                fallback = SCHEME_FALLBACK.get(scheme)
-                if fallback in schemes and schemes[fallback] < floor:
-                    floor = max(info.get("min_capability") or 0, schemes[fallback])
-                    src = f"{build} {fallback}.get_min_capability() (vLLM's fallback for {scheme})"
             if floor and num is not None and num < floor:
                 return _pred("failed", "quant-capability",
                              f"The quantization method {vq} is not supported for the current GPU. Minimum capability: {floor}. "
-                             f"Current capability: {num}.", src, platform)
+                             f"Current capability: {num}.", f"{build} get_quantization_config({vq!r}).get_min_capability()",
+                             platform)
             acts = info.get("act_dtypes")
             if acts and resolved in ("float32", "float16", "bfloat16") and resolved not in acts:
                 return _pred("failed", "quant-dtype", f"{resolved} is not supported for quantization method {vq}. "
                              f"Supported dtypes: {acts}", f"{build} get_quantization_config({vq!r}).get_supported_act_dtypes()",
                              platform)
-            if target == "cpu":
-                gap = self._cpu_kernel_gap(scheme or vq, limits, runner_isa)
-                if gap:
-                    return _pred("failed", "no-kernel-image", gap[0], f"{build} {gap[1]}", platform)
+        # 2. worker start: the GPU's bfloat16 (before any kernel runs: 0 MB of GPU memory used)
         bf16 = limits.get("bf16_min_capability")
         if resolved == "bfloat16" and bf16 and num is not None and num < bf16:
             return _pred("failed", "dtype-unsupported-by-gpu",
                          f"Bfloat16 is only supported on GPUs with compute capability of at least {bf16 / 10:.1f}.",
                          f"{build} vllm/platforms/cuda.py CudaPlatform.check_if_supports_dtype", platform)
-        return _pred("passed", None, "no declared limit of this vLLM build rules it out", build, platform)
+        # 3. the first kernel: torch's and vLLM's core library's compiled code
+        missing = self.no_code_for(target, limits)
+        if missing is not None:
+            return no_kernel_prediction(missing, target)
+        steps = [build]
+        path = None
+        # 4. building the model: vLLM's own scheme and kernel selection for this capability
+        if gguf_plugin is not None:
+            lacking = missing_code(gguf_plugin, target) if cap else None
+            if lacking is not None:
+                return no_kernel_prediction(lacking, target)
+            gguf = limits.get("gguf") or {}
+            if gguf.get("plugin_min_capability") is None and num is not None:
+                return NoPrediction("no prediction: vllm-gguf-plugin's minimum capability was not read (limits from an "
+                                    "older reader, or the plugin did not register)")
+            steps.append(f"vllm-gguf-plugin {gguf.get('plugin_version') or ''}: GGUFConfig.get_min_capability() = "
+                         f"{gguf.get('plugin_min_capability')}; " + "; ".join(f"{b.name}: {', '.join(b.archs)}" for b in gguf_plugin))
+        elif method in WALKED_METHODS:
+            walked = self._walk_step(method, resolved, target, num, limits, model, build, platform)
+            if not isinstance(walked, tuple):
+                return walked
+            steps.append(walked[0])
+            path = walked[1]
+        if target == "cpu" and method != "none" and not method.startswith("gguf"):
+            vq, scheme = quant_of(method, model)
+            gap = self._cpu_kernel_gap(scheme or vq, limits, runner_isa)
+            if gap:
+                return _pred("failed", "no-kernel-image", gap[0], f"{build} {gap[1]}", platform)
+        return Prediction("passed", None, "no check of this vLLM build on the way rules it out (model config, worker start, "
+                          "compiled code" + (", scheme and kernel selection" if path else "") + ")",
+                          "; ".join(steps), platform, path)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _walk_step(method: str, dtype: str | None, target: str, num: int | None, limits: dict[str, Any],
+                   model: dict[str, Any], build: str, platform: str) -> tuple[str, dict[str, Any]] | Prediction | NoPrediction:
+        """The walk limits.py read for the checkpoint our producer writes: (source text, engine path) when it runs,
+        a failed prediction where a step refuses, no prediction where the walk could not decide."""
+        if (model or {}).get("quantization_config"):
+            return NoPrediction("no prediction: the selection walk was read for the checkpoints pytest-qcompat produces, "
+                                "not for this model's own checkpoint (walk it with python -m pytest_qcompat.engines.vllm.limits "
+                                "--config <checkpoint>/config.json)")
+        key = "cpu" if num is None else str(num)
+        step = (((limits.get("walk") or {}).get(method) or {}).get(dtype or "") or {}).get(key)
+        if not step:
+            return NoPrediction(f"no prediction: {build} has no selection walk for {method} {dtype} on {target} "
+                                "(limits read by an older reader, or the walk could not run)")
+        if step.get("unread"):
+            return NoPrediction(f"no prediction: the walk of {build}'s selection for {method} could not be read: {step['unread']}")
+        asked = [c for c in step.get("candidates", []) if c.get("why", "").startswith("could not ask")]
+        first_ok = next((i for i, c in enumerate(step.get("candidates", [])) if c.get("ok")), None)
+        if asked and (first_ok is None or step["candidates"].index(asked[0]) < first_ok):
+            return NoPrediction(f"no prediction: vLLM's kernel candidate {asked[0]['kernel']} could not be asked "
+                                f"({asked[0]['why']})")
+        path = {"scheme": step.get("scheme"), "kernel": step.get("kernel")}
+        chosen = f"scheme {step.get('scheme')} (get_scheme at capability {key})"
+        refused = step.get("refused")
+        if refused:
+            where = {"scheme": f"{build} scheme {step.get('scheme')}: {refused.get('source')} at capability {key}",
+                     "kernel": f"{build} {chosen}; {refused.get('source')}: no candidate accepts capability {key}",
+                     "library": f"{build} {chosen} -> kernel {step.get('kernel')}; {refused.get('source')}"}[refused["step"]]
+            message = refused["message"]
+            if refused["step"] == "scheme":
+                message = message.removeprefix("RuntimeError: ")
+            return Prediction("failed", "quant-capability", message, where, platform, path)  # type: ignore[arg-type]
+        lib = step.get("library") or {}
+        source = f"{chosen} -> kernel {step.get('kernel')} (first of {', '.join(c['kernel'] for c in step.get('candidates', []))} " \
+                 f"whose is_supported/can_implement accept {key})"
+        if lib.get("file"):
+            library = Build(f"{build.split(' (')[0]} {lib['file']}", tuple(lib.get("archs") or ()),
+                            f"fat binaries embedded in vllm/{lib['file']}")
+            if library.archs and not library.runs_on(target):
+                pred = no_kernel_prediction(library, target)
+                return Prediction(pred.status, pred.error_class, pred.reason, f"{build} {source}; {pred.source}", platform, path)  # type: ignore[arg-type]
+            source += f" -> vllm/{lib['file']} ({', '.join(lib.get('archs') or ['archs unread'])})"
+        elif lib.get("name"):
+            source += f" -> {lib['name']} ({lib.get('source')})"
+        return source, path
 
     @staticmethod
     def _cpu_kernel_gap(scheme: str, limits: dict[str, Any], runner_isa: tuple[str, ...]) -> tuple[str, str] | None:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from ..environment import library_builds, missing_requirements, torch_build
+from ..environment import fatbin_archs, library_builds, missing_requirements, torch_build
 
 DTYPE_NAMES = {"torch.float32": "float32", "torch.float16": "float16", "torch.bfloat16": "bfloat16"}
 # vLLM's CPU wheels carry one kernel library per x86 instruction set; vllm/platforms/cpu.py import_kernels picks it.
@@ -74,9 +75,10 @@ def cpu_kernel_ops(vllm_dir: Path) -> dict[str, list[str]]:
     return out
 
 
-def _gguf_support(quant: dict[str, Any], plugins: list[str]) -> dict[str, Any]:
+def _gguf_support(quant: dict[str, Any], plugins: list[str], with_plugins: dict[str, Any] | None = None) -> dict[str, Any]:
     """GGUF left vLLM's tree (0.25): the official vllm-gguf-plugin registers it back (entry point group
-    vllm.general_plugins), with CUDA and Triton kernels only; its compiled archs are read like vLLM's."""
+    vllm.general_plugins), with CUDA and Triton kernels only; its compiled archs are read like vLLM's, and its
+    minimum capability from the config class it registers (GGUFConfig.get_min_capability)."""
     installed = importlib.util.find_spec("vllm_gguf_plugin") is not None
     builds = []
     if installed:
@@ -84,8 +86,18 @@ def _gguf_support(quant: dict[str, Any], plugins: list[str]) -> dict[str, Any]:
             builds = library_builds("vllm_gguf_plugin", version("vllm-gguf-plugin"))
         except PackageNotFoundError:
             builds = library_builds("vllm_gguf_plugin", "?")
+    registered = (with_plugins or {}).get("gguf") or {}
     return {"in_tree": "gguf" in quant and "error" not in quant["gguf"], "plugins": plugins,
-            "plugin_installed": installed, "plugin_builds": builds}
+            "plugin_installed": installed, "plugin_builds": builds,
+            "plugin_min_capability": registered.get("min_capability") if installed else None,
+            "plugin_version": _version_or_none("vllm-gguf-plugin")}
+
+
+def _version_or_none(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
 
 
 def read_limits() -> dict[str, Any]:
@@ -107,11 +119,20 @@ def read_limits() -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         archs = []
     is_cuda = bool(getattr(current_platform, "is_cuda", lambda: False)())
-    # torch and vLLM's core kernel library (_C: norms, rotary, activations, cache ops every model calls) decide
-    # whether a GPU can run vLLM at all; feature libraries (_flashmla_C, _moe_C, ...) serve some models only.
-    builds = [b for b in [torch_build(torch)] if b] + (library_builds("vllm", vllm.__version__, "_C.abi3.so") if is_cuda else [])
-    quant = _quantization_methods()
+    # torch and vLLM's core kernel library decide whether a GPU can run vLLM at all (norms, rotary, activations,
+    # cache ops every model calls). Its name moved: _C.abi3.so until 0.2x, _C_stable_libtorch.abi3.so in 0.25's
+    # CUDA wheel, so every _C*.so at the top of the package counts. Feature libraries (_moe_C, _flashmla_C,
+    # vllm_flash_attn/...) serve some models or kernels only: they are listed in `libraries` for the walk.
+    builds = [b for b in [torch_build(torch)] if b] + (library_builds("vllm", vllm.__version__, "_C*.so") if is_cuda else [])
+    in_tree_quant = _quantization_methods()
     plugins = sorted(ep.name for ep in entry_points(group="vllm.general_plugins"))
+    try:  # out-of-tree methods (vllm-gguf-plugin's gguf) register themselves as vLLM does at engine start
+        from vllm.plugins import load_general_plugins
+        load_general_plugins()
+        quant = _quantization_methods()
+    except Exception:  # noqa: BLE001
+        quant = in_tree_quant
+    libraries = vllm_libraries(vllm_dir) if is_cuda else []
     dist = distribution()
     return {
         "engine": "vllm",
@@ -125,8 +146,348 @@ def read_limits() -> dict[str, Any]:
         "fp16_refused_model_types": dict(getattr(model_cfg, "_FLOAT16_NOT_SUPPORTED_MODELS", {})),
         "architectures": archs,
         "builds": builds,
+        "libraries": libraries,
         "cpu_kernel_ops": cpu_kernel_ops(vllm_dir) if not is_cuda else {},
         # GGUF left vLLM's tree (0.25): the official vllm-gguf-plugin registers it back through this entry point group.
-        "gguf": _gguf_support(quant, plugins),
+        "gguf": _gguf_support(in_tree_quant, plugins, quant),
+        "walk": produced_walk(vllm_dir, libraries, is_cuda),
         "missing_requirements": missing_requirements(dist),
     }
+
+
+def produced_walk(vllm_dir: Path, libraries: list[dict[str, Any]], is_cuda: bool) -> dict[str, Any]:
+    """The walk for the checkpoints our producers write, every dtype, every target capability (CUDA builds) or
+    the CPU once (CPU builds)."""
+    methods: dict[str, dict[str, Any]] = {}
+    for method in PRODUCED_PRESETS:
+        try:
+            cfg = produced_quant_config(method)
+        except Exception as exc:  # noqa: BLE001
+            methods[method] = {"unread": f"{type(exc).__name__}: {exc}"}
+            continue
+        if cfg:
+            methods[method] = cfg
+    readable = {m: c for m, c in methods.items() if "unread" not in c}
+    out = walk(readable, WALK_DTYPES, WALK_CAPABILITIES if is_cuda else (None,), vllm_dir, libraries)
+    out.update({m: c for m, c in methods.items() if "unread" in c})
+    return out
+
+
+# --- the walk: vLLM's own scheme and kernel selection for a target capability ---------------------------------
+# Capabilities the walk is read for on CUDA builds (the table's targets); CPU builds walk their own platform once.
+WALK_CAPABILITIES = (70, 75, 80, 86, 89, 90, 100, 120)
+WALK_DTYPES = ("bfloat16", "float16", "float32")
+# The checkpoints pytest-qcompat produces (artifacts/llmcompressor.py recipes), by compressed-tensors preset;
+# `format` is what compressed-tensors writes for each (pack-quantized int4, int-quantized int8, float-quantized fp8).
+PRODUCED_PRESETS = {"awq": ("W4A16", "pack-quantized"), "gptq": ("W4A16", "pack-quantized"),
+                    "w8a8-int8": ("W8A8", "int-quantized"), "fp8": ("FP8_DYNAMIC", "float-quantized")}
+# A linear layer of the tiny models (hidden 256): kernels' can_implement depends on shapes; the walk says which.
+WALK_SHAPE = (256, 256)
+# Where a kernel's code lives: vLLM's core library for its CUDA kernels, or compiled at run time (JIT) for the real
+# card. Kernel class name prefix -> library (the class names are vLLM's; the split is from vllm/_custom_ops.py,
+# which calls torch.ops._C.* for CUTLASS/Marlin/Machete/Exllama/AllSpark, while Triton/Humming/Conch/FlashInfer
+# kernels compile at run time).
+KERNEL_LIBRARY_PREFIXES = (("Cutlass", "_C"), ("Marlin", "_C"), ("Machete", "_C"), ("Exllama", "_C"),
+                           ("AllSpark", "_C"), ("Triton", "jit:triton"), ("Humming", "jit:humming-kernels"),
+                           ("Conch", "jit:conch"), ("FlashInfer", "jit:flashinfer"), ("CPU", "cpu"),
+                           ("Zentorch", "cpu"), ("Dynamic4bit", "cpu"), ("PerTensorTorch", "torch"),
+                           ("ChannelWiseTorch", "torch"), ("RowWiseTorch", "torch"), ("BlockWiseTorch", "torch"))
+# C++-side refusals the Python gate does not see, read from the compiled library's own message text. CUTLASS's
+# scaled_mm entry (csrc/quantization/w8a8/cutlass/scaled_mm_entry.cu) rejects int8 on SM100+ at the first call:
+# "Int8 not supported on SM{N}. Use FP8 quantization instead, or run on older arch (SM < 100)."
+CPP_REFUSALS = {"CutlassInt8ScaledMMLinearKernel": (b"Int8 not supported on SM", re.compile(rb"run on older arch \(SM < (\d+)\)"),
+                                                    "Int8 not supported on SM{cap}. Use FP8 quantization instead, or run "
+                                                    "on older arch (SM < {limit}).")}
+
+
+def produced_quant_config(method: str) -> dict[str, Any] | None:
+    """The quantization_config of the checkpoint our producer writes for `method`, built by the installed
+    compressed-tensors from the same preset the recipe names (None: not a compressed-tensors method)."""
+    if method not in PRODUCED_PRESETS:
+        return None
+    from compressed_tensors.quantization import preset_name_to_scheme
+
+    preset, fmt = PRODUCED_PRESETS[method]
+    scheme = preset_name_to_scheme(preset, ["Linear"]).model_dump(exclude_none=True)
+    return {"quant_method": "compressed-tensors", "format": fmt, "config_groups": {"group_0": scheme}, "ignore": ["lm_head"]}
+
+
+@contextmanager
+def seen_capability(cap: int | None) -> Iterator[None]:
+    """Make vLLM's platform report `cap` (as emulation does in a run), restored afterwards; None: unchanged."""
+    if cap is None:
+        yield
+        return
+    from vllm.platforms import current_platform
+    from vllm.platforms.interface import DeviceCapability
+
+    cls = type(current_platform)
+    old = cls.__dict__.get("get_device_capability")
+    cls.get_device_capability = classmethod(lambda c, device_id=0: DeviceCapability(cap // 10, cap % 10))
+    try:
+        yield
+    finally:
+        if old is None:
+            del cls.get_device_capability
+        else:
+            cls.get_device_capability = old
+
+
+@contextmanager
+def _model_dtype(dtype: str) -> Iterator[Any]:
+    """Schemes read the model's dtype from the current vLLM config: give them one with just that (and the default
+    linear backend), as vLLM does while it builds the model."""
+    import torch
+    from types import SimpleNamespace
+
+    from vllm.config import set_current_vllm_config
+
+    torch_dtype = getattr(torch, dtype)
+    cfg = SimpleNamespace(model_config=SimpleNamespace(dtype=torch_dtype),
+                          kernel_config=SimpleNamespace(linear_backend="auto", linear_backend_per_quant=None))
+    with set_current_vllm_config(cfg):  # type: ignore[arg-type]
+        yield torch_dtype
+
+
+def _kernel_config(scheme: Any, torch_dtype: Any) -> tuple[Any, str, str] | None:
+    """(layer config, candidate table name, chooser) for a scheme, built from the scheme's own attributes as its
+    create_weights does (create_weights itself needs a tensor-parallel group)."""
+    from vllm.model_executor.kernels import linear as kl
+
+    name = type(scheme).__name__
+    out, inp = WALK_SHAPE
+    if name == "CompressedTensorsW8A8Int8":
+        cfg = kl.Int8ScaledMMLinearLayerConfig(is_channelwise=str(getattr(scheme.strategy, "value", scheme.strategy)) == "channel",
+                                               is_static_input_scheme=scheme.is_static_input_scheme,
+                                               input_symmetric=scheme.input_symmetric)
+        return cfg, "_POSSIBLE_INT8_KERNELS", "scaled_mm"
+    if name in ("CompressedTensorsW8A8Fp8", "CompressedTensorsW8A16Fp8"):
+        cfg = kl.FP8ScaledMMLinearLayerConfig(weight_quant_key=scheme.weight_quant_key,
+                                              activation_quant_key=scheme.activation_quant_key,
+                                              input_dtype=torch_dtype, out_dtype=torch_dtype, weight_shape=(out, inp))
+        if name == "CompressedTensorsW8A16Fp8":
+            return cfg, "_POSSIBLE_WFP8A16_KERNELS", "scaled_mm"
+        block = scheme.activation_quant_key.scale.group_shape.is_per_group()
+        return cfg, "_POSSIBLE_FP8_BLOCK_KERNELS" if block else "_POSSIBLE_FP8_KERNELS", "scaled_mm"
+    if name == "CompressedTensorsWNA16":
+        cfg = kl.MPLinearLayerConfig(full_weight_shape=(inp, out), partition_weight_shape=(inp, out),
+                                     weight_type=scheme.quant_type, act_type=torch_dtype, group_size=scheme.group_size,
+                                     zero_points=not scheme.symmetric)
+        return cfg, "_POSSIBLE_KERNELS", "mp"
+    return None
+
+
+def _candidates(table: str, cap: int | None, platform_enum: Any) -> list[type]:
+    from vllm.model_executor.kernels import linear as kl
+
+    kernels = list(getattr(kl, table).get(platform_enum, []))
+    prioritize = getattr(kl, "prioritize_humming", None)  # 0.32: Humming first where it is preferred
+    if prioritize is not None:
+        try:
+            kernels = list(prioritize(kernels, cap))
+        except Exception:  # noqa: BLE001 - an ordering rule that cannot be read leaves vLLM's table order
+            pass
+    return kernels
+
+
+def _verdict(kernel: type, cfg: Any, cap: int | None, chooser: str) -> tuple[bool, str]:
+    """A candidate's own is_supported / can_implement for `cap`, as vLLM's chooser asks them."""
+    from vllm.model_executor.kernels import linear as kl
+
+    if chooser == "mp":  # choose_mp_linear_kernel: the kernel's minimum capability, then can_implement
+        floor = kernel.get_min_capability()
+        if cap is not None and floor > cap:
+            return False, f"requires capability {floor}"
+        ok, why = kernel.can_implement(cfg)
+        return bool(ok), why or ""
+    ok, why = kl.is_supported_and_can_implement_kernel(kernel, cfg, cap)
+    return bool(ok), (why or "").strip()
+
+
+def library_of(kernel: str, libraries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The compiled library (or JIT) a kernel's code comes from, with its archs where it is a file."""
+    where = next((lib for prefix, lib in KERNEL_LIBRARY_PREFIXES if kernel.startswith(prefix)), None)
+    if where is None:
+        return None
+    if where != "_C":
+        return {"name": where, "archs": [], "source": "compiled at run time for the card it runs on" if where.startswith("jit:")
+                else "torch's own kernels" if where == "torch" else "vLLM's CPU kernel library"}
+    core = [lib for lib in libraries if lib["file"].startswith("_C")]
+    return dict(core[0]) if core else None
+
+
+def cpp_refusal(kernel: str, cap: int | None, libraries: list[dict[str, Any]], vllm_dir: Path) -> dict[str, Any] | None:
+    """A refusal compiled into the kernel's library for this capability (read from the library's message)."""
+    rule = CPP_REFUSALS.get(kernel)
+    lib = library_of(kernel, libraries)
+    if rule is None or cap is None or not lib or not lib.get("file"):
+        return None
+    marker, pattern, text = rule
+    try:
+        data = (vllm_dir / lib["file"]).read_bytes()
+    except OSError:
+        return None
+    found = pattern.search(data) if marker in data else None
+    if not found:
+        return None
+    limit = int(found.group(1))
+    if cap < limit:
+        return None
+    return {"message": text.format(cap=cap, limit=limit), "library": lib["file"],
+            "source": f"message compiled into vllm/{lib['file']} ('run on older arch (SM < {limit})')"}
+
+
+def _record_scheme_refusals(config: Any) -> list[str]:
+    """compressed-tensors checks the scheme it picked against the capability and raises; record that refusal
+    instead, so the walk can still name the scheme (its choice between W8A8 and W8A16 FP8 calls the same check
+    with error=False, which is passed through unchanged)."""
+    refusals: list[str] = []
+    real = getattr(type(config), "_check_scheme_supported", None)
+    if real is None:
+        return refusals
+
+    def checked(min_capability: int, error: bool = True, match_exact: bool = False) -> bool:
+        try:
+            return real(min_capability, error=error, match_exact=match_exact)
+        except RuntimeError as exc:
+            refusals.append(str(exc))
+            return False
+
+    config._check_scheme_supported = checked
+    return refusals
+
+
+def walk_one(qcfg: dict[str, Any], method: str, dtype: str, cap: int | None, libraries: list[dict[str, Any]],
+             vllm_dir: Path, platform_enum: Any = None) -> dict[str, Any]:
+    """vLLM's selection for one checkpoint config, dtype and capability: the scheme it picks (and its capability
+    check), the kernel candidates in vLLM's order with each one's verdict, the chosen kernel, its library and any
+    compiled refusal. Every step that could not be read says so in `unread` instead of raising."""
+    from vllm.model_executor.layers.quantization import get_quantization_config
+    from vllm.platforms import current_platform
+
+    platform_enum = platform_enum if platform_enum is not None else current_platform._enum
+    out: dict[str, Any] = {"capability": cap, "dtype": dtype, "weight_shape": list(WALK_SHAPE)}
+    try:
+        with seen_capability(cap), _model_dtype(dtype) as torch_dtype:
+            import torch
+
+            config = get_quantization_config(qcfg.get("quant_method", method)).from_config(qcfg)
+            if not hasattr(config, "get_scheme"):
+                out["unread"] = f"{type(config).__name__} selects no scheme this walk can read"
+                return out
+            refusals = _record_scheme_refusals(config)
+            try:
+                scheme = config.get_scheme(torch.nn.Linear(WALK_SHAPE[1], WALK_SHAPE[0], bias=False),
+                                           "model.layers.0.self_attn.q_proj")
+            except RuntimeError as exc:  # a scheme check this walk could not intercept
+                out["refused"] = {"step": "scheme", "message": f"RuntimeError: {exc}",
+                                  "source": f"{type(config).__name__}.get_scheme"}
+                return out
+            out["scheme"] = type(scheme).__name__
+            out["scheme_min_capability"] = int(scheme.get_min_capability())
+            if refusals:  # the scheme vLLM picked refuses this capability (raised when the model is built)
+                out["refused"] = {"step": "scheme", "message": f"RuntimeError: {refusals[0]}",
+                                  "source": f"{type(config).__name__}.get_scheme -> {out['scheme']} "
+                                            f"(min capability {out['scheme_min_capability']})"}
+                return out
+            built = _kernel_config(scheme, torch_dtype)
+            if built is None:
+                out["unread"] = f"no kernel table known for {out['scheme']}"
+                return out
+            cfg, table, chooser = built
+            out["table"] = table
+            candidates = []
+            for kernel in _candidates(table, cap, platform_enum):
+                try:
+                    ok, why = _verdict(kernel, cfg, cap, chooser)
+                except Exception as exc:  # noqa: BLE001 - one candidate's check failing is recorded, not fatal
+                    ok, why = False, f"could not ask: {type(exc).__name__}: {exc}"
+                candidates.append({"kernel": kernel.__name__, "ok": ok, "why": why})
+            out["candidates"] = candidates
+            chosen = next((c["kernel"] for c in candidates if c["ok"]), None)
+            if chosen is None:
+                reasons = "\n".join(c["why"] for c in candidates)
+                kind = "WNA16" if chooser == "mp" else "ScaledMM"
+                out["refused"] = {"step": "kernel", "message": f"ValueError: Failed to find a kernel that can implement the "
+                                                               f"{kind} linear layer. Reasons: \n{reasons}",
+                                  "source": f"vllm.model_executor.kernels.linear.{table}"}
+                return out
+            out["kernel"] = chosen
+            lib = library_of(chosen, libraries)
+            out["library"] = lib
+            refusal = cpp_refusal(chosen, cap, libraries, vllm_dir)
+            if refusal:
+                out["refused"] = {"step": "library", **refusal}
+    except Exception as exc:  # noqa: BLE001 - APIs move between versions: say what could not be read
+        out["unread"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def vllm_libraries(vllm_dir: Path) -> list[dict[str, Any]]:
+    """Every compiled extension under vllm/ with the GPU architectures its fat binaries carry."""
+    out = []
+    for lib in sorted(vllm_dir.rglob("*.so")):
+        archs = fatbin_archs(lib)
+        if archs:
+            out.append({"file": str(lib.relative_to(vllm_dir)), "archs": archs})
+    return out
+
+
+def walk(methods: dict[str, dict[str, Any]], dtypes: tuple[str, ...], caps: tuple[int | None, ...],
+         vllm_dir: Path, libraries: list[dict[str, Any]], platform_enum: Any = None) -> dict[str, Any]:
+    """{method: {dtype: {capability (str; "cpu" for None): walk_one(...)}}}"""
+    return {method: {dtype: {("cpu" if cap is None else str(cap)): walk_one(qcfg, method, dtype, cap, libraries, vllm_dir,
+                                                                          platform_enum)
+                             for cap in caps} for dtype in dtypes}
+            for method, qcfg in methods.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the walk for sm_70..sm_120 (CUDA builds) or the CPU (CPU builds), for one checkpoint config.json
+    or a produced method: python -m pytest_qcompat.engines.vllm.limits [--config PATH | --method M] [--dtype D]"""
+    import argparse
+    import json
+
+    from vllm.platforms import current_platform
+
+    parser = argparse.ArgumentParser(prog="python -m pytest_qcompat.engines.vllm.limits")
+    parser.add_argument("--config", help="a checkpoint's config.json (its quantization_config is walked)")
+    parser.add_argument("--method", default="w8a8-int8", choices=sorted(PRODUCED_PRESETS))
+    parser.add_argument("--dtype", action="append", choices=WALK_DTYPES)
+    parser.add_argument("--json", action="store_true", help="the whole walk as JSON")
+    args = parser.parse_args(argv)
+    if args.config:
+        data = json.loads(Path(args.config).read_text())
+        qcfg, method = data.get("quantization_config") or data.get("compression_config"), "checkpoint"
+        if not qcfg:
+            parser.error(f"{args.config} has no quantization_config")
+    else:
+        qcfg, method = produced_quant_config(args.method), args.method
+    import vllm
+
+    vllm_dir = Path(importlib.util.find_spec("vllm").origin).parent
+    is_cuda = bool(getattr(current_platform, "is_cuda", lambda: False)())
+    libraries = vllm_libraries(vllm_dir)
+    result = walk({method: qcfg}, tuple(args.dtype or ("bfloat16", "float16")), WALK_CAPABILITIES if is_cuda else (None,),
+                  vllm_dir, libraries)
+    if args.json:
+        print(json.dumps({"vllm": vllm.__version__, "libraries": libraries, "walk": result}, indent=1))
+        return 0
+    print(f"vLLM {vllm.__version__} ({type(current_platform).__name__}); compiled libraries:")
+    for lib in libraries:
+        print(f"  {lib['file']}: {' '.join(lib['archs'])}")
+    for dtype, by_cap in result[method].items():
+        for cap, step in by_cap.items():
+            tried = " > ".join(f"{c['kernel']}{'' if c['ok'] else ' x'}" for c in step.get("candidates", []))
+            lib = (step.get("library") or {}).get("file") or (step.get("library") or {}).get("name")
+            refused = step.get("refused", {}).get("message", "").splitlines()[0:1]
+            print(f"{method} {dtype} sm_{cap}: scheme={step.get('scheme')} kernel={step.get('kernel')} library={lib}"
+                  + (f" REFUSED at {step['refused']['step']}: {refused[0]}" if refused else "")
+                  + (f" UNREAD: {step['unread']}" if step.get("unread") else ""))
+            if tried:
+                print(f"    candidates: {tried}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
