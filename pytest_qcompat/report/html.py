@@ -169,6 +169,12 @@ def _embedded_json(data: Any) -> Markup:
     return Markup(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
 
 
+def version_page_rows(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from .versions import page_rows
+
+    return page_rows(cells)
+
+
 def _environment():
     return Environment(loader=PackageLoader("pytest_qcompat", "report/templates"), autoescape=select_autoescape(["html", "j2"]))
 
@@ -192,7 +198,7 @@ def render_html(doc: dict[str, Any]) -> str:
     return env.get_template("report.html.j2").render(
         n=len(cells), models=models, engines=engines, targets=targets, summary=summary(cells),
         stamp=[line.lstrip("- ") for line in environment_stamp(environment)], runners=_runner_rows(environment),
-        schema=doc.get("schema"), data=_embedded_json(data), css=_asset(env, "report.css"), js=_asset(env, "report.js"))
+        schema=doc.get("schema"), data=_embedded_json(data), versions=version_page_rows(cells), css=_asset(env, "report.css"), js=_asset(env, "report.js"))
 
 
 def _target_key(target: Any) -> tuple:

@@ -65,6 +65,8 @@ def render_markdown(doc: dict[str, Any], charts: set[str] = frozenset()) -> str:
             out.append(f"| {model} | {dtype} | " + " | ".join(cell_text(row[m], notes) if m in row else "" for m in sec.methods) + " |")
         out.append("")
     out += render_speed(cells, charts)
+    from .versions import render_markdown as version_axis  # engines with versions: tried versions and their verdicts
+    out += version_axis(cells)
     if notes:
         out += ["## Notes", ""]
         for (cls_, hint, msg), n in sorted(notes.items(), key=lambda kv: kv[1]):
