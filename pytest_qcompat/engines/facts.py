@@ -25,6 +25,8 @@ class Prediction:
     reason: str
     source: str
     platform: str | None = None
+    # The engine's own choice on the way, where it was read: {"scheme": ..., "kernel": ...} (vLLM's walk).
+    engine_path: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
