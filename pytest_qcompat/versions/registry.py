@@ -3,15 +3,12 @@ declared requirements, and, for transformers, the first release whose own model 
 (read from the released wheels themselves, not from a table)."""
 from __future__ import annotations
 
-import functools
 import json
 import re
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
@@ -64,16 +61,6 @@ def between(versions: list[str], low: str | None, high: str | None) -> list[str]
     """The versions in [low, high] (either bound open), oldest first."""
     lo, hi = Version(low) if low else None, Version(high) if high else None
     return [v for v in versions if (lo is None or Version(v) >= lo) and (hi is None or Version(v) <= hi)]
-
-
-@functools.lru_cache(maxsize=None)
-def requires_dist(package: str, version: str) -> tuple[str, ...]:
-    """A release's declared requirements, from PyPI's JSON API."""
-    url = f"https://pypi.org/pypi/{package}/{version}/json"
-    ctx = ssl.create_default_context(cafile="/etc/ssl/certs/ca-certificates.crt") if Path("/etc/ssl/certs/ca-certificates.crt").exists() else None
-    with urllib.request.urlopen(url, timeout=60, context=ctx) as resp:
-        info = json.load(resp)["info"]
-    return tuple(info.get("requires_dist") or ())
 
 
 # ---------------------------------------------------------------- transformers: when did a model type arrive?
