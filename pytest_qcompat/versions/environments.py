@@ -229,7 +229,7 @@ def torch_pin(package: str, version: str, python: str) -> tuple[str | None, str]
     if res.returncode == 0:
         pin = next((ln.split("==", 1)[1].split()[0] for ln in text.splitlines() if ln.startswith("torch==")), None)
         return pin, text
-    m = _TORCH_PIN.search(text + " ")
+    m = _TORCH_PIN.search(" ".join(text.split()) + " ")  # uv wraps its message to the terminal's width
     return (m.group(1) if m else None), text
 
 
