@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "ttft_s:20%%, load_s:0.5 (absolute seconds), peak_rss_mb:10%%, ... (rises); repeatable; "
                         "compared only between records of the same runner")
     p.add_argument("--allow-lost", action="store_true",
-                   help="list, but do not fail on, passed cells now skipped and removed cells (a deliberate matrix change)")
+                   help="list, but do not fail on, lost coverage: passed cells now skipped, removed cells, runners gone "
+                        "(a deliberate matrix change; a fork's pull request that runs no GPU job)")
     p.set_defaults(func=cmd_diff, bad_report_exit=2)  # 1 means "regressed" there
     from .versions.bisect import add_parser as add_bisect
     add_bisect(sub)
