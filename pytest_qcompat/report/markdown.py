@@ -157,7 +157,7 @@ def speed_rows(cells: list[dict[str, Any]]) -> "dict[tuple[str, str], list[dict[
 def speed_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines: method x engine, fastest first, with a bar for decode tokens/s."""
     top = max(r["tokens_per_s"] for r in rows)
-    out = ["| method | engine | dtype | decode tok/s (median ± half the runs' spread) | | TTFT s | load s | peak memory MB | checkpoint MB |",
+    out = ["| method | engine | dtype | decode tok/s | | TTFT s | load s | peak memory MB | checkpoint MB |",
            "|---|---|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         bar = "█" * max(1, round(12 * r["tokens_per_s"] / top))
