@@ -442,6 +442,18 @@ def walk(methods: dict[str, dict[str, Any]], dtypes: tuple[str, ...], caps: tupl
             for method, qcfg in methods.items()}
 
 
+def _walk_line(method: str, dtype: str, cap: str, step: dict[str, Any]) -> str:
+    """One capability's walk in a line, the candidates (x: refused) below it."""
+    lib = (step.get("library") or {}).get("file") or (step.get("library") or {}).get("name")
+    refused = (step.get("refused") or {}).get("message", "").splitlines()[:1]
+    where = "cpu" if cap == "cpu" else f"sm_{cap}"
+    line = (f"{method} {dtype} {where}: scheme={step.get('scheme')} kernel={step.get('kernel')} library={lib}"
+            + (f" REFUSED at {step['refused']['step']}: {refused[0]}" if refused else "")
+            + (f" UNREAD: {step['unread']}" if step.get("unread") else ""))
+    tried = " > ".join(f"{c['kernel']}{'' if c['ok'] else ' x'}" for c in step.get("candidates", []))
+    return line + (f"\n    candidates: {tried}" if tried else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the walk for sm_70..sm_120 (CUDA builds) or the CPU (CPU builds), for one checkpoint config.json
     or a produced method: python -m pytest_qcompat.engines.vllm.limits [--config PATH | --method M] [--dtype D]"""
@@ -452,23 +464,25 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m pytest_qcompat.engines.vllm.limits")
     parser.add_argument("--config", help="a checkpoint's config.json (its quantization_config is walked)")
-    parser.add_argument("--method", default="w8a8-int8", choices=sorted(PRODUCED_PRESETS))
+    parser.add_argument("--method", default="all", choices=["all", *sorted(PRODUCED_PRESETS)])
     parser.add_argument("--dtype", action="append", choices=WALK_DTYPES)
     parser.add_argument("--json", action="store_true", help="the whole walk as JSON")
     args = parser.parse_args(argv)
     if args.config:
         data = json.loads(Path(args.config).read_text())
-        qcfg, method = data.get("quantization_config") or data.get("compression_config"), "checkpoint"
+        qcfg = data.get("quantization_config") or data.get("compression_config")
         if not qcfg:
             parser.error(f"{args.config} has no quantization_config")
+        configs = {"checkpoint": qcfg}
     else:
-        qcfg, method = produced_quant_config(args.method), args.method
+        names = sorted(PRODUCED_PRESETS) if args.method == "all" else [args.method]
+        configs = {name: produced_quant_config(name) for name in names}
     import vllm
 
     vllm_dir = Path(importlib.util.find_spec("vllm").origin).parent
     is_cuda = bool(getattr(current_platform, "is_cuda", lambda: False)())
     libraries = vllm_libraries(vllm_dir)
-    result = walk({method: qcfg}, tuple(args.dtype or ("bfloat16", "float16")), WALK_CAPABILITIES if is_cuda else (None,),
+    result = walk(configs, tuple(args.dtype or ("bfloat16", "float16")), WALK_CAPABILITIES if is_cuda else (None,),
                   vllm_dir, libraries)
     if args.json:
         print(json.dumps({"vllm": vllm.__version__, "libraries": libraries, "walk": result}, indent=1))
@@ -476,16 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"vLLM {vllm.__version__} ({type(current_platform).__name__}); compiled libraries:")
     for lib in libraries:
         print(f"  {lib['file']}: {' '.join(lib['archs'])}")
-    for dtype, by_cap in result[method].items():
-        for cap, step in by_cap.items():
-            tried = " > ".join(f"{c['kernel']}{'' if c['ok'] else ' x'}" for c in step.get("candidates", []))
-            lib = (step.get("library") or {}).get("file") or (step.get("library") or {}).get("name")
-            refused = step.get("refused", {}).get("message", "").splitlines()[0:1]
-            print(f"{method} {dtype} sm_{cap}: scheme={step.get('scheme')} kernel={step.get('kernel')} library={lib}"
-                  + (f" REFUSED at {step['refused']['step']}: {refused[0]}" if refused else "")
-                  + (f" UNREAD: {step['unread']}" if step.get("unread") else ""))
-            if tried:
-                print(f"    candidates: {tried}")
+    for method, by_dtype in result.items():
+        for dtype, by_cap in by_dtype.items():
+            for cap, step in by_cap.items():
+                print(_walk_line(method, dtype, cap, step))
     return 0
 
 

