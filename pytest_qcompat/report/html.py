@@ -186,6 +186,8 @@ def _asset(env: Environment, name: str) -> Markup:
 
 
 def render_html(doc: dict[str, Any]) -> str:
+    from . import audit
+
     env = _environment()
     cells = doc["cells"]
     environment = doc.get("environment") or {}
@@ -198,7 +200,8 @@ def render_html(doc: dict[str, Any]) -> str:
     return env.get_template("report.html.j2").render(
         n=len(cells), models=models, engines=engines, targets=targets, summary=summary(cells),
         stamp=[line.lstrip("- ") for line in environment_stamp(environment)], runners=_runner_rows(environment),
-        schema=doc.get("schema"), data=_embedded_json(data), versions=version_page_rows(cells), css=_asset(env, "report.css"), js=_asset(env, "report.js"))
+        schema=doc.get("schema"), data=_embedded_json(data), versions=version_page_rows(cells), css=_asset(env, "report.css"), js=_asset(env, "report.js"),
+        audit=audit.audit(cells), audit_line=audit.summary_line(audit.audit(cells)))
 
 
 def _target_key(target: Any) -> tuple:

@@ -8,6 +8,12 @@ from typing import Any
 
 # "?": the cell ran but the run could not decide it (inconclusive: emulation artifact, runner problem).
 SYMBOL = {"passed": "✅", "failed": "❌", "crashed": "❌", "timed_out": "❌", "skipped": "⏭", "inconclusive": "?"}
+# A cell that never started (the session or its time budget ended first): not "this runner cannot run it".
+NOT_RUN_MARK = "⏸"
+
+
+def skip_mark(cell: dict) -> str:
+    return NOT_RUN_MARK if cell.get("reason_code") == "not-run" else SYMBOL["skipped"]
 LETTER = {"passed": "P", "failed": "F", "crashed": "C", "timed_out": "T", "skipped": "-", "inconclusive": "?"}
 
 

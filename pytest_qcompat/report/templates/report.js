@@ -37,6 +37,7 @@
       cls = c.error_class || null;
     }
     label = cls;
+    if (st === "skipped" && !p && c.reason_code === "not-run") label = "not run";  // never started: not "cannot run"
     if (o === "unsure" && c.reason) {  // "emulation artifact: ...", "runner problem: ..." -> its first clause
       const head = String(c.reason).split(/[:;(]/)[0].trim();
       label = head.length && head.length <= 40 ? head : (cls || "inconclusive");
