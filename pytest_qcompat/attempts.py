@@ -51,6 +51,8 @@ class CellContext:
     runner_isa: tuple[str, ...] = ()
     tried_fixes: bool = True
     thresholds: dict[str, dict] = field(default_factory=dict)
+    # The engine path (scheme, kernel) the prediction walked for this cell's capability, where one was read.
+    expected_path: dict[str, Any] | None = None
 
 
 def decide(ctx: CellContext, request: dict[str, Any], execute: Execute, log_name: str | None = None) -> CellResult:
@@ -93,11 +95,41 @@ def _check_emulation(ctx: CellContext, request: dict[str, Any], execute: Execute
     real = copy.deepcopy(request)
     real["emulate_capability"] = None
     check = execute(real, f"{name}.unemulated", ctx.timeout)
-    result.metrics["unemulated_check"] = {"status": check.status, "error_class": check.error_class}
-    if check.status == "passed":
+    # The real card's run counts only when it took the path the emulated capability selects (scheme and kernel):
+    # the emulated run's own path where vLLM got that far, else the walk's prediction for the emulated capability.
+    emulated_path = _path_of(result.engine_path) or _path_of(ctx.expected_path)
+    real_path = _path_of(check.engine_path)
+    result.metrics["unemulated_check"] = {"status": check.status, "error_class": check.error_class,
+                                          "engine_path": check.engine_path, "emulated_path": emulated_path}
+    if check.status != "passed":
+        return result
+    if ctx.quantization == "none":  # no quantization scheme or kernel choice: nothing on the path differs by method
         return make_inconclusive(result, f"emulation artifact: {result.error_class} only while {ctx.target} is emulated; "
-                                         "the same cell passes on the real card, so emulation cannot decide it")
-    return result
+                                         "the same unquantized cell passes on the real card, so emulation cannot decide it")
+    if emulated_path is None or real_path is None:
+        return make_inconclusive(result, f"emulation cannot decide it: {result.error_class} while {ctx.target} is emulated, "
+                                         "the real card passes, and the paths could not be compared (engine path "
+                                         f"{'of the emulated capability' if emulated_path is None else 'of the real card'} "
+                                         "not recorded)")
+    if emulated_path != real_path:
+        return make_inconclusive(result, f"emulation cannot decide it: {result.error_class} while {ctx.target} is emulated "
+                                         f"on {_describe(emulated_path)}; the real card passes on another path "
+                                         f"({_describe(real_path)}), which proves nothing about this one; the emulated "
+                                         "path's C++ dispatch and JIT kernels ran for the real card, not for the target")
+    return make_inconclusive(result, f"emulation artifact: {result.error_class} only while {ctx.target} is emulated; the "
+                                     f"real card passes on the same path ({_describe(real_path)}), so emulation cannot "
+                                     "decide it")
+
+
+def _path_of(path: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The comparable part of an engine path: scheme and kernel (None where neither was read)."""
+    if not path or path.get("unread") or not (path.get("scheme") or path.get("kernel")):
+        return None
+    return {"scheme": path.get("scheme"), "kernel": path.get("kernel")}
+
+
+def _describe(path: dict[str, Any]) -> str:
+    return f"scheme {path.get('scheme')}, kernel {path.get('kernel')}"
 
 
 def judge_against_reference(result: CellResult, quantization: str, reference: list[dict[str, Any]] | None,
@@ -137,8 +169,14 @@ def retry_with_fixes(ctx: CellContext, request: dict[str, Any], result: CellResu
         current = decide(ctx, retry, execute, f"{ctx.cell_id}.retry{len(tried)}")
         result.retry = {"changes": dict(changes), "status": current.status, "error_class": current.error_class,
                         "message": current.message, "engine_args": current.engine_args, "metrics": current.metrics,
-                        "summary": f"fails as given; {'works' if current.status == 'passed' else 'still fails'} "
+                        "summary": f"fails as given; {_retry_outcome(current.status)} "
                                    f"with {', '.join(f'{k}={v}' for k, v in changes.items())}"}
+
+
+def _retry_outcome(status: str) -> str:
+    """How a retry ended, in words: an inconclusive retry decided nothing, which is not "still fails"."""
+    return {"passed": "works", "inconclusive": "undecided (the retry was inconclusive)",
+            "skipped": "not tried"}.get(status, "still fails")
 
 
 def run_cell(ctx: CellContext, request: dict[str, Any], execute: Execute,

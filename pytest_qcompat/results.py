@@ -33,6 +33,9 @@ class CellResult:
     hint: str | None = None
     message: str | None = None
     reason: str | None = None
+    # Why a skipped cell was skipped, as a code: "not-run" = never started (the session or its time budget ended
+    # first; --qcompat-resume runs it), not "this runner cannot run it".
+    reason_code: str | None = None
     prediction: dict[str, Any] | None = None
     no_prediction: str | None = None  # why no prediction exists (e.g. the only build is for another platform)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -47,6 +50,10 @@ class CellResult:
     isa: str | None = None  # cpu cells: the instruction set the engine's CPU kernels were chosen for
     finished_at: str | None = None
     resumed_from: str | None = None
+    # The scheme and kernel the engine chose for this run (vLLM: read from its layers after load), run or emulated.
+    engine_path: dict[str, Any] | None = None
+    # The prediction made for this cell before it ran (the table's audit of its own predictions: report/audit.py).
+    prediction_check: dict[str, Any] | None = None
 
     @classmethod
     def for_cell(cls, cell: Cell, status: str, **kw: Any) -> "CellResult":
@@ -81,7 +88,8 @@ def interpret(cell: Cell, raw, timeout: float, evidence: Evidence) -> CellResult
     metrics["wall_s"] = round(raw.duration, 3)  # seen from pytest: fork, run, result hand-back
     common = dict(evidence=evidence, metrics=metrics,
                   outputs=outcome.get("outputs") or [], engine_version=outcome.get("engine_version"),
-                  engine_args=outcome.get("engine_args"), log=raw.log_path)
+                  engine_args=outcome.get("engine_args"), engine_path=outcome.get("engine_path"),
+                  log=raw.log_path)
     if raw.timed_out:
         msg = f"timed out after {timeout:g} s (the cell's process group was killed)"
         cls_, hint = classify(msg)

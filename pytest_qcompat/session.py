@@ -205,7 +205,8 @@ class QcompatSession:
         engine = self.matrix.engine(cell.engine)
         return attempts.CellContext(cell.id, cell.quantization, cell.dtype, cell.target, plan.evidence, facts_for(engine.kind),
                                     self.timeout, tuple(self.missing_requirements(cell.engine)), self.runner.cpu_flags,
-                                    self.fixes, thresholds_for(self.matrix.model(cell.model).source, self.matrix.checks))
+                                    self.fixes, thresholds_for(self.matrix.model(cell.model).source, self.matrix.checks),
+                                    expected_path=plan.prediction.engine_path if plan.prediction else None)
 
     def run(self, cell: Cell) -> CellResult:
         plan = self.plan(cell)
@@ -215,6 +216,8 @@ class QcompatSession:
                                    lambda: self._reference(cell, plan))
         result.prediction = plan.prediction.to_dict() if plan.prediction else None
         result.no_prediction = plan.no_prediction
+        # The prediction made before the run, kept beside the verdict so the report can audit it (report/audit.py).
+        result.prediction_check = result.prediction
         if result.error_class == "wrong-output" and cell.quantization == "none" and cell.dtype == "float32":
             result.hint = UNQUANTIZED_WRONG_OUTPUT_HINT  # no higher precision or other method to suggest
         self.versions.refine(self, cell, result)

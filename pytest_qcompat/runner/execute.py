@@ -106,6 +106,7 @@ def run_cell(request: CellRequest, close: bool = True) -> CellOutcome:
         metrics["load_s"] = round(time.perf_counter() - t0, 4)
         outcome["engine_version"], outcome["engine_args"] = info.version, info.args
         outcome["loaded"] = engine.loaded
+        outcome["engine_path"] = (engine.loaded or {}).get("engine_path")
         t0 = time.perf_counter()
         engine.generate(list(gen["prompts"])[:1], 1)  # time to first token, right after load (warm-up included)
         metrics["ttft_s"] = round(time.perf_counter() - t0, 4)

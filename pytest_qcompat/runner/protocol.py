@@ -55,3 +55,4 @@ class CellOutcome(TypedDict, total=False):
     engine_version: str | None
     emulated: list[str]  # the capability queries that were replaced
     loaded: dict[str, Any] | None
+    engine_path: dict[str, Any] | None  # the scheme and kernel the engine chose ({"scheme", "kernel", ...}; vLLM)

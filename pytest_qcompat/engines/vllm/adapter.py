@@ -49,7 +49,7 @@ class VllmEngine(Engine):
         args = {k: v for k, v in args.items() if v is not None}
         self.args_used = {"call": "vllm.LLM", **args}
         self.llm = LLM(**args)
-        self.loaded = {"quantization": _loaded_quant(self.llm)}
+        self.loaded = {"quantization": _loaded_quant(self.llm), "engine_path": engine_path(self.llm)}
         return EngineInfo(version=vllm.__version__, args={"call": "vllm.LLM", **args})
 
     def _quantization(self, request: LoadRequest) -> str | None:
@@ -120,6 +120,42 @@ class VllmEngine(Engine):
         major, minor = capability
         type(current_platform).get_device_capability = classmethod(lambda cls, device_id=0: DeviceCapability(major, minor))
         return [f"{type(current_platform).__name__}.get_device_capability"]
+
+
+def _layer_path(model) -> dict[str, Any] | None:
+    """Runs inside vLLM's worker (LLM.apply_model): the quantization method, scheme and kernel objects vLLM chose
+    for the model's linear layers (the first quantized one, and how many layers took each path)."""
+    paths: dict[tuple, int] = {}
+    for _, module in model.named_modules():
+        method = getattr(module, "quant_method", None)
+        if method is None or not hasattr(method, "apply") or "Embedding" in type(method).__name__:
+            continue
+        scheme = getattr(module, "scheme", None)
+        kernel = None
+        for owner in (scheme, method):  # schemes keep their kernel as .kernel / .linear_kernel / .fp8_linear ...
+            for value in vars(owner).values() if owner is not None else ():
+                if type(value).__name__.endswith("Kernel") or "Kernel" in type(value).__name__:
+                    kernel = type(value).__name__
+                    break
+            if kernel:
+                break
+        key = (type(method).__name__, type(scheme).__name__ if scheme is not None else None, kernel)
+        paths[key] = paths.get(key, 0) + 1
+    if not paths:
+        return None
+    quantized = [k for k in paths if k[0] != "UnquantizedLinearMethod"] or list(paths)
+    top = max(quantized, key=lambda k: paths[k])
+    return {"quant_method": top[0], "scheme": top[1], "kernel": top[2],
+            "layers": [{"quant_method": k[0], "scheme": k[1], "kernel": k[2], "count": n} for k, n in paths.items()]}
+
+
+def engine_path(llm) -> dict[str, Any] | None:
+    """The path vLLM took for this load, read from its own layer objects (None where they cannot be reached)."""
+    try:
+        found = [p for p in llm.apply_model(_layer_path) if p]
+        return found[0] if found else None
+    except Exception as exc:  # noqa: BLE001 - reading the path must never fail the cell
+        return {"unread": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def _checkpoint_quant_config(path: str) -> dict[str, Any] | None:
