@@ -112,8 +112,11 @@ def plan_cell(cell: Cell, matrix: Matrix, runner: Runner, installed: dict[str, s
         if newer:
             lacking = facts.no_code_for(cell.target, limits)
             if lacking is not None:
-                # Emulating would run code the real card has and the target lacks: the build decides instead.
-                pred = no_kernel_prediction(lacking, cell.target)
+                # Emulating would run code the real card has and the target lacks: the build decides instead. The
+                # engine's own prediction comes first where it failed earlier in its order of checks (a V100 user
+                # meets vLLM's bfloat16 refusal at worker start before any kernel runs).
+                pred = (known if known is not None and known.status == "failed"
+                        else no_kernel_prediction(lacking, cell.target))
                 return Plan(cell, "skip", req, f"not emulated: {pred.reason}", expectation=expectation,
                             prediction=pred, evidence="predicted")
             closest = tuple(g.index for g in newer if g.capability == newer[0].capability)  # on any card that has it

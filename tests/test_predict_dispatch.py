@@ -278,3 +278,21 @@ def test_records_carry_the_path_and_the_prediction_through_json():
                                  engine_path={"scheme": "A", "kernel": "B"}, reason_code=None)
     back = CellResult.from_dict(json.loads(json.dumps(record.to_dict())))
     assert back.prediction_check["engine_path"] == back.engine_path == {"scheme": "A", "kernel": "B"}
+
+
+def test_a_target_without_code_is_predicted_in_the_engines_order(tmp_path):
+    """The plan does not emulate sm_70 on a build without Volta code; its prediction is still the first error a V100
+    user meets (bfloat16 refused at worker start), not the kernel image behind it."""
+    from pytest_qcompat.hardware import Gpu, Runner
+    from pytest_qcompat.matrix import load_matrix
+    from pytest_qcompat.plan import plan_cell
+
+    (tmp_path / "m.yaml").write_text("models: [{id: m, source: 'tiny:llama'}]\nengines: [vllm]\ntargets: [sm_70]\n")
+    m = load_matrix(tmp_path / "m.yaml")
+    h200 = Runner(gpus=(Gpu(0, "NVIDIA H200", (9, 0), 143771),), cpu="x")
+    installed = {"torch": "2.11", "transformers": "5", "vllm": "0.25"}
+    for dtype, expected in (("bfloat16", "dtype-unsupported-by-gpu"), ("float16", "no-kernel-image")):
+        cell = Cell("m", "none", dtype, "vllm", "sm_70")
+        plan = plan_cell(cell, m, h200, installed, facts_for("vllm").predict("sm_70", dtype, "none", LIMITS, LLAMA),
+                         True, LIMITS)
+        assert (plan.action, plan.evidence, plan.prediction.error_class) == ("skip", "predicted", expected)
