@@ -135,8 +135,13 @@ def _offline() -> bool:
 
 def _check_engines(data: dict[str, Any], lines: dict, path: Path, problems: Problems) -> None:
     engines = data.get("engines")
+    if isinstance(engines, list):  # built-in kinds in this interpreter
+        for i, kind in enumerate(engines):
+            if isinstance(kind, str):
+                _package_problem(kind, None, path, lines, ("engines", i), problems)
+        return
     if not isinstance(engines, dict):
-        return  # a list of built-in kinds runs in this interpreter; matrix.py checks the names
+        return
     for name, spec in engines.items():
         if not isinstance(spec, dict):
             continue
@@ -149,6 +154,25 @@ def _check_engines(data: dict[str, Any], lines: dict, path: Path, problems: Prob
         kind = spec.get("kind", name)
         if isinstance(kind, str) and ":" in kind:
             _import_problem(kind, interpreter or sys.executable, path, lines, ("engines", name, "kind"), problems)
+        elif isinstance(kind, str) and "versions" not in spec:  # versioned engines build their own environments
+            _package_problem(kind, interpreter, path, lines, ("engines", name), problems)
+
+
+def _package_problem(kind: str, python: str | None, path: Path, lines: dict, at: tuple, problems: Problems) -> None:
+    """A built-in engine whose package is not in its environment: every one of its cells would be skipped."""
+    from .engines import facts_for, known_kinds
+    from .hardware import package_versions
+    from .matrix import _dotted
+    from .plan import missing_packages
+
+    if kind not in known_kinds():
+        return  # matrix.py says so
+    missing = missing_packages(facts_for(kind).required_packages("none", "float32"), package_versions(python))
+    if missing:
+        names = ", ".join(m.replace("|", " or ") for m in missing)
+        problems.warn(MatrixError(path, _line(lines, at), _dotted(at), f"{names} not installed in {python or sys.executable}: "
+                                  f"every {kind} cell would be skipped", "install it there, or give the engine python: "
+                                  "of an environment that has it"))
 
 
 def _interpreter_problem(python: str, path: Path, lines: dict, at: tuple, problems: Problems) -> str | None:

@@ -118,10 +118,17 @@ def test_missing_interpreter_fails_the_session_instead_of_skipping_every_cell(py
     assert [e.key for e in report.errors] == ["engines.other.python"]
 
 
-def test_environment_is_identified_by_its_own_prefix(tmp_path):
-    """A venv's python links to the same base binary as this one: realpaths are equal, environments are not."""
-    venv = tmp_path / "other-venv"
+@pytest.fixture(scope="module")
+def bare_venv(tmp_path_factory):
+    """A venv over this same base Python, with nothing installed."""
+    venv = tmp_path_factory.mktemp("envs") / "other-venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    return venv
+
+
+def test_environment_is_identified_by_its_own_prefix(bare_venv):
+    """A venv's python links to the same base binary as this one: realpaths are equal, environments are not."""
+    venv = bare_venv
     other = str(venv / "bin" / "python")
     assert Path(other).resolve() == Path(sys.executable).resolve() or Path(other).is_symlink()
     assert environment_prefix(other) == str(venv.resolve())
@@ -185,3 +192,12 @@ def test_float32_unquantized_wrong_output_does_not_ask_for_more_precision(pytest
     cell = json.loads((pytester.path / "qcompat-report" / "report.json").read_text())["cells"][0]
     assert cell["error_class"] == "wrong-output"
     assert "higher-precision" not in cell["hint"] and "models[].generation" in cell["hint"]
+
+
+def test_engine_package_missing_in_its_environment_is_a_warning(bare_venv, tmp_path):
+    (tmp_path / "m.yaml").write_text(f"models:\n  - {{id: t, source: tiny:llama}}\n"
+                                     f"engines:\n  tf: {{kind: transformers, python: {bare_venv}/bin/python}}\n")
+    report = lint(tmp_path / "m.yaml")
+    assert report.errors == []
+    assert [w.key for w in report.warnings] == ["engines.tf"]
+    assert "torch, transformers not installed in" in str(report.warnings[0]) and "other-venv" in str(report.warnings[0])
