@@ -201,3 +201,18 @@ def test_engine_package_missing_in_its_environment_is_a_warning(bare_venv, tmp_p
     assert report.errors == []
     assert [w.key for w in report.warnings] == ["engines.tf"]
     assert "torch, transformers not installed in" in str(report.warnings[0]) and "other-venv" in str(report.warnings[0])
+
+
+def test_each_engine_is_stamped_with_its_own_environment(bare_venv, tmp_path):
+    """Finding 6: the other venv's engine was stamped with this venv's versions and predictions."""
+    from pytest_qcompat.hardware import probe_runner
+    from pytest_qcompat.session import QcompatSession
+
+    (tmp_path / "m.yaml").write_text(f"models:\n  - {{id: t, source: tiny:llama}}\nengines:\n  here: {{kind: transformers}}\n"
+                                     f"  there: {{kind: transformers, python: {bare_venv}/bin/python}}\n")
+    qs = QcompatSession(load_matrix(tmp_path / "m.yaml"), tmp_path / "r", runner=probe_runner("cpu"))
+    engines = qs.environment()["engines"]
+    assert engines["there"]["prefix"] == str(bare_venv.resolve()) != engines["here"]["prefix"]
+    assert "transformers" in engines["here"]["packages"] and "transformers" not in engines["there"]["packages"]
+    plan = qs.plan(next(c for c in qs.cells if c.engine == "there"))
+    assert plan.action == "skip" and "torch, transformers installed in engine 'there'" in plan.reason
