@@ -88,7 +88,7 @@ def _check_source(raw: str, at: tuple, model: dict, lines: dict, path: Path, pro
     if raw.startswith(("tiny:", "real:")):
         return  # matrix.py checks the names
     hub = parse_hub_source(raw, model.get("revision"))
-    local = (base / os.path.expanduser(raw)) if not raw.startswith("/") else Path(raw)
+    local = Path(os.path.normpath(base / os.path.expanduser(raw)))  # (an absolute raw path replaces base)
     if hub is not None and not local.exists():
         first = raw.split("/", 1)[0]
         if (base / first).is_dir():  # ./models exists: models/x is a typo'd local folder, not the hub's user "models"
