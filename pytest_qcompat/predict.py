@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,33 @@ def _quant_summary(qcfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_RELATIVE_IMPORT = re.compile(r"^\s*from (\.+)([\w.]*) import ", re.MULTILINE)
+
+
+def reader_source_hash(reader: str) -> str:
+    """sha256 of a limits reader's module and of the package modules it imports relatively (read as files, not
+    imported: the reader's module imports the engine)."""
+    import importlib.util
+
+    module = reader.partition(":")[0]
+    digest, seen, todo = hashlib.sha256(), set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        source = Path(spec.origin).read_bytes()
+        digest.update(name.encode() + b"\0" + source)
+        package = name if spec.origin.endswith("__init__.py") else name.rpartition(".")[0]
+        for dots, rel in _RELATIVE_IMPORT.findall(source.decode("utf-8", "replace")):
+            base = package.rsplit(".", len(dots) - 1)[0] if len(dots) > 1 else package
+            todo.append(f"{base}.{rel}" if rel else base)
+    return digest.hexdigest()[:16]
+
+
 def engine_limits(kind: str, python: str | None, versions: dict[str, str], cpu_flags: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The engine environment's declared limits, read once in its interpreter and cached on disk by interpreter,
     package versions and CPU flags (a CPU build loads different kernels on AVX2 and AVX-512 machines)."""
@@ -66,7 +94,9 @@ def engine_limits(kind: str, python: str | None, versions: dict[str, str], cpu_f
     if reader is None:
         return None
     python = python or sys.executable
-    key = hashlib.sha256(json.dumps([os.path.realpath(python), versions, list(cpu_flags), reader], sort_keys=True).encode()).hexdigest()[:16]
+    # Keyed by the reader's code too: after an edit of the reader, limits are read again, never taken from an old file.
+    key = hashlib.sha256(json.dumps([os.path.realpath(python), versions, list(cpu_flags), reader, reader_source_hash(reader)],
+                                    sort_keys=True).encode()).hexdigest()[:16]
     path = cache_root() / "limits" / f"{kind}-{key}.json"
     if path.exists():
         try:

@@ -74,6 +74,12 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+SIGILL_HINT = ("The engine's native code executed an instruction this CPU refused (SIGILL): its build targets "
+               "another CPU (native flags or a wheel built on another machine) or one of its backends is broken here "
+               "(llama.cpp's AMX backend on AMX CPUs): rebuild it for this CPU without native flags, e.g. "
+               "CMAKE_ARGS='-DGGML_NATIVE=OFF' for llama-cpp-python.")
+
+
 def _signal_name(code: int) -> str:
     try:
         return signal.Signals(-code).name
@@ -111,6 +117,10 @@ def interpret(cell: Cell, raw, timeout: float, evidence: Evidence) -> CellResult
         cls_, hint = classify(msg + "\n" + (raw.log_tail or ""))
         if cls_ not in ("oom", "no-kernel-image", "missing-package"):
             cls_, hint = classify(msg)
+        if raw.returncode is not None and raw.returncode == -signal.SIGILL:
+            # The engine's native code ran an instruction this CPU refused, on a CPU it runs on: a build made for
+            # another CPU (native flags, a wheel built elsewhere) or a backend bug (llama.cpp's AMX path, issue 19).
+            cls_, hint = "engine-bug", SIGILL_HINT
         return CellResult.for_cell(cell, "crashed", error_class=cls_, hint=hint, message=msg, stderr_tail=raw.log_tail, **common)
     if outcome.get("ok"):
         return CellResult.for_cell(cell, "passed", **common)

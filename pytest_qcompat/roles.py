@@ -123,7 +123,16 @@ class ShardWriter(SerialRun):
 class ShardMerger(_Role):
     """The xdist controller: collects and runs nothing itself; merges the workers' shards into one report."""
 
+    def __init__(self, qs: QcompatSession):
+        super().__init__(qs)
+        self.lost: dict[str, str] = {}  # cell id -> xdist's message, for cells whose worker died while running them
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report, sched) -> None:
+        # the dead worker's shard never got this cell's result: the controller, which saw the crash, records it
+        self.lost[crashitem.rpartition("::")[2]] = str(report.longrepr)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not session.config.option.collectonly:
-            self.paths = self.qs.merge_shards()
+            self.paths = self.qs.merge_shards(self.lost)
             self._agree_exit_status(session)

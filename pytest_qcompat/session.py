@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,16 @@ UNQUANTIZED_WRONG_OUTPUT_HINT = (
     "The unquantized float32 model itself gave this output: either the known answer is not one this model knows "
     "(random-weight tiny models know none: give known answers per model under models[].generation) or the engine "
     "computes this model wrong (compare with another engine).")
+
+
+LOST_HINT = ("The xdist worker running this cell died (not only the cell's process: a worker is killed with the pytest "
+             "process that runs it); see the cell's log, and run the cell alone (-k) to tell its fault from the runner's.")
+
+
+def lost_worker(message: str) -> str | None:
+    """The worker id in xdist's "worker 'gw1' crashed while running '...'"."""
+    parts = message.split("'")
+    return parts[1] if message.startswith("worker '") and len(parts) > 2 else None
 
 
 class QcompatSession:
@@ -303,8 +314,9 @@ class QcompatSession:
         from .report import render_all
         return render_all(self.store.document(), self.report_dir)
 
-    def merge_shards(self) -> list[Path]:
-        """xdist controller: merge the workers' shards into one report (each cell once)."""
+    def merge_shards(self, lost: dict[str, str] | None = None) -> list[Path]:
+        """xdist controller: merge the workers' shards into one report (each cell once). `lost`: cell id -> xdist's
+        message for cells whose worker process died while running them (their shard could not record them)."""
         from .report import render_all
         from .store import load_report, merge_reports
 
@@ -319,6 +331,10 @@ class QcompatSession:
             merged["cells"].sort(key=lambda c: order.get(c["id"], len(order)))
         for cell in merged["cells"]:
             worker = cell.pop("shard", None)
+            if cell["id"] in (lost or {}) and not cell.get("finished_at"):
+                worker = lost_worker(lost[cell["id"]]) or worker
+                cell.update(status="crashed", error_class="crash", reason=None, message=lost[cell["id"]], hint=LOST_HINT,
+                            finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
             # Which xdist worker ran it (with the metrics' GPUs: who used which card); a resumed cell keeps the
             # worker of the run that ran it.
             if cell.get("finished_at") and not cell.get("resumed_from"):

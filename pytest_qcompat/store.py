@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -43,25 +44,49 @@ class ReportStore:
         self.environment = environment
         self.records: dict[str, CellResult] = {}
         self._flushed_at = 0.0
+        self._lock = threading.RLock()  # the timer's flush reads the records the session thread writes
+        self._timer: threading.Timer | None = None
+        self._dirty = False
 
     def add_pending(self, cells: Iterable[Cell], reason: str = "not run: the session ended before this cell ran") -> None:
-        for cell in cells:
-            self.records.setdefault(cell.id, CellResult.for_cell(cell, "skipped", reason=reason, reason_code=NOT_RUN,
+        with self._lock:
+            for cell in cells:
+                self.records.setdefault(cell.id, CellResult.for_cell(cell, "skipped", reason=reason, reason_code=NOT_RUN,
                                                                  finished_at=None))
 
     def record(self, result: CellResult) -> None:
-        """Keep the result; rewrite the file unless it was rewritten under a second ago (the session's end
-        and Ctrl-C always flush, so at most the last second is at risk, and only on SIGKILL)."""
-        self.records[result.id] = result
-        if time.monotonic() - self._flushed_at >= self.FLUSH_EVERY_S:
-            self.flush()
+        """Keep the result; rewrite the file now unless it was rewritten under a second ago, in which case a timer
+        rewrites it when that second is over (a long next cell must not keep this result off the disk). The
+        session's end, Ctrl-C and SIGTERM always flush."""
+        with self._lock:
+            self.records[result.id] = result
+            self._dirty = True
+            wait = self.FLUSH_EVERY_S - (time.monotonic() - self._flushed_at)
+            if wait <= 0:
+                self.flush()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._flush_if_dirty)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _flush_if_dirty(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._dirty:
+                self.flush()
 
     def document(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "environment": self.environment, "cells": [r.to_dict() for r in self.records.values()]}
+        with self._lock:
+            return {"schema": SCHEMA, "environment": self.environment, "cells": [r.to_dict() for r in self.records.values()]}
 
     def flush(self) -> None:
-        write_json_atomic(self.path, self.document())
-        self._flushed_at = time.monotonic()
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            write_json_atomic(self.path, self.document())
+            self._flushed_at = time.monotonic()
+            self._dirty = False
 
 
 class ReportFormatError(ValueError):

@@ -55,7 +55,7 @@ def test_bundle_makes_what_the_matrix_needs_and_runs_after_a_move(tmp_path):
     assert m.model("tiny-llama").variants["bnb-4bit-prequant"] == str(moved / "models" / "tiny-llama" / "bnb-4bit-prequant")
     assert (moved / "models" / "tiny-llama" / "bnb-4bit-prequant" / "config.json").is_file()
 
-    run = subprocess.run([sys.executable, "-m", "pytest", "--qcompat-matrix", str(moved / "matrix.yaml"), "-p", "no:cacheprovider",
+    run = subprocess.run([sys.executable, "-m", "pytest", "--qcompat-matrix", str(moved / "matrix.yaml"), "--qcompat-device", "cpu", "-p", "no:cacheprovider",
                           "-k", "tiny-llama and cpu and (bnb-4bit-prequant or none)", "--qcompat-report", str(tmp_path / "rep")],
                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900)
     cells = {c["id"]: c for c in json.loads((tmp_path / "rep" / "report.json").read_text())["cells"]}

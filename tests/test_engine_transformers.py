@@ -22,7 +22,7 @@ def pytest_sessionfinish(session):
 def run_matrix(pytester, text, *args):
     (pytester.path / "matrix.yaml").write_text(textwrap.dedent(text))
     pytester.makeconftest(CHECK_LIGHT)
-    result = pytester.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "-p", "no:cacheprovider", *args)
+    result = pytester.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-p", "no:cacheprovider", *args)
     doc = json.loads((pytester.path / "qcompat-report" / "report.json").read_text())
     return result, {c["id"]: c for c in doc["cells"]}
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-FAULTS = ["ok", "segfault", "hang", "raise", "exit0", "sigkill", "oom", "stdout-garbage", "empty", "nan"]
+FAULTS = ["ok", "segfault", "hang", "raise", "exit0", "sigkill", "oom", "stdout-garbage", "empty", "nan", "sigill"]
 EXPECT = {  # fault -> (status, error_class)
     "ok": ("passed", None),
     "segfault": ("crashed", "crash"),
@@ -25,6 +25,8 @@ EXPECT = {  # fault -> (status, error_class)
     "stdout-garbage": ("passed", None),
     "empty": ("failed", "wrong-output"),
     "nan": ("failed", "wrong-output"),
+    # an instruction the CPU refused (a build for another CPU, llama.cpp's AMX backend): the engine's bug, with a hint
+    "sigill": ("crashed", "engine-bug"),
 }
 
 
@@ -38,7 +40,7 @@ def test_every_fault_becomes_a_cell_result(pytester, isolation):
     (pytester.path / "model").mkdir()
     (pytester.path / "matrix.yaml").write_text(fault_matrix(FAULTS))
     started = time.monotonic()
-    result = pytester.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-isolation", isolation)
+    result = pytester.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "--qcompat-isolation", isolation)
     assert time.monotonic() - started < 120
     doc = json.loads((pytester.path / "qcompat-report" / "report.json").read_text())
     cells = {c["engine"]: c for c in doc["cells"]}
@@ -50,13 +52,14 @@ def test_every_fault_becomes_a_cell_result(pytester, isolation):
     assert "timed out after 8 s" in cells["hang"]["message"]
     assert cells["hang"]["reason"].startswith("timed out after 4 s and again after 8 s")
     assert "Bfloat16 is only supported" in cells["raise"]["message"] and "float16" in cells["raise"]["hint"]
-    result.assert_outcomes(passed=2, failed=7, skipped=1)
+    assert "SIGILL" in cells["sigill"]["message"] and "GGML_NATIVE=OFF" in cells["sigill"]["hint"]
+    result.assert_outcomes(passed=2, failed=8, skipped=1)
 
 
 def test_no_worker_outlives_the_session(pytester):
     (pytester.path / "model").mkdir()
     (pytester.path / "matrix.yaml").write_text(fault_matrix(["hang"], timeout=300))
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--qcompat-matrix", "matrix.yaml", "-p", "no:cacheprovider"],
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-p", "no:cacheprovider"],
                             cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                             env=dict(os.environ, PYTHONFAULTHANDLER="1"),
                             # Ctrl-C as a terminal sends it: a background job (`cmd &` in a script, as CI may run us)

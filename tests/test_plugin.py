@@ -35,18 +35,18 @@ def report(pytester, folder="qcompat-report"):
 
 
 def test_collect_only_lists_stable_readable_ids(matrix):
-    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--collect-only", "-q")
+    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "--collect-only", "-q")
     ids = [line.split("::")[1] for line in result.outlines if "::" in line]
     # 2 models x 2 methods x 2 dtypes x 2 targets = 16, minus m2/bnb-4bit (4), plus one included cell
     assert len(ids) == 13 and len(set(ids)) == 13
     assert "m1-bnb-4bit-bfloat16-fake-sm_80" in ids and "m2-bnb-4bit-float32-fake-cpu" in ids
     assert "m2-bnb-4bit-bfloat16-fake-cpu" not in ids
-    again = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--collect-only", "-q")
+    again = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "--collect-only", "-q")
     assert [line for line in again.outlines if "::" in line] == [line for line in result.outlines if "::" in line]
 
 
 def test_run_records_every_cell_once_with_status(matrix):
-    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--strict-markers", "-rs")
+    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "--strict-markers", "-rs")
     result.assert_outcomes(passed=7, skipped=6)
     doc = report(matrix)
     assert doc["schema"] == "qcompat/1"
@@ -67,12 +67,12 @@ def test_run_records_every_cell_once_with_status(matrix):
 
 
 def test_keyword_and_marker_selection(matrix):
-    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "-k", "m1 and bnb and cpu")
+    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-k", "m1 and bnb and cpu")
     result.assert_outcomes(passed=2)
     assert {c["id"] for c in report(matrix)["cells"]} == {"m1-bnb-4bit-float32-fake-cpu", "m1-bnb-4bit-bfloat16-fake-cpu"}
-    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "-m", "bnb_4bit and float32 and cpu", "--strict-markers")
+    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-m", "bnb_4bit and float32 and cpu", "--strict-markers")
     result.assert_outcomes(passed=2)
-    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "-m", "qcompat_target", "--collect-only", "-q")
+    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-m", "qcompat_target", "--collect-only", "-q")
     assert "13 tests collected" in result.stdout.str()
 
 
@@ -96,9 +96,9 @@ engines:
   good: {kind: "fault_engines:FaultEngine", args: {fault: ok}}
   bad: {kind: "fault_engines:FaultEngine", args: {fault: raise, message: "Unknown quantization method: bitsandbytes"}}
 """)
-    first = pytester.runpytest("--qcompat-matrix", "matrix.yaml")
+    first = pytester.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu")
     first.assert_outcomes(passed=1, failed=1)
-    again = pytester.runpytest("--qcompat-matrix", "matrix.yaml", "--lf")
+    again = pytester.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "--lf")
     again.assert_outcomes(failed=1)
     assert [c["id"] for c in report(pytester)["cells"]] == ["m-none-float32-bad-cpu"]
     cell = report(pytester)["cells"][0]
@@ -113,14 +113,14 @@ def test_users_own_tests_get_cells(matrix):
             assert result.status == "passed"
             assert result.outputs[0]["text"] == "ok"
     """)
-    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "test_mine.py", "-k", "test_cell", "-rs")
+    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "test_mine.py", "-k", "test_cell", "-rs")
     result.assert_outcomes(passed=7, skipped=6)
     result.stdout.fnmatch_lines(["*needs an sm_80 GPU*"])
 
 
 def test_only_matrix_runs_without_paths(matrix):
     matrix.makepyfile(test_other="def test_x(): pass")
-    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--collect-only", "-q")
+    result = matrix.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "--collect-only", "-q")
     assert "test_other" not in result.stdout.str()
 
 

@@ -92,7 +92,7 @@ def test_gemma3_without_bos_is_wrong_output(built, tmp_path):
           prompts: [{{text: "The capital of Japan is", expect: Tokyo}}]
           max_new_tokens: 8
         """))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--qcompat-matrix", "matrix.yaml", "-p", "no:cacheprovider"],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-p", "no:cacheprovider"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=1200)
     cells = {c["id"]: c for c in json.loads((tmp_path / "qcompat-report" / "report.json").read_text())["cells"]}
     for engine in engines.strip("[]").split(", "):

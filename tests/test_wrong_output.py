@@ -53,7 +53,7 @@ def report(tmp_path_factory):
           - {model: tiny-llama, dtype: float16}
         generation: {prompts: ["The capital of France is", "def fibonacci(n):"], max_new_tokens: 8}
     """))
-    subprocess.run([sys.executable, "-m", "pytest", "--qcompat-matrix", "matrix.yaml", "-p", "no:cacheprovider"],
+    subprocess.run([sys.executable, "-m", "pytest", "--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-p", "no:cacheprovider"],
                    cwd=root, capture_output=True, text=True, timeout=600)
     return {c["id"]: c for c in json.loads((root / "qcompat-report" / "report.json").read_text())["cells"]}
 
