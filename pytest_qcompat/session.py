@@ -126,8 +126,8 @@ class QcompatSession:
         from .hardware import environment_prefix
 
         return [f"engine {e.name!r}: python {e.python} " + ("does not exist" if not os.path.exists(e.python) else "does not run")
-                for e in self.matrix.engines
-                if e.python and (not os.path.exists(e.python) or environment_prefix(e.python) is None)]
+                for e in self.matrix.engines  # (a versioned engine's own environment is built later, or skipped)
+                if e.python and e.version is None and (not os.path.exists(e.python) or environment_prefix(e.python) is None)]
 
     def prediction(self, cell: Cell):
         kind = self.matrix.engine(cell.engine).kind
