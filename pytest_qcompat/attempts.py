@@ -7,16 +7,19 @@ its worker pool; tests pass a fake):
 - a kernel or launch failure inside an emulated cell is run again on the real card without emulation: if the
   real card passes, the failure is an emulation artifact (kernels built for the emulated arch do not run on the
   newer card), and the cell is inconclusive;
-- a passing quantized cell is compared with the unquantized reference and may become wrong-output;
+- a passing cell is judged (checks.py): broken output is wrong-output; disagreeing with the same checkpoint in the
+  reference engine that can load it is wrong-output (engine-bug where that reference agrees with the base); what
+  quantization cost against the unquantized base is its `quality` (ok | degraded) and metrics, never a failure;
 - a failure with a known remedy is retried with it (at most two different remedies, chained).
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from .checks import FAMILIES, compare, judge
+from . import checks
+from .quality import compare_scores
 from .engines.facts import EngineFacts, TriedFix
 from .names import capability_of
 from .results import CellResult, make_inconclusive, missing_requirement_named
@@ -73,6 +76,9 @@ def decide(ctx: CellContext, request: dict[str, Any], execute: Execute, log_name
         if result.status == "timed_out":
             return make_inconclusive(result, f"timed out after {ctx.timeout:g} s and again after {2 * ctx.timeout:g} s on "
                                              "its re-run: a hang or a slow runner, which one run cannot tell")
+    if result.status == "failed" and (result.message or "").startswith("BaseCheckFailed"):
+        return make_inconclusive(result, "base checkpoint failed its check against the GGUF: "
+                                         + (result.message or "").split("GGUF", 1)[-1].lstrip(" :"))
     if result.status in ("failed", "crashed"):
         text = "\n".join(filter(None, (result.message, result.stderr_tail)))
         missing = missing_requirement_named(text, list(ctx.missing_requirements))
@@ -132,19 +138,85 @@ def _describe(path: dict[str, Any]) -> str:
     return f"scheme {path.get('scheme')}, kernel {path.get('kernel')}"
 
 
-def judge_against_reference(result: CellResult, quantization: str, reference: list[dict[str, Any]] | None,
-                            reference_name: str, thresholds: dict[str, dict] | None = None) -> None:
-    """Compare a passing quantized cell's output with the unquantized reference's; too far off is wrong-output."""
-    if not reference:
-        result.metrics["vs_reference"] = None
-        return
-    comparison = compare(reference, result.outputs)
-    comparison["reference"] = reference_name
-    result.metrics["vs_reference"] = comparison
-    problem = judge(quantization, comparison, thresholds)
+@dataclass(frozen=True)
+class ReferenceRun:
+    """A reference's outputs (None when it did not pass: `reason` says why) and its score of the shipped text."""
+
+    name: str
+    outputs: list[dict[str, Any]] | None
+    score: dict[str, Any] | None = None
+    reason: str | None = None
+
+
+class References(Protocol):
+    """The runs a cell is judged against (the session runs each once and reuses matching cells' runs)."""
+
+    def base(self) -> ReferenceRun | None:
+        """The unquantized base in float32, in the cell's reference engine."""
+
+    def same_artifact(self) -> ReferenceRun | None:
+        """The same checkpoint in the engine that is the reference for it; None when the cell's engine is that
+        engine (or no other engine makes the same artifact: `same_artifact_reason` says why)."""
+
+    def score_text(self) -> str | None: ...
+
+
+def judge_outputs(ctx: CellContext, request: dict[str, Any], result: CellResult, refs: References) -> None:
+    """The three questions of checks.py, in order, for a cell that ran: broken? computed right? what did it cost?"""
+    base = refs.base()
+    base_out = base.outputs if base is not None else None
+    problem = checks.broken(result.outputs, base_out)
     if problem:
         result.status, result.message = "failed", problem
         result.error_class, result.hint = classify(problem)
+        return
+    same = refs.same_artifact()
+    if same is not None:
+        if same.outputs is None:
+            result.metrics["same_artifact"] = {"reference": same.name, "checked": False, "reason": same.reason}
+        else:
+            comparison = checks.compare(same.outputs, result.outputs)
+            comparison.update(reference=same.name, checked=True)
+            result.metrics["same_artifact"] = comparison
+            problem = checks.same_artifact_problem(comparison, same.name)
+            if problem:
+                result.status, result.message = "failed", problem
+                if base_out is not None and checks.compare(base_out, same.outputs)["topk_ok"]:
+                    result.error_class = "engine-bug"
+                    result.hint = (f"{same.name} computes this checkpoint in agreement with the unquantized base, this "
+                                   "engine does not: an engine bug for this method and dtype; report it upstream, "
+                                   "meanwhile use the other engine or another method.")
+                else:
+                    result.error_class, result.hint = classify(problem)
+                return
+    _judge_quality(ctx, request, result, base, refs.score_text())
+
+
+def _judge_quality(ctx: CellContext, request: dict[str, Any], result: CellResult, base: ReferenceRun | None,
+                   text: str | None) -> None:
+    """quality ok | degraded against the unquantized base (None where there is no base to judge by)."""
+    expects = (request.get("generation") or {}).get("expect")
+    base_out = base.outputs if base is not None else None
+    reasons = []
+    if base_out is not None:
+        comparison = checks.compare(base_out, result.outputs)
+        comparison["reference"] = base.name
+        result.metrics["vs_reference"] = comparison
+        loss = checks.quality_loss(ctx.quantization, comparison, ctx.thresholds)
+        if loss:
+            reasons.append(loss)
+    else:
+        result.metrics["vs_reference"] = None
+    known = checks.known_answer_verdict(checks.known_answers(result.outputs, expects),
+                                        checks.known_answers(base_out, expects) if base_out is not None else None)
+    for lost in (known or {}).get("lost") or []:
+        reasons.append(f"prompt {lost['prompt']}: {lost['why']}, which the unquantized base answers")
+    quality: dict[str, Any] = {"reasons": reasons, "known_answers": known}
+    scores = compare_scores(base.score if base else None, result.score, text or "")
+    if scores:
+        quality.update(scores)
+    result.metrics["quality"] = quality
+    result.quality = "degraded" if reasons else ("ok" if base_out is not None else None)
 
 
 def retry_with_fixes(ctx: CellContext, request: dict[str, Any], result: CellResult, execute: Execute) -> None:
@@ -179,14 +251,18 @@ def _retry_outcome(status: str) -> str:
             "skipped": "not tried"}.get(status, "still fails")
 
 
-def run_cell(ctx: CellContext, request: dict[str, Any], execute: Execute,
-             reference: Callable[[], tuple[list[dict[str, Any]] | None, str]] | None = None) -> CellResult:
-    """Every rule, in order: a verdict, the comparison with the reference, tried fixes."""
+def run_cell(ctx: CellContext, request: dict[str, Any], execute: Execute, refs: References | None = None) -> CellResult:
+    """Every rule, in order: a verdict, the output judged (broken, same artifact, quality), tried fixes."""
     result = decide(ctx, request, execute)
-    if result.status == "passed" and FAMILIES.get(ctx.quantization) and reference is not None:
-        outputs, name = reference()
-        judge_against_reference(result, ctx.quantization, outputs, name, ctx.thresholds)
-    if result.status == "failed":
+    if result.status == "passed":
+        if refs is not None:
+            judge_outputs(ctx, request, result, refs)
+        else:
+            problem = checks.broken(result.outputs)
+            if problem:
+                result.status, result.message = "failed", problem
+                result.error_class, result.hint = classify(problem)
+    if result.status in ("failed", "crashed"):
         hint = ctx.facts.refine_hint(result.error_class or "unknown", result.hint or "", ctx.target, ctx.quantization,
                                      ctx.runner_isa)
         result.hint = hint

@@ -67,6 +67,14 @@ class ModelSpec:
     # The method the source itself is in (a checkpoint that exists only quantized): its cells are that method's.
     method: str | None = None
     generation: "Generation | None" = None  # this model's prompts and known answers (default: the matrix's)
+    # Where a bundled source came from (written by `qcompat bundle`): {"source": "real:<name>", hashes, check}. What
+    # judges a cell (real-weight thresholds) follows the origin, so it is the same after bundling.
+    origin: dict[str, Any] | None = None
+
+    @property
+    def judged_as(self) -> str:
+        """The source a cell is judged as: the origin's for a bundled copy, else the source."""
+        return str((self.origin or {}).get("source") or self.source)
 
 
 @dataclass(frozen=True)
@@ -360,7 +368,7 @@ def _models(data: dict[str, Any], lines: dict, path: Path, problems: Problems) -
             variants.setdefault(method, source)  # the source is that method's checkpoint, as shipped
         generation = _generation({**(data.get("generation") or {}), **m["generation"]}) if m.get("generation") else None
         models.append(ModelSpec(m["id"], source, bool(m.get("trust_remote_code", False)), m.get("revision"), variants,
-                                method, generation))
+                                method, generation, m.get("origin")))
     return models
 
 

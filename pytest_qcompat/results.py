@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from .cells import Cell
-from .taxonomy import classify, classify_failure
+from .taxonomy import explain, explain_failure
 
 SCHEMA = "qcompat/1"
 # inconclusive: the cell ran but the run cannot decide it (an emulation artifact, a runner problem, a missing
@@ -17,6 +17,7 @@ SCHEMA = "qcompat/1"
 Status = Literal["passed", "failed", "skipped", "crashed", "timed_out", "inconclusive"]
 Evidence = Literal["verified", "emulated", "predicted", "none"]
 BAD: tuple[Status, ...] = ("failed", "crashed", "timed_out")
+TRANSIENT = ("score", "base")
 
 
 @dataclass
@@ -30,6 +31,7 @@ class CellResult:
     status: Status
     evidence: Evidence = "none"
     error_class: str | None = None
+    error_rule: str | None = None  # the taxonomy rule that gave error_class (`qcompat explain` shows its reasoning)
     hint: str | None = None
     message: str | None = None
     reason: str | None = None
@@ -54,6 +56,12 @@ class CellResult:
     engine_path: dict[str, Any] | None = None
     # The prediction made for this cell before it ran (the table's audit of its own predictions: report/audit.py).
     prediction_check: dict[str, Any] | None = None
+    # What quantization cost against the unquantized base (checks.py): "ok" | "degraded"; None where not judged.
+    quality: str | None = None
+    # Transient, never written: the teacher-forced score of the shipped text and the identity of a base built from
+    # a GGUF, both read by the session after the run.
+    score: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    base: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def for_cell(cls, cell: Cell, status: str, **kw: Any) -> "CellResult":
@@ -62,7 +70,10 @@ class CellResult:
                    target=cell.target, status=status, **kw)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for transient in TRANSIENT:
+            data.pop(transient, None)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CellResult":
@@ -94,12 +105,14 @@ def interpret(cell: Cell, raw, timeout: float, evidence: Evidence) -> CellResult
     metrics["wall_s"] = round(raw.duration, 3)  # seen from pytest: fork, run, result hand-back
     common = dict(evidence=evidence, metrics=metrics,
                   outputs=outcome.get("outputs") or [], engine_version=outcome.get("engine_version"),
-                  engine_args=outcome.get("engine_args"), engine_path=outcome.get("engine_path"),
-                  log=raw.log_path)
+                  engine_args=outcome.get("engine_args"), engine_path=outcome.get("engine_path"), log=raw.log_path,
+                  score=outcome.get("score"),
+                  base=outcome.get("base"))
     if raw.timed_out:
         msg = f"timed out after {timeout:g} s (the cell's process group was killed)"
-        cls_, hint = classify(msg)
-        return CellResult.for_cell(cell, "timed_out", error_class=cls_, hint=hint, message=msg, stderr_tail=raw.log_tail, **common)
+        found = explain(msg)
+        return CellResult.for_cell(cell, "timed_out", error_class=found.error_class, hint=found.hint, error_rule=found.rule_id,
+                                   message=msg, stderr_tail=raw.log_tail, **common)
     if raw.outcome is None:
         if raw.worker_error and raw.returncode is None and raw.pid is None:
             msg = f"crashed: could not run the cell: {raw.worker_error}"
@@ -114,22 +127,26 @@ def interpret(cell: Cell, raw, timeout: float, evidence: Evidence) -> CellResult
             msg = f"crashed: the cell's process exited with code {raw.returncode} without a result"
             if raw.worker_error:
                 msg += f" ({raw.worker_error})"
-        cls_, hint = classify(msg + "\n" + (raw.log_tail or ""))
-        if cls_ not in ("oom", "no-kernel-image", "missing-package"):
-            cls_, hint = classify(msg)
+        found = explain(msg + "\n" + (raw.log_tail or ""))
+        if found.error_class not in ("oom", "no-kernel-image", "missing-package"):
+            found = explain(msg)
+        cls_, hint, rule = found.error_class, found.hint, found.rule_id
         if raw.returncode is not None and raw.returncode == -signal.SIGILL:
             # The engine's native code ran an instruction this CPU refused, on a CPU it runs on: a build made for
             # another CPU (native flags, a wheel built elsewhere) or a backend bug (llama.cpp's AMX path, issue 19).
-            cls_, hint = "engine-bug", SIGILL_HINT
-        return CellResult.for_cell(cell, "crashed", error_class=cls_, hint=hint, message=msg, stderr_tail=raw.log_tail, **common)
+            cls_, hint, rule = "engine-bug", SIGILL_HINT, None
+        return CellResult.for_cell(cell, "crashed", error_class=cls_, hint=hint, error_rule=rule, message=msg,
+                                   stderr_tail=raw.log_tail, **common)
     if outcome.get("ok"):
         return CellResult.for_cell(cell, "passed", **common)
     message = outcome.get("message") or "failed without a message"
-    if outcome.get("error_class"):
-        cls_, hint = outcome["error_class"], classify(message)[1]
+    if outcome.get("error_class"):  # the worker's own check named the class; the rule only if it agrees
+        found = explain(message)
+        cls_, hint, rule = outcome["error_class"], found.hint, found.rule_id if found.error_class == outcome["error_class"] else None
     else:
-        cls_, hint = classify_failure(message, outcome.get("traceback"), passed_args=outcome.get("engine_args"))
-    return CellResult.for_cell(cell, "failed", error_class=cls_, hint=hint, message=message,
+        found = explain_failure(message, outcome.get("traceback"), passed_args=outcome.get("engine_args"))
+        cls_, hint, rule = found.error_class, found.hint, found.rule_id
+    return CellResult.for_cell(cell, "failed", error_class=cls_, hint=hint, error_rule=rule, message=message,
                                stderr_tail=(outcome.get("traceback") or raw.log_tail or "")[-4000:], **common)
 
 
@@ -141,11 +158,14 @@ def reclassify(doc: dict[str, Any]) -> int:
     for cell in doc["cells"]:
         if cell.get("status") not in ("failed", "crashed", "timed_out"):
             continue
-        cls_, hint = classify_failure(cell.get("message") or "", cell.get("stderr_tail"), passed_args=cell.get("engine_args"))
+        found = explain_failure(cell.get("message") or "", cell.get("stderr_tail"), passed_args=cell.get("engine_args"))
+        cls_, hint = found.error_class, found.hint
         if cls_ != "unknown" and cls_ != cell.get("error_class"):
             cell["reclassified_from"] = cell.get("error_class")
-            cell["error_class"], cell["hint"] = cls_, hint
+            cell["error_class"], cell["hint"], cell["error_rule"] = cls_, hint, found.rule_id
             changed += 1
+        elif cls_ == cell.get("error_class"):
+            cell["error_rule"] = found.rule_id  # reports written before rule ids get them
     return changed
 
 

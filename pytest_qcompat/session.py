@@ -18,6 +18,8 @@ from .hardware import Runner, package_versions, probe_runner
 from .matrix import EngineSpec, Matrix, ModelSpec, is_hub_id
 from .plan import Plan, plan_cell
 from .predict import engine_limits, model_info, predict
+from .quality import score_text
+from .references import RunCache, SessionReferences
 from .results import SCHEMA, CellResult, interpret
 from .runner.pinning import choose_gpus
 from .runner.pool import Pool
@@ -67,7 +69,8 @@ class QcompatSession:
         # --qcompat-update REPORT: REPORT's records, kept for the cells this session does not run (a subset re-run
         # writes the full table, the re-run cells replaced)
         self.kept: dict[str, dict[str, Any]] = {}
-        self._references: dict[tuple, list | None] = {}  # id -> record from --qcompat-resume
+        self.runs = RunCache()  # passed runs by what they ran: references reuse matrix cells' runs
+        self.score_text = score_text()  # every cell scores this text teacher-forced (quality metrics)
         # No network at test time unless the matrix names hub models (resolve_hub makes them local first).
         self.offline = not any(is_hub_id(m.source) or any(is_hub_id(v) for v in m.variants.values()) for m in matrix.models)
         self.hub_paths: dict[str, str] = {}  # hub source -> local path (resolve_hub)
@@ -207,7 +210,8 @@ class QcompatSession:
                       "revision": model.revision, "variants": dict(model.variants)},
             "engine": {"name": engine.name, "kind": engine.kind, "args": engine.args},
             "generation": {"prompts": list(generation.prompts), "expect": generation.expectations(),
-                           "max_new_tokens": generation.max_new_tokens, "seed": generation.seed},
+                           "max_new_tokens": generation.max_new_tokens, "seed": generation.seed,
+                           "score_text": self.score_text},
             "device": plan.device,
             "emulate_capability": attempts.emulated_capability(cell.target, plan.evidence),
         }
@@ -216,7 +220,7 @@ class QcompatSession:
         engine = self.matrix.engine(cell.engine)
         return attempts.CellContext(cell.id, cell.quantization, cell.dtype, cell.target, plan.evidence, facts_for(engine.kind),
                                     self.timeout, tuple(self.missing_requirements(cell.engine)), self.runner.cpu_flags,
-                                    self.fixes, thresholds_for(self.matrix.model(cell.model).source, self.matrix.checks),
+                                    self.fixes, thresholds_for(self.matrix.model(cell.model).judged_as, self.matrix.checks),
                                     expected_path=plan.prediction.engine_path if plan.prediction else None)
 
     def run(self, cell: Cell) -> CellResult:
@@ -224,7 +228,7 @@ class QcompatSession:
         self.versions.prepare(self, cell)
         execute = lambda request, log_name, timeout: self._execute(cell, plan, request, log_name, timeout)  # noqa: E731
         result = attempts.run_cell(self.context(cell, plan), self.request(cell, plan), execute,
-                                   lambda: self._reference(cell, plan))
+                                   SessionReferences(self, cell, plan))
         result.prediction = plan.prediction.to_dict() if plan.prediction else None
         result.no_prediction = plan.no_prediction
         # The prediction made before the run, kept beside the verdict so the report can audit it (report/audit.py).
@@ -233,22 +237,6 @@ class QcompatSession:
             result.hint = UNQUANTIZED_WRONG_OUTPUT_HINT  # no higher precision or other method to suggest
         self.versions.refine(self, cell, result)
         return result
-
-    def _reference(self, cell: Cell, plan: Plan) -> tuple[list | None, str]:
-        """The unquantized reference's outputs for a cell (run once per model, engine and target): the same engine
-        in float32, or the engine its facts name (llama.cpp has no unquantized mode: transformers)."""
-        engine = self.matrix.engine(cell.engine)
-        ref_kind = facts_for(engine.kind).reference_kind
-        ref_engine = engine if ref_kind is None else EngineSpec("reference", ref_kind, engine.python)
-        key = (cell.model, ref_engine.name, ref_engine.kind, cell.target)
-        if key not in self._references:
-            ref_cell = Cell(cell.model, "none", "float32", cell.engine, cell.target)
-            request = self.request(ref_cell, plan)
-            request["engine"] = {"name": ref_engine.name, "kind": ref_engine.kind, "args": ref_engine.args}
-            ref = self._execute(ref_cell, plan, request, f"{cell.model}-reference-{ref_engine.name}-{cell.target}",
-                                self.timeout, ref_engine)
-            self._references[key] = ref.outputs if ref.status == "passed" else None
-        return self._references[key], f"{cell.model} none float32 {ref_engine.kind}"
 
     def _execute(self, cell: Cell, plan: Plan, request: dict[str, Any], log_name: str, timeout: float,
                  engine: EngineSpec | None = None) -> CellResult:
@@ -265,6 +253,11 @@ class QcompatSession:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         raw = self.pool.run(log_name, request, engine.python, (engine.kind,), env, timeout)
         result = interpret(cell, raw, timeout, plan.evidence)
+        if request["cell"]["dtype"] == cell.dtype and request["engine"].get("args") == engine.args and \
+                request.get("emulate_capability") == attempts.emulated_capability(cell.target, plan.evidence):
+            self.runs.remember(cell, engine, result)  # as given (not a tried fix or an unemulated check)
+        if result.base and self.store is not None:  # a base built from a GGUF: its identity and check, once
+            self.store.environment.setdefault("bases", {}).setdefault(cell.model, result.base)
         result.engine_kind = engine.kind
         result.runner = self.runner.describe()
         if cell.target == "cpu":

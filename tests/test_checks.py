@@ -1,73 +1,175 @@
-"""Output checks against the unquantized reference: agreement, top-k at the first divergence, degenerate output."""
+"""The three questions of checks.py kept apart: broken output (wrong-output), the same checkpoint in the reference
+engine (wrong-output / engine-bug), and what quantization cost against the unquantized base (quality ok | degraded,
+never a failure). Plain functions on outputs shaped as the worker writes them."""
 from __future__ import annotations
 
-from pytest_qcompat.checks import check_outputs, compare, degenerate, judge
+import pytest
+
+from pytest_qcompat import attempts, checks
+from pytest_qcompat.attempts import CellContext, ReferenceRun
+from pytest_qcompat.engines import facts_for
+from pytest_qcompat.quality import compare_scores, perplexity
+from pytest_qcompat.results import CellResult
 
 
-def gen(ids, tops=None):
-    return {"token_ids": ids, "top_logprobs": tops, "logits_finite": True}
+def out(ids, text="x", top=None, prompt="p"):
+    return {"prompt": prompt, "text": text, "token_ids": ids, "logits_finite": True,
+            "top_logprobs": top or [{str(i): -0.1, "999": -2.0} for i in ids]}
 
 
-def test_identical_output_passes_every_family():
-    ref = [gen([5, 6, 7, 8], [{"5": -1.0, "9": -2.0}, {"6": -1.0}, {"7": -1.0}, {"8": -1.0}])]
-    c = compare(ref, ref)
-    assert c["agreement"] == 1.0 and c["topk_ok"] and not c["degenerate"]
-    assert c["prompts"][0]["logprob_rel_err"] == 0.0
-    assert judge("gguf-q8_0", c) is None and judge("awq", c) is None
+# --- 1. broken ----------------------------------------------------------------------------------------------------
+
+# Seen on the H200: SmolLM2's GGUF through vllm-gguf-plugin printed "Paris." and then the newline token 14 times.
+NEWLINE_RUN = out([3681, 30] + [198] * 14, " Paris." + "\n" * 14)
+FLUENT_CODE = out([29871, 361, 302, 5277, 29871, 29896, 29901, 13, 268, 736, 302, 13, 268, 1683, 29901, 13],
+                  "\n    if n <= 1:\n        return n\n    else:\n        return fibonacci(n-1)")
 
 
-def test_divergence_inside_topk_is_fine_for_8bit_outside_is_not():
-    ref = [gen([5, 6, 7], [{"5": -1.0}, {"6": -1.1, "4": -1.2}, {"7": -1.0}])]
-    near = [gen([5, 4, 7], [{"5": -1.05}, {"4": -1.1, "6": -1.15}, {"7": -1.0}])]
-    far = [gen([5, 9, 9], [{"5": -1.05}, {"9": -0.1}, {"9": -0.1}])]
-    assert judge("bnb-8bit", compare(ref, near)) is None
-    assert "outside each other's top-5" in judge("bnb-8bit", compare(ref, far))
-    assert judge("bnb-4bit", compare(ref, far)) is None  # 4-bit: loose by default
-    assert "below 0.9" in judge("bnb-4bit", compare(ref, far), {"4bit": {"min_agreement": 0.9}})
+@pytest.mark.parametrize("ids,text,why", [
+    ([5] * 16, "", "repeated 16 times"),
+    ([7, 8, 9] + [4] * 8, "", "repeated 8 times"),
+    ([1, 2, 1, 2, 1, 2, 1, 2, 3], " the Japanese the Japanese the Japanese the Japanese.", "2-token sequence"),
+    ([1, 2, 3, 1, 2, 3, 1, 2, 3, 9], "", "3-token sequence"),
+    ([1, 2, 1, 3, 1, 2, 1, 2, 3, 1, 2, 1], "", "distinct tokens"),
+    ([3681, 30] + [198] * 14, " Paris." + "\n" * 14, "repeated 14 times"),
+    ([1, 2, 3, 4, 5, 6, 7, 8], "a\n\n\n\nb", "empty lines"),
+])
+def test_degenerate_outputs_are_named(ids, text, why):
+    assert why in (checks.degeneracy(ids, text) or "")
 
 
-def test_degenerate_only_counts_against_a_non_degenerate_reference():
-    assert degenerate([3, 3, 3, 3]) and not degenerate([3, 3, 3]) and not degenerate([3, 4, 3, 3])
-    ref_ok, ref_stuck, out = [gen([1, 2, 3, 4])], [gen([7, 7, 7, 7])], [gen([9, 9, 9, 9])]
-    assert "degenerate" in judge("gptq", compare(ref_ok, out))
-    assert judge("gptq", compare(ref_stuck, out)) is None
+def test_fluent_outputs_are_not_degenerate():
+    assert checks.degeneracy(FLUENT_CODE["token_ids"], FLUENT_CODE["text"]) is None
+    assert checks.degeneracy(list(range(16)), " Paris, France.\n\nThe Eiffel Tower is a iconic land") is None
+    assert checks.degeneracy([1, 2, 3], "") is None  # too short to tell
 
 
-def test_nan_and_empty_are_wrong_output():
-    assert "non-finite" in check_outputs([{"token_ids": [1], "logits_finite": False}])
-    assert "empty output" in check_outputs([{"token_ids": [], "logits_finite": None}])
-    assert check_outputs([{"token_ids": [1], "logits_finite": None}]) is None
+def test_broken_output_is_wrong_output_unless_the_base_does_the_same():
+    assert "degenerate output (token 198 repeated 14 times in a row)" in checks.broken([NEWLINE_RUN])
+    assert checks.broken([NEWLINE_RUN], [out([5] * 16, "\n" * 16)]) is None  # the model itself degenerates here
+    assert "degenerate" in checks.broken([NEWLINE_RUN], [FLUENT_CODE])
+    assert "non-finite" in checks.broken([dict(FLUENT_CODE, logits_finite=False)])
+    assert "empty output" in checks.broken([out([], "")])
+    assert "no generations" in checks.broken([])
+    assert checks.broken([FLUENT_CODE]) is None
 
 
-def test_known_answers():
-    outs = [{"prompt": "The capital of France is", "text": " Paris.", "token_ids": [1, 2], "logits_finite": True},
-            {"prompt": "def f():", "text": "\n    pass", "token_ids": [3], "logits_finite": True}]
-    assert check_outputs(outs, [{"expect": ["Paris"]}, None]) is None
-    assert check_outputs(outs, ["paris", None]) is None  # a plain string, case-insensitive
-    assert check_outputs(outs, [["Lyon", "Paris"]]) is None  # any of a list
-    assert check_outputs(outs, None) is None and check_outputs(outs, []) is None
-    bad = check_outputs(outs, [{"expect": ["Berlin"]}, None])
-    assert "missing the known answer 'Berlin'" in bad and "for prompt 0" in bad and "' Paris.'" in bad
-    assert "rejected text 'pass'" in check_outputs(outs, [None, {"reject": "pass"}])
+# --- known answers --------------------------------------------------------------------------------------------------
+
+def test_known_answers_count_only_what_the_base_answers():
+    expects = [None, {"expect": ["Paris"]}, {"expect": ["Tokyo"]}]
+    base = [out([1], " Paris."), out([1], " Paris, France."), out([1], " the city of Kyoto.")]  # the base misses Tokyo
+    cell = [out([1], " Paris."), out([1], " a city in Europe."), out([1], " Kyoto, I think.")]
+    verdict = checks.known_answer_verdict(checks.known_answers(cell, expects), checks.known_answers(base, expects))
+    assert [x["prompt"] for x in verdict["lost"]] == [1]  # Paris: the base had it, the cell lost it
+    assert [x["prompt"] for x in verdict["base_missed"]] == [2]  # Tokyo: never the method's fault
+    assert (verdict["answered"], verdict["of"]) == (1, 3)
+    no_base = checks.known_answer_verdict(checks.known_answers(cell, expects), None)
+    assert not no_base["lost"] and len(no_base["unjudged"]) == 2  # nothing to compare with: shown, not judged
+    assert checks.known_answers(cell, [None, None, None]) is None
+    assert checks.check_expectation("Paris", ["Lyon", "paris"]) is None
+    assert "rejected text 'pass'" in checks.check_expectation("def f(): pass", {"reject": "pass"})
 
 
-def test_gemma3_without_bos_is_wrong_output():
-    """The Gemma 3 trap as measured: without BOS the model prints 'France. The The The ...'; a known answer
-    catches what a comparison with a reference using the same tokenizer cannot."""
-    from pytest_qcompat.taxonomy import classify
+# --- comparisons ----------------------------------------------------------------------------------------------------
 
-    degenerate_text = {"prompt": "The capital of Japan is", "text": " the Japanese The Japanese The Japanese The",
-                       "token_ids": [1, 2, 3, 1, 2, 3], "logits_finite": True}
-    problem = check_outputs([degenerate_text], [{"expect": ["Tokyo"]}])
-    assert problem and classify(problem)[0] == "wrong-output"
+def test_same_artifact_rule_is_vllms_topk_rule():
+    ref = [out([1, 2, 3, 4], top=[{"1": -0.1}, {"2": -0.1, "7": -0.3}, {"3": -0.1}, {"4": -0.1}])]
+    near = [out([1, 7, 3, 4], top=[{"1": -0.1}, {"7": -0.1, "2": -0.2}, {"3": -0.1}, {"4": -0.1}])]
+    far = [out([1, 9, 3, 4], top=[{"1": -0.1}, {"9": -0.1, "8": -0.2}, {"3": -0.1}, {"4": -0.1}])]
+    assert checks.same_artifact_problem(checks.compare(ref, near), "r") is None
+    problem = checks.same_artifact_problem(checks.compare(ref, far), "m bnb-4bit bfloat16 transformers")
+    assert "disagrees with the same checkpoint in m bnb-4bit bfloat16 transformers: at token 1 of prompt 0" in problem
 
 
-def test_real_models_get_calibrated_thresholds_tiny_keep_loose_ones():
-    from pytest_qcompat.checks import thresholds_for
+def test_quality_loss_uses_family_thresholds_and_never_fails():
+    c = {"agreement": 0.2, "topk_ok": True, "logprob_rel_err": 0.05}
+    real, tiny = checks.thresholds_for("real:gemma3-270m"), checks.thresholds_for("tiny:llama")
+    assert "below 0.28" in checks.quality_loss("bnb-8bit", c, real) and checks.quality_loss("bnb-8bit", c, tiny) is None
+    assert "outside each other's top-5" in checks.quality_loss("bnb-8bit", dict(c, topk_ok=False))
+    assert checks.quality_loss("none", dict(c, topk_ok=False)) is None
+    assert checks.thresholds_for("real:x", {"8bit": {"min_agreement": 0.1}})["8bit"]["min_agreement"] == 0.1
 
-    real, tiny = thresholds_for("real:gemma3-270m"), thresholds_for("tiny:llama")
-    assert real["8bit"]["min_agreement"] > 0 and tiny == {}
-    c = {"agreement": 0.2, "topk_ok": True, "degenerate": False, "logprob_rel_err": 0.05}
-    assert "below 0.28" in judge("bnb-8bit", c, real) and judge("bnb-8bit", c, tiny) is None
-    assert thresholds_for("real:x", {"8bit": {"min_agreement": 0.1}})["8bit"]["min_agreement"] == 0.1  # matrix wins
-    assert "logprob error 0.5 " in judge("bnb-8bit", dict(c, agreement=0.9, logprob_rel_err=0.5), real)
+
+def test_quality_metrics_from_teacher_forced_scores():
+    base = {"token_ids": [1, 2, 3], "logprobs": [-1.0, -1.0], "top_logprobs": [{"2": -1.0, "5": -1.2}, {"3": -1.0, "6": -1.5}]}
+    same = compare_scores(base, base, "abc")
+    assert same["kl_topk"] == 0 and same["topk_overlap"] == 1 and same["ppl_ratio"] == 1
+    assert round(perplexity(base), 4) == round(2.718281828, 4)
+    worse = {"token_ids": [1, 2, 3], "logprobs": [-2.0, -2.0], "top_logprobs": [{"7": -0.5, "2": -2.0}, {"8": -0.4, "9": -0.9}]}
+    m = compare_scores(base, worse, "abc")
+    assert m["kl_topk"] > 0.2 and m["topk_overlap"] == 0.25 and m["ppl_ratio"] > 2.7
+    other_tokenizer = dict(worse, token_ids=[1, 2, 4])
+    assert compare_scores(base, other_tokenizer, "abc")["aligned"] is False  # per-byte NLL only
+    assert compare_scores(None, worse, "abc") is None
+
+
+# --- the judging, as attempts.run_cell applies it (fake executor and references: the rules only) ------------------
+
+class Refs:
+    def __init__(self, base, same=None, text=None):
+        self._base, self._same, self._text = base, same, text
+
+    def base(self):
+        return self._base
+
+    def same_artifact(self):
+        return self._same
+
+    def score_text(self):
+        return self._text
+
+
+def _run(outputs, refs, method="bnb-4bit", expect=None):
+    ctx = CellContext("c", method, "bfloat16", "cpu", "verified", facts_for("vllm"), 60.0,
+                      thresholds=checks.thresholds_for("real:smollm2-135m"))
+    request = {"cell": {"dtype": "bfloat16"}, "engine": {"args": {}}, "generation": {"expect": expect}}
+
+    def execute(req, name, timeout):
+        return CellResult("c", "m", "bfloat16", method, "vllm", "cpu", "passed", evidence="verified", outputs=outputs)
+
+    return attempts.run_cell(ctx, request, execute, refs)
+
+
+BASE = ReferenceRun("m none float32 vllm", [out([1, 2, 3, 4], " Paris, France."), out([5, 6, 7, 8], " Tokyo, Japan.")])
+
+
+def test_a_fluent_miss_of_an_answer_the_base_had_is_degraded_not_failed():
+    cell = [out([1, 2, 3, 4], " Paris, France."), out([5, 9, 7, 8], " a big city in Asia.")]
+    r = _run(cell, Refs(BASE), expect=[{"expect": ["Paris"]}, {"expect": ["Tokyo"]}])
+    assert (r.status, r.quality, r.error_class) == ("passed", "degraded", None)
+    assert "prompt 1: missing the known answer 'Tokyo'" in r.metrics["quality"]["reasons"][0]
+
+
+def test_an_answer_the_base_never_had_does_not_count():
+    base = ReferenceRun("m none float32 vllm", [out([1, 2, 3, 4], " Paris, France."), out([5, 6, 7, 8], " Kyoto.")])
+    cell = [out([1, 2, 3, 4], " Paris, France."), out([5, 6, 7, 8], " Kyoto.")]
+    r = _run(cell, Refs(base), expect=[{"expect": ["Paris"]}, {"expect": ["Tokyo"]}])
+    assert (r.status, r.quality) == ("passed", "ok")
+    assert r.metrics["quality"]["known_answers"]["base_missed"][0]["prompt"] == 1
+
+
+def test_broken_output_fails_as_wrong_output():
+    r = _run([NEWLINE_RUN, out([5, 6, 7, 8], " Tokyo.")], Refs(BASE))
+    assert (r.status, r.error_class) == ("failed", "wrong-output") and "repeated 14 times" in r.message
+
+
+def test_disagreeing_with_the_same_checkpoint_is_an_engine_bug_when_the_reference_agrees_with_the_base():
+    same = ReferenceRun("m bnb-4bit bfloat16 transformers", BASE.outputs)
+    bad = [out([1, 2, 3, 4], " Paris, France."), out([5, 50, 51, 52], " the Shinkansen", top=[{"5": -0.1}] * 4)]
+    r = _run(bad, Refs(BASE, same))
+    assert (r.status, r.error_class) == ("failed", "engine-bug"), r.message
+    assert "disagrees with the same checkpoint in m bnb-4bit bfloat16 transformers" in r.message
+    # ...and plain wrong-output where the reference itself strays from the base (the artifact, not the engine)
+    stray = ReferenceRun("m bnb-4bit bfloat16 transformers", [out([1, 2, 3, 4]), out([70, 71, 72, 73], top=[{"70": -0.1}] * 4)])
+    r = _run(bad, Refs(BASE, stray))
+    assert (r.status, r.error_class) == ("failed", "wrong-output")
+
+
+def test_no_same_artifact_reference_is_said_not_judged():
+    same = ReferenceRun("m fp8 transformers", None, None, "vllm makes the fp8 artifact itself at load time")
+    r = _run(BASE.outputs, Refs(BASE, same), method="fp8")
+    assert r.status == "passed" and r.metrics["same_artifact"] == {"reference": "m fp8 transformers", "checked": False,
+                                                                   "reason": "vllm makes the fp8 artifact itself at load time"}
+    r = _run(BASE.outputs, Refs(None))  # no base: quality is not judged, not "ok"
+    assert r.status == "passed" and r.quality is None

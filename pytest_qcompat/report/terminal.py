@@ -10,7 +10,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     cells = doc["cells"]
     t = totals(cells)
     lines = [", ".join(f"{n} {s}" for s, n in sorted(t.items())) + f"  ({len(cells)} cells)",
-             "P passed  F failed  C crashed  T timed out  ? inconclusive (the run cannot decide)  - skipped"]
+             "P passed  D passed, quality degraded  F failed  C crashed  T timed out  ? inconclusive (the run cannot decide)  - skipped"]
     for sec in sections(cells):
         if sec.all_skipped:
             reasons = sec.skip_reasons()
@@ -29,4 +29,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def _mark(cell: dict[str, Any] | None) -> str:
-    return "" if cell is None else LETTER.get(cell["status"], cell["status"][:1].upper()) + ("*" if cell.get("retry") else "")
+    if cell is None:
+        return ""
+    letter = "D" if cell.get("quality") == "degraded" else LETTER.get(cell["status"], cell["status"][:1].upper())
+    return letter + ("*" if cell.get("retry") else "")

@@ -8,20 +8,21 @@ from __future__ import annotations
 import os
 import resource
 import statistics
+import sys
 import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..checks import check_outputs
+from ..checks import nonfinite_or_empty
 from ..engines import load_engine_class
 from ..engines.base import LoadRequest
 from .protocol import CellOutcome, CellRequest
 
 
 def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: str, device: str = "cpu",
-                       metrics: dict[str, Any] | None = None) -> tuple[str, bool]:
+                       metrics: dict[str, Any] | None = None, identity: dict[str, Any] | None = None) -> tuple[str, bool]:
     """(path or hub id, prequantized). A variant for the method wins; tiny:<arch> builds the embedded model;
     a GGUF source (real:<name> or a .gguf path) becomes a dequantized base checkpoint once, and method `gguf`
     gets the file as shipped; a method the engine cannot apply at load time gets its checkpoint from a producer
@@ -36,7 +37,7 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: st
         from ..artifacts.real import resolve
 
         t0 = time.perf_counter()
-        folder, _ = resolve(variant, "gguf", metrics)
+        folder, _ = resolve(variant, "gguf", metrics, identity)
         if metrics is not None:
             metrics.update(artifact_mb=size_mb(folder), produce_s=round(time.perf_counter() - t0, 3))
         return folder, True
@@ -54,7 +55,7 @@ def resolve_checkpoint(model: dict[str, Any], quantization: str, engine_kind: st
         from ..artifacts.real import resolve
 
         t0 = time.perf_counter()
-        source, prequantized = resolve(source, quantization, metrics)
+        source, prequantized = resolve(source, quantization, metrics, identity)
         if prequantized:  # method gguf: the source file as shipped
             if metrics is not None:
                 metrics.update(artifact_mb=size_mb(source), produce_s=round(time.perf_counter() - t0, 3))
@@ -91,7 +92,12 @@ def run_cell(request: CellRequest, close: bool = True) -> CellOutcome:
     engine = None
     try:
         t0 = time.perf_counter()
-        path, prequantized = resolve_checkpoint(model, cell["quantization"], engine_spec["kind"], request.get("device", "cpu"), metrics)
+        identity: dict[str, Any] = {}
+        try:
+            path, prequantized = resolve_checkpoint(model, cell["quantization"], engine_spec["kind"],
+                                                    request.get("device", "cpu"), metrics, identity)
+        finally:
+            outcome["base"] = identity or getattr(sys.exc_info()[1], "base", None)
         gguf = next(iter(sorted(Path(path).glob("*.gguf"))), None) if os.path.isdir(path) else None
         metrics["resolve_s"] = round(time.perf_counter() - t0, 4)
         engine_class = load_engine_class(engine_spec["kind"])
@@ -114,11 +120,13 @@ def run_cell(request: CellRequest, close: bool = True) -> CellOutcome:
                                         int(gen.get("speed_repeats", SPEED_REPEATS)))
         metrics.update(speed)
         outcome["outputs"] = [{k: v for k, v in asdict(g).items() if k != "top_logprobs"} | {"top_logprobs": _jsonable_top(g.top_logprobs)} for g in gens]
-        problem = check_outputs(outcome["outputs"], gen.get("expect"))
+        problem = nonfinite_or_empty(outcome["outputs"])
         if problem:
             outcome.update(message=problem, error_class="wrong-output")
         else:
             outcome["ok"] = True
+        if gen.get("score_text") and not problem:
+            outcome["score"] = _score(engine, gen["score_text"], metrics)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the cell's result
         if engine is not None and outcome["engine_args"] is None and engine.args_used:
             outcome["engine_args"] = engine.args_used  # what was passed, even though the engine refused it
@@ -134,6 +142,21 @@ def run_cell(request: CellRequest, close: bool = True) -> CellOutcome:
                 pass
         metrics["cell_s"] = round(time.time() - started, 4)
     return outcome
+
+
+def _score(engine, text: str, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Teacher-forced logprobs of the shipped text (quality metrics); a failure here is recorded, not the cell's."""
+    t0 = time.perf_counter()
+    try:
+        scored = engine.score(text)
+    except Exception as exc:  # noqa: BLE001 - quality metrics are extra: the cell ran
+        metrics["score_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        return None
+    metrics["score_s"] = round(time.perf_counter() - t0, 4)
+    if scored is None:
+        return None
+    return {"token_ids": scored.token_ids, "logprobs": [None if v is None else round(v, 4) for v in scored.logprobs],
+            "top_logprobs": _jsonable_top(scored.top_logprobs)}
 
 
 # The generate step runs this many times after the warm-up (the time-to-first-token call): tokens/s is their median

@@ -32,6 +32,7 @@ class GenerationRequest(TypedDict, total=False):
     expect: list[dict[str, Any] | None]  # per prompt: {"expect": [...], "reject": [...]} (known-answer check)
     max_new_tokens: int
     seed: int
+    score_text: str  # scored teacher-forced after generation (quality metrics); absent: not scored
 
 
 class CellRequest(TypedDict):
@@ -56,3 +57,5 @@ class CellOutcome(TypedDict, total=False):
     emulated: list[str]  # the capability queries that were replaced
     loaded: dict[str, Any] | None
     engine_path: dict[str, Any] | None  # the scheme and kernel the engine chose ({"scheme", "kernel", ...}; vLLM)
+    score: dict[str, Any] | None  # {token_ids, logprobs, top_logprobs} of the generation's score_text
+    base: dict[str, Any] | None  # a base checkpoint built from a GGUF: identity (hashes) and its check

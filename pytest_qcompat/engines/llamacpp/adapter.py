@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..base import Completion, Engine, EngineInfo, LoadRequest
+from ..base import Completion, Engine, EngineInfo, LoadRequest, Scored
 
 
 class LlamaCppEngine(Engine):
@@ -49,6 +49,19 @@ class LlamaCppEngine(Engine):
             text = self.llm.detokenize(new).decode("utf-8", "replace")
             out.append(Completion(prompt, text, new, finite, top))
         return out
+
+    def score(self, text: str, top_k: int = 5) -> Scored:
+        import numpy as np
+
+        self.llm.reset()
+        tokens = self.llm.tokenize(text.encode(), add_bos=True)[: self.llm.n_ctx()]
+        self.llm.eval(tokens)
+        logits = np.asarray(self.llm.scores[: len(tokens) - 1], dtype=np.float64)
+        lp = logits - (logits.max(axis=1, keepdims=True)
+                       + np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)))
+        actual = [float(lp[i, tokens[i + 1]]) for i in range(len(tokens) - 1)]
+        top = [{int(j): float(row[j]) for j in np.argsort(row)[::-1][:top_k]} for row in lp]
+        return Scored([int(t) for t in tokens], actual, top)
 
     def close(self) -> None:
         if getattr(self, "llm", None) is not None:

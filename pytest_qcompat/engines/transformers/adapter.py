@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..base import Completion, Engine, EngineInfo, LoadRequest
+from ..base import Completion, Engine, EngineInfo, LoadRequest, Scored
 
 
 class QuantMethodUnsupported(RuntimeError):
@@ -98,6 +98,16 @@ class TransformersEngine(Engine):
                     top = [dict(zip(i.tolist(), v.tolist())) for i, v in zip(idx, vals)]
                 out.append(Completion(prompt, self.tokenizer.decode(new, skip_special_tokens=True), new, finite, top))
         return out
+
+    def score(self, text: str, top_k: int = 5) -> Scored:
+        torch = self.torch
+        with torch.inference_mode():
+            ids = self.tokenizer(text, return_tensors="pt")["input_ids"].to(self.device)
+            lp = torch.log_softmax(self.model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+            nxt = ids[0, 1:]
+            actual = lp.gather(1, nxt[:, None])[:, 0]
+            vals, idx = lp.topk(top_k, dim=-1)
+        return Scored(ids[0].tolist(), actual.tolist(), [dict(zip(i.tolist(), v.tolist())) for i, v in zip(idx, vals)])
 
     def close(self) -> None:
         self.model = None

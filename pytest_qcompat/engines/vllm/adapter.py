@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..base import Completion, Engine, EngineInfo, LoadRequest
+from ..base import Completion, Engine, EngineInfo, LoadRequest, Scored
 from .facts import CHECKPOINT_QUANT, default_env
 
 
@@ -106,6 +106,21 @@ class VllmEngine(Engine):
                 top.append(values)
             result.append(Completion(prompt, comp.text, list(comp.token_ids), finite if comp.logprobs else None, top or None))
         return result
+
+    def score(self, text: str, top_k: int = 5) -> Scored:
+        from vllm import SamplingParams
+
+        out = self.llm.generate([text], SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=top_k),
+                                use_tqdm=False)[0]
+        ids = list(out.prompt_token_ids)
+        actual, top = [], []
+        for pos, step in enumerate((out.prompt_logprobs or [])[1:], start=1):
+            step = step or {}
+            actual.append(float(step[ids[pos]].logprob) if ids[pos] in step else None)
+            # vLLM adds the actual token to the top-k when it is not among them: keep the k best only.
+            best = sorted(((int(t), float(lp.logprob)) for t, lp in step.items()), key=lambda x: -x[1])[:top_k]
+            top.append(dict(best))
+        return Scored(ids, actual, top)
 
     def close(self) -> None:
         self.llm = None

@@ -37,6 +37,8 @@
       cls = c.error_class || null;
     }
     label = cls;
+    const deg = st === "passed" && c.quality === "degraded";  // works; quality lost against the unquantized base
+    if (deg) label = "degraded";
     if (st === "skipped" && !p && c.reason_code === "not-run") label = "not run";  // never started: not "cannot run"
     if (o === "unsure" && c.reason) {  // "emulation artifact: ...", "runner problem: ..." -> its first clause
       const head = String(c.reason).split(/[:;(]/)[0].trim();
@@ -45,7 +47,7 @@
     let fix = null;
     const r = c.retry;
     if (o === "fail" && ev !== "predicted" && r && r.status) fix = { ok: r.status === "passed", label: fixLabel(r.changes) };
-    return (J[i] = { o, ev, cls, label: label || (o === "unsure" ? "inconclusive" : null), fix });
+    return (J[i] = { o, ev, cls, deg, label: label || (o === "unsure" ? "inconclusive" : null), fix });
   }
   function short(v) { return SHORT[v] || (typeof v === "object" ? JSON.stringify(v) : String(v)); }
   function fixLabel(ch) {
@@ -206,11 +208,12 @@
     const j = judge(i), mark = MARK[j.ev] || "";
     let cls = "x " + j.o + " ev-" + j.ev + gs;
     if (j.fix) cls += j.fix.ok ? " tried fixed" : " tried";
+    if (j.deg) cls += " deg";
     if (g.match && !g.match.has(i)) cls += " dim";
     if (i === S.cell) cls += " sel";
     let inner;
     if (S.layout === "detailed") {
-      inner = '<span class="sym">' + SYM[j.o] + mark + "</span>" + (j.o !== "ok" && j.label ? ' <span class="cls">' + esc(j.label) + "</span>" : "")
+      inner = '<span class="sym">' + SYM[j.o] + mark + "</span>" + ((j.o !== "ok" || j.deg) && j.label ? ' <span class="cls">' + esc(j.label) + "</span>" : "")
         + (j.fix ? '<span class="fx' + (j.fix.ok ? "" : " bad") + '">→ ' + (j.fix.ok ? "✓ " : "✗ ") + esc(j.fix.label) + "</span>" : "");
     } else if (j.fix) {
       inner = '<span class="sym">✗' + mark + "→" + (j.fix.ok ? "✓" : "✗") + '</span><span class="fx' + (j.fix.ok ? "" : " bad") + '">' + esc(j.fix.label) + "</span>";
@@ -413,9 +416,14 @@
         + (c.reclassified_from ? ' <span class="muted">(was ' + esc(c.reclassified_from) + ")</span>" : "") + "</div>"
         + "<p>" + esc(c.hint || "no hint for this class") + "</p></div>";
     } else {
-      const ref = met.vs_reference;
-      why = '<div class="why ok"><div><b>loads and generates</b>' + (ref && ref.reference ? ' <span class="muted">· compared with ' + esc(ref.reference) + "</span>" : "") + "</div>"
-        + (ref ? "<p>token agreement " + esc(ref.agreement) + " · top-5 at divergence " + esc(ref.topk_ok) + (ref.degenerate ? " · degenerate" : "") + "</p>" : "") + "</div>";
+      const ref = met.vs_reference, q = met.quality || {}, same = met.same_artifact;
+      why = '<div class="why ok"><div><b>loads and generates</b>' + (c.quality ? " · quality <b>" + esc(c.quality) + "</b>" : "")
+        + (ref && ref.reference ? ' <span class="muted">· compared with ' + esc(ref.reference) + "</span>" : "") + "</div>"
+        + ((q.reasons || []).length ? "<p>lost against the unquantized base: " + esc(q.reasons.join("; ")) + "</p>" : "")
+        + (ref ? "<p>token agreement " + esc(ref.agreement) + " · top-5 at divergence " + esc(ref.topk_ok)
+          + (q.kl_topk !== undefined ? " · KL " + esc(q.kl_topk) : "") + (q.ppl !== undefined ? " · perplexity " + esc(q.ppl) + " (base " + esc(q.ppl_base) + ")" : "") + "</p>" : "")
+        + (same ? "<p>same checkpoint in " + esc(same.reference) + ": " + (same.checked ? "agrees (token agreement " + esc(same.agreement) + ")" : "not checked: " + esc(same.reason || "")) + "</p>" : "")
+        + "</div>";
     }
     h += why;
     if (r) {  // the tried fix right under the why: how to make the cell work

@@ -1,0 +1,119 @@
+"""Which runs a cell is judged against, and running each one once per session.
+
+- The base: the unquantized model in float32, in the cell's reference engine (the engine itself; llama.cpp, which has
+  no unquantized mode, uses transformers). Quality (what quantization cost) is measured against it.
+- The same artifact: the very checkpoint the cell loaded, in the engine that is the reference for that kind of
+  checkpoint (GGUF: llama.cpp as shipped; everything else: transformers with that checkpoint). Whether the engine
+  computes the checkpoint right is judged against it. A method an engine quantizes at load time counts as the same
+  artifact only where the reference engine makes the identical one (bitsandbytes quantizes the same way in both).
+
+A run that a matrix cell already made (same model, method, dtype, engine kind, arguments, interpreter and target)
+is reused: under the default order, transformers' cells run before vLLM's, so most references cost nothing.
+"""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from .attempts import ReferenceRun
+from .cells import Cell
+from .engines import facts_for
+from .matrix import EngineSpec
+
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .results import CellResult
+    from .session import QcompatSession
+
+# Methods whose artifact an engine makes at load time, and whether the reference engine makes the same one.
+SAME_ON_THE_FLY = {"bnb-4bit": True, "bnb-8bit": True, "fp8": False}
+
+
+def artifact_reference_kind(method: str) -> str:
+    """The engine that is the reference for a checkpoint of this method."""
+    return "llamacpp" if method == "gguf" or method.startswith("gguf-") else "transformers"
+
+
+def no_same_artifact_reason(method: str, engine_kind: str) -> str | None:
+    """Why no other engine can be given the same artifact as this cell, or None when one can."""
+    facts = facts_for(engine_kind)
+    if method != "none" and not facts.needs_checkpoint(method) and not SAME_ON_THE_FLY.get(method, True):
+        return (f"{engine_kind} makes the {method} artifact itself at load time (online quantization), and no other "
+                "engine makes the identical one")
+    return None
+
+
+def run_key(cell: Cell, engine: EngineSpec, dtype: str) -> tuple:
+    """What makes two runs the same run. llama.cpp ignores the dtype (the file's type sets the precision)."""
+    return (cell.model, cell.quantization, "*" if engine.kind == "llamacpp" else dtype, engine.kind,
+            json.dumps(engine.args, sort_keys=True, default=str), engine.python, cell.target)
+
+
+class RunCache:
+    """Passed runs of this session by run_key: matrix cells and references alike."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple, ReferenceRun] = {}
+
+    def remember(self, cell: Cell, engine: EngineSpec, result: "CellResult") -> None:
+        if result.status == "passed":
+            self._runs.setdefault(run_key(cell, engine, cell.dtype), _as_reference(cell, engine, result))
+
+    def get(self, key: tuple) -> ReferenceRun | None:
+        return self._runs.get(key)
+
+    def put(self, key: tuple, run: ReferenceRun) -> None:
+        self._runs[key] = run
+
+
+def _name(cell: Cell, engine: EngineSpec) -> str:
+    return f"{cell.model} {cell.quantization} {cell.dtype} {engine.kind}"
+
+
+def _as_reference(cell: Cell, engine: EngineSpec, result: "CellResult") -> ReferenceRun:
+    if result.status == "passed":
+        return ReferenceRun(_name(cell, engine), result.outputs, result.score)
+    why = f"{result.status}: {(result.message or result.reason or '')[:300]}"
+    return ReferenceRun(_name(cell, engine), None, None, f"the reference run {why}")
+
+
+class SessionReferences:
+    """attempts.References for one cell of a session."""
+
+    def __init__(self, session: "QcompatSession", cell: Cell, plan: "Plan"):
+        self.session, self.cell, self.plan = session, cell, plan
+        self.engine = session.matrix.engine(cell.engine)
+
+    def _spec(self, kind: str) -> EngineSpec:
+        # The cell's own engine (with its arguments) when it is the reference kind; else that kind, plain.
+        return self.engine if kind == self.engine.kind else EngineSpec("reference", kind, self.engine.python)
+
+    def _run(self, quantization: str, dtype: str, kind: str) -> ReferenceRun:
+        ref_cell = Cell(self.cell.model, quantization, dtype, self.cell.engine, self.cell.target)
+        engine = self._spec(kind)
+        key = run_key(ref_cell, engine, dtype)
+        found = self.session.runs.get(key)
+        if found is None:
+            request: dict[str, Any] = self.session.request(ref_cell, self.plan)
+            request["engine"] = {"name": engine.name, "kind": engine.kind, "args": engine.args}
+            log = f"{self.cell.model}-{quantization}-{dtype}-reference-{engine.kind}-{self.cell.target}"
+            result = self.session._execute(ref_cell, self.plan, request, log, self.session.timeout, engine)
+            found = _as_reference(ref_cell, engine, result)
+            self.session.runs.put(key, found)
+        return found
+
+    def base(self) -> ReferenceRun | None:
+        kind = facts_for(self.engine.kind).reference_kind or self.engine.kind
+        return self._run("none", "float32", kind)
+
+    def same_artifact(self) -> ReferenceRun | None:
+        kind = artifact_reference_kind(self.cell.quantization)
+        if kind == self.engine.kind:
+            return None
+        why = no_same_artifact_reason(self.cell.quantization, self.engine.kind)
+        if why:
+            return ReferenceRun(f"{self.cell.model} {self.cell.quantization} {kind}", None, None, why)
+        return self._run(self.cell.quantization, self.cell.dtype, kind)
+
+    def score_text(self) -> str | None:
+        return self.session.score_text
