@@ -50,15 +50,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .taxonomy import classify
+    from .taxonomy import explain
 
     text = " ".join(args.text) if args.text != ["-"] else sys.stdin.read()
-    cls_, hint = classify(text)
+    found = explain(text)
     if args.json:
-        print(json.dumps({"class": cls_, "hint": hint}))
+        print(json.dumps(found.to_json()))
     else:
-        print(f"{cls_}: {hint}")
-    return 0
+        print(f"{found.error_class}: {found.hint}")
+        if found.rule_id:
+            print(f"  rule: {found.rule_id} (layer {found.layer})")
+            print("  matched: " + "; ".join(repr(words) for words in found.matched))
+    return 1 if found.error_class == "unknown" else 0  # scripts can tell "no known cause" apart
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -177,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
     p = sub.add_parser("explain", help="classify an engine error message and print the remediation hint")
     p.add_argument("text", nargs="+", help="the error text ('-' reads standard input)")
-    p.add_argument("--json", action="store_true", help='print {"class": ..., "hint": ...}')
+    p.add_argument("--json", action="store_true",
+                   help='print {"class", "hint", "rule", "layer", "matched"}; exit 1 when the class is unknown')
     p.set_defaults(func=cmd_explain)
     p = sub.add_parser("bundle", help="make the pre-quantized checkpoints a matrix needs, into a folder with a matrix "
                        "that points at them (make them on a CPU machine, run them on GPU runners)")

