@@ -54,12 +54,13 @@ REFUSED = (r"(?:is |are )?(?:not (?:yet |currently |be |a |an )?(?:supported|imp
 QUANT = (r"(?:quantiz\w*|quant_method|\bawq\b|\bgptq\w*|marlin|machete|exllama\w*|bitsandbytes|\bbnb\b|\bint[48]\b|w4a16|w8a8|"
          r"w4a8|\bfp8(?:_\w+)?\b|float8\w*|\be4m3\w*|\be5m2\w*|\bfp4\b|nvfp4|mxfp4|compressed[-_ ]tensors|cutlass|scaled_mm|wna16|\bhqq\b|\beetq\b|\baqlm\b)")
 BF16 = r"(?:\bbf16\b|bfloat16|__nv_bfloat16|\.bf16\b)"
+DTYPE = r"(?:\b(?:torch\.)?(?:float16|fp16|half|bfloat16|bf16|float32|fp32)\b)"
 GPU = r"(?:\bGPUs?\b|\bdevices?\b|\bhardware\b|\bcard\b|\bplatform\b|this (?:architecture|arch)|\bMPS\b|\bXPU\b|\bCPU\b|\bTPU\b)"
 CAPABILITY = (r"(?:compute capability|\bcapability\b|\bsm_?\d{2,3}a?\b|\b(?:sm|arch|cc|compute)\s*[<>]=?\s*\d{2,3}\b|\bSM ?\d{2}\b|\bcc ?\d\.\d\b|"
               r"\b(?:Ampere|Hopper|Ada(?: Lovelace)?|Blackwell|Turing|Volta|Pascal)\b|newer GPU|older GPU)")
 KV = r"(?:KV[ -]?cache|kv_cache|cache blocks?|KV space|kv pool|token_to_kv_pool|KVCache|\bKV blocks?\b|free blocks)"
 ATTENTION = (r"(?:attention|\battn\b|flash[-_ ]?attn|FlashAttention|FlashInfer|xformers|\bSDPA\b|\bFA[23]\b|"
-             r"memory_efficient_attention|paged ?attention|FLASH_ATTN|TRITON_ATTN)")
+             r"memory_efficient_attention|paged ?attention|\b\w*(?:_ATTN|ATTN_|SDPA|FLASHINFER|FLASHMLA|_MLA)\w*\b|FlashMLA)")
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,11 @@ RULES: tuple[Rule, ...] = (
          "The model ships custom code: review it, then set `trust_remote_code: true` on this model in matrix.yaml.",
          (r"requires you to execute the (configuration|modeling) file", r"contains custom code which must be executed",
           r"set the option `?trust_remote_code=True", r"trust_remote_code=True.*to (load|use) this (model|config)",
-          r"passing the argument `trust_remote_code=True`", r"pass the argument `trust_remote_code=True`"),
-         1, "transformers dynamic_module_utils.resolve_trust_remote_code", asks={"trust_remote_code": True},
+          r"passing the argument `trust_remote_code=True`", r"pass the argument `trust_remote_code=True`",
+          then(r"\b(?:pass|set|use|add|enable|requires?|need)\b", r"`?-?-?trust[-_]remote[-_]code\b", 30),
+          then(r"trust[-_]remote[-_]code", r"(?:is )?(?:not set|required|disabled|must be (?:set|true|enabled))", 30)),
+         1, "transformers dynamic_module_utils.resolve_trust_remote_code; engines that run a repository's custom code",
+         asks={"trust_remote_code": True},
          fallback="The model needs custom code and trust_remote_code is already set: the custom code itself fails; see the log."),
     # --- engine bugs that carry an unmistakable signature (before the refusal rules they could resemble)
     Rule("engine-bug/vllm-cutlass-out-dtype", "engine-bug",
@@ -262,9 +266,6 @@ RULES: tuple[Rule, ...] = (
          "vllm/distributed/device_communicators/shm_broadcast.py (a worker stopped reading: a hang)"),
     Rule("version-mismatch/xformers-built-for", "version-mismatch", VERSION_HINT, (r"xFormers was built for",), 1,
          "xformers' check of the torch/CUDA/Python it was built for"),
-    Rule("missing-package/xformers-ops-not-built", "missing-package", MISSING_HINT,
-         (r"operator wasn'?t built", r"xFormers wasn'?t buil[dt] with CUDA support", r"xFormers can'?t load C\+\+/CUDA extensions(?![^\n]*built for)"),
-         1, "xformers dispatch (its compiled operators are absent from this install)"),
     Rule("attention-backend/flash-attention-xformers", "attention-backend", ATTENTION_HINT,
          (r"No valid attention backend", r"FlashAttention only supports", r"FlashAttention backward for head dim",
           r"Expected is_sm\w+ to be true", r"No operator found for `memory_efficient_attention",
@@ -279,15 +280,10 @@ RULES: tuple[Rule, ...] = (
          "shells: exit status 127 = command or library not found"),
     Rule("port-in-use/bind-failed", "port-in-use", PORT_HINT,
          (near(r"(?:fail(?:ed)?|unable|could ?n[o']t|can ?n[o']t|cannot) (?:to )?bind\b", r"\bport\b|socket|address|server|host|tcp|http|:\d{2,5}\b"),
-          r"error while attempting to bind", r"\baddress in use\b", r"port is already allocated", r"access a socket in a way forbidden", r"(?:unable|failed|could not|cannot) (?:to )?(?:find|get|allocate|pick) (?:an? )?(?:free|available|open|unused) port", near(r"\bport\b", r"(?:already|currently) (?:in use|used|bound|taken|occupied)|in use by another|is (?:already )?(?:taken|occupied)|not available|unavailable"),
+          r"error while attempting to bind", r"(?:is |being )?used by another (?:process|program|application)", r"port conflict",
+          near(r"\bport\b|\bbind\b|\blisten\b", r"permission denied|EACCES", 40), r"\baddress in use\b", r"port is already allocated", r"access a socket in a way forbidden", r"(?:unable|failed|could not|cannot) (?:to )?(?:find|get|allocate|pick) (?:an? )?(?:free|available|open|unused) port", near(r"\bport\b", r"(?:already|currently) (?:in use|used|bound|taken|occupied)|in use by another|is (?:already )?(?:taken|occupied)|not available|unavailable"),
           r"(?:fail(?:ed)?|unable) to listen on", r"cannot assign requested address"),
          2, "uvicorn, llama-server, SGLang, TGI router: a port that cannot be bound"),
-    Rule("remote-code-required/trust-remote-code", "remote-code-required",
-         "The model ships custom code: review it, then set `trust_remote_code: true` on this model in matrix.yaml.",
-         (then(r"\b(?:pass|set|use|add|enable|requires?|need)\b", r"`?-?-?trust[-_]remote[-_]code\b", 30),
-          then(r"trust[-_]remote[-_]code", r"(?:is )?(?:not set|required|disabled|must be (?:set|true|enabled))", 30)),
-         2, "engines that run a repository's custom code", asks={"trust_remote_code": True},
-         fallback="The model needs custom code and trust_remote_code is already set: the custom code itself fails; see the log."),
     # ptxas names the instruction a kernel needs; which instruction tells the cause
     Rule("quant-capability/ptxas-mma", "quant-capability", CAPABILITY_HINT,
          (near(r"'[^'\n]*\b(?:w?mma|ldmatrix|cp\.async|m\d+n\d+k\d+|e4m3|e5m2)\b[^'\n]*'", r"requires \.?target sm_\d+", 40),
@@ -334,6 +330,7 @@ RULES: tuple[Rule, ...] = (
           near(QUANT, r"only supports? [^\n]{0,30}(?:floats?|half|dtypes?|\d+-bit)|(?:unsupported|un-supported|invalid) (?:d(?:ata ?)?type)"
                r"|d(?:ata ?)?type[^\n]{0,20}(?:" + REFUSED + r")|but got (?:torch\.)?(?:float|bfloat|half)\w*", 60),
           near(r"quantiz\w*|compressed", r"(?:float16|bfloat16|fp16|bf16|half) (?:is )?required|requires? (?:dtype[= ])?(?:torch\.)?(?:float16|bfloat16|half)", 60),
+          near(QUANT, DTYPE + r"[^\n]{0,20}(?:" + REFUSED + r")|(?:" + REFUSED + r")[^\n]{0,20}" + DTYPE, 60),
           r"not implemented for '(?:Float8|Float4|QU?Int)\w*'", r"compute_dtype .* not supported", r"expect A to be (?:bfloat16|half|float16)",
           r"only supports? (?:bfloat16 and float16|float16 and bfloat16|fp16/bf16|fp16 and bf16|float16|half)(?: and bfloat16)? (?:activations|dtype)"),
          2, "quantized GEMM kernels that accept only 16-bit activations"),
@@ -360,7 +357,12 @@ RULES: tuple[Rule, ...] = (
          "The model refuses this dtype (numerical instability): use bfloat16, or float32 where bfloat16 is unavailable.",
          (near(r"\bmodel\b|\bmodel[_ ]type\b", r"(?:does not|doesn't|do not) support (?:float16|fp16|half)\b", 60),
           near(r"float16|fp16|half precision", r"numerical(?:ly)? (?:instab|unstable)|overflows?\b|(?:produces?|gives?|results? in|leads? to|causes?) (?:NaN|inf)", 80),
-          near(r"\bmodels?\b|model[_ ]type", r"(?:not supported|unsupported|refuse\w*|not recommended) (?:in|with|for) (?:float16|fp16|half)", 60)),
+          near(r"\bmodels?\b|model[_ ]type", r"(?:not supported|unsupported|refuse\w*|not recommended) (?:in|with|for) (?:float16|fp16|half)", 60),
+          near(r"\bmodels?\b|model[_ ]type|\b\w+For(?:CausalLM|ConditionalGeneration)\b",
+               DTYPE + r"[^\n]{0,30}(?:" + REFUSED + r"|not recommended|unstable|overflow)", 80),
+          near(r"\bmodels?\b|model[_ ]type|\b\w+For(?:CausalLM|ConditionalGeneration)\b",
+               r"(?:only supports?|requires?|must (?:be )?(?:run|used|loaded) (?:in|with)|should (?:be )?(?:run|used|loaded) (?:in|with)|"
+               r"(?:was )?trained (?:in|with))\s+(?:dtype[= ])?(?:torch\.)?" + DTYPE, 80)),
          2, "models that overflow in float16 (gemma2/3, plamo2, glm4)", asks={"dtype": "bfloat16"},
          fallback="The model refuses this dtype: try float32."),
     Rule("loader-mismatch/module-without-weight", "loader-mismatch", LOADER_HINT,
@@ -400,6 +402,8 @@ RULES: tuple[Rule, ...] = (
           near(QUANT, r"only \d+(?:/\d+)*[- ]?bits?\b|(?:bits?|group[_ ]size|desc_act|act[_ ]order|zero[_ ]point)\b[^\n]{0,30}(?:" + REFUSED + r"|must be|only)", 60),
           then(r"\b(?:awq|gptq|gguf|exl2|hqq|aqlm|eetq|bitsandbytes|marlin|fp8|int4|int8|nf4|fp4|mxfp4|nvfp4|squeezellm|"
                r"compressed[-_]tensors|torchao|quanto|smoothquant|w8a8|w4a16)\b", REFUSED, 40),
+          near(r"\b(?:file |model |weights? |checkpoint |gguf |ggml )?format\b|\bftype\b|file type", REFUSED + r"|unknown|no longer supported|not recogni[sz]ed|unrecogni[sz]ed", 40),
+          near(r"\b(?:I?Q\d(?:_[A-Z0-9]+)+|TQ\d_\d)\b", REFUSED + r"|no longer supported|deprecated|has been removed|unknown|invalid", 60),
           r"invalid ggml type", near(r"\b(?:ggml|gguf|tensor|quant(?:ization)?) type\b", r"unknown|" + REFUSED, 40)),
          2, "engines and adapters that do not implement a quantization method (vLLM platforms, transformers, PEFT, TGI)"),
     Rule("arch-unsupported/not-supported", "arch-unsupported", ARCH_HINT,
@@ -417,7 +421,7 @@ RULES: tuple[Rule, ...] = (
           r"failed to find (?:a )?(?:free )?(?:memory )?(?:KV )?slot",
           near(r"max[_-]?(?:total[_-]?tokens|batch[_-]?(?:total|prefill)[_-]?tokens|input[_-]?(?:tokens|length))", r"must be (?:<|>|less|greater|smaller|larger|at most|lower)|decrease", 60),
           near(r"not enough memory|no (?:free |available )?memory|insufficient memory", r"mem[-_]fraction[-_]static", 60),
-          near(r"(?:available |the )?context (?:size|window)|\bn_ctx\b|\bctx[-_]size\b", r"exceed\w*|too (?:small|short)|not enough|insufficient|increas\w+", 60),
+          near(r"(?:available |the |maximum )?context (?:size|window|length)|\bn_ctx\b|\bctx[-_]size\b", r"exceed\w*|too (?:small|short)|not enough|insufficient|increas\w+", 60),
           near(r"max[_ ](?:seq(?:uence)?[_ ](?:len|length)|model[_ ]len|total[_ ](?:num[_ ])?tokens|num[_ ]batched[_ ]tokens)", r"larger than|greater than|smaller than|exceeds?|too (?:small|large)|not enough|must be (?:less|smaller|lower)", 80)),
          2, "vLLM, SGLang, TGI, llama.cpp / llama-server (KV slots), TensorRT-LLM: the KV cache cannot hold the batch"),
     Rule("oom/free-memory-at-start", "oom", FREE_MEMORY_HINT,
@@ -431,8 +435,9 @@ RULES: tuple[Rule, ...] = (
           # an allocation that fails with "invalid argument" is not a lack of memory
           r"(?:failed|unable) to allocate\b(?![^\n]*invalid argument)", r"(?:can ?not|can't|could not) allocate\b(?![^\n]*invalid argument)",
           r"(?:not enough|insufficient) (?:GPU |device |host |system |CPU )?(?:memory|VRAM|RAM)", r"memory allocation (?:failed|error)",
-          r"died \(-9\)", r"signal: killed", r"exit code:? (?:-9|137)\b", r"ErrorOutOfDeviceMemory|OutOfDeviceMemory",
-          r"allocation of size \S+ (?:bytes )?failed", r"offload\w*\b[^\n]{0,40}\b(?:to|on) (?:the )?(?:cpu or (?:the )?)?disk|offload_folder|dispatched on the CPU or the disk",
+          r"died \(-9\)", r"(?:with|by) signal 9\b", r"signal: killed", r"exit code:? (?:-9|137)\b", r"ErrorOutOfDeviceMemory|OutOfDeviceMemory",
+          r"allocation of size \S+ (?:bytes )?failed", r"OOMKilled", r"(?:cudaMalloc|cuMemAlloc|hipMalloc)\w* failed",
+          near(r"too (?:large|big)", r"\b(?:memory|VRAM|RAM)\b", 40), near(r"exceed\w*", r"available (?:GPU |device |system )?(?:memory|VRAM|RAM)", 40), r"offload\w*\b[^\n]{0,40}\b(?:to|on) (?:the )?(?:cpu or (?:the )?)?disk|offload_folder|dispatched on the CPU or the disk",
           r"(?:not|n't|no|insufficient)\b[^\n]{0,20}\benough (?:\w+ )?(?:memory|VRAM|RAM)\b", r"insufficient (?:system )?resources|overload your system",
           r"enough (?:GPU |device |CPU |host )?(?:RAM|memory|VRAM) to fit",
           near(r"(?:requires?|needs?) more\b[^\n]{0,30}(?:memory|VRAM|RAM)", r"than (?:is )?(?:available|free)", 60)),
@@ -448,8 +453,8 @@ RULES: tuple[Rule, ...] = (
          2, "CUDA runtime/driver checks; torch, vLLM, llama.cpp, TensorRT-LLM"),
     Rule("missing-package/library-or-extension", "missing-package", MISSING_HINT,
          (r"No module named '[\w.]+'", r"ModuleNotFoundError", r"PackageNotFoundError",
-          r"cannot open shared object file", r"(?:Could not|Unable to|Failed to|cannot) (?:load|find|locate|open) (?:the )?(?:dynamic |shared )?librar(?:y|ies)",
-          near(r"\blib[\w.+-]*\.(?:so|dll|dylib)\b|\.dll\b|\b(?:shared|dynamic|native|CUDA) librar(?:y|ies)\b", r"not found|cannot (?:be )?(?:found|opened|loaded)|could not (?:be )?(?:found|loaded)|no such file|missing", 60),
+          r"cannot open shared object file", r"(?:Could not|Unable to|Failed to|cannot) (?:load|find|locate|open) (?:the )?[\w -]{0,20}librar(?:y|ies)",
+          near(r"\blib[\w.+-]*\.(?:so|dll|dylib)\b|\.dll\b|\b(?:shared|dynamic|native|CUDA) librar(?:y|ies)\b", r"not found|(?:cannot|could not|unable to|failed to) (?:be )?(?:find|found|open|opened|load|loaded|locate|located)|no such file|missing", 60),
           r"DLL load failed", r"Library not loaded", r"Could not find module '[^']+'", r"specified module could not be found|WinError 126",
           r"cannot find -l\w+",
           r"name '\w*(?:_ext|_cuda\w*|_C|_kernels?|cuda\w*|_ops)' is not defined", r"\w+_cuda\w*\"? not defined",
@@ -458,7 +463,9 @@ RULES: tuple[Rule, ...] = (
           r"requires the (?:dev )?(?:librar(?:y|ies)|\w+ \.so)[^\n]{0,60}(?:missing|not found)", r"but (?:these |they )?(?:are|were) (?:missing|not found)",
           r"(?:specify|set) [^\n]{0,40}(?:directory|path|home) (?:as|in) (?:the |an )?environment variable",
           r"(?:please|you (?:need|have) to|must) install\b", r"No such file or directory: '(?:nvcc|gcc|g\+\+|cc|c\+\+|clang|cmake|ninja|git|make)'",
-          r"\bis required to (?:load|build|compile)\b", r"Visual C\+\+ [\d.]+ or greater is required", r"CUDA_PATH (?:is )?not set",
+          r"\bis required to (?:load|build|compile)\b",
+          near(r"\b(?:nvcc|gcc|g\+\+|cmake|ninja|nvidia-smi|hipcc|clang)\b", r"not found|No such file or directory|is not recognized as an internal or external command", 60),
+          near(r"CUDA_HOME|CUDA_PATH|ROCM_HOME|ROCM_PATH", r"not set|does not exist|(?:cannot|could not|unable to) (?:be )?find|not found", 40),r"Visual C\+\+ [\d.]+ or greater is required", r"CUDA_PATH (?:is )?not set",
           r"(?:could not|cannot|unable to) find (?:the )?[\w.-]+ (?:binary|executable)|(?:binary|executable)[^\n]{0,40}not found", r"could not find plugin|plugin \S+ (?:was )?not found", r"\b(?:is|are|was|were) not installed", r"`?[\w-]+`? was not found in (?:the|your) environment", r"\bnot installed\b", r"requires? `?[\w-]+`? to be installed", r"pip install (?:-U |--upgrade )?['\"`]?[\w-]+",
           near(r"extension|kernels?", r"not (?:found|installed|available|built|compiled)|could not be (?:loaded|imported|found)|failed to (?:load|import)", 40)),
          2, "Python imports; the dynamic loader (ld.so, LoadLibrary); compiled extensions of AutoAWQ, AutoGPTQ, exllama"),
@@ -485,7 +492,11 @@ RULES: tuple[Rule, ...] = (
          (r"an illegal memory access was encountered", r"illegal (?:memory access|instruction was encountered|address)", r"device-side assert(ion)? triggered",
           r"GGML_ASSERT", r"Assertion [`'\"].*[`'\"] failed", r"CUBLAS_STATUS_EXECUTION_FAILED", r"misaligned address", r"unspecified launch failure",
           r"CUDA error: (?:an )?(?:illegal|misaligned|unspecified launch)", r"too many resources requested for launch",
-          r"stream is capturing|cudaErrorStreamCaptur\w+|capture cuda graph failed", r"is not on the expected device"),
+          r"stream is capturing|cudaErrorStreamCaptur\w+|capture cuda graph failed|during (?:graph )?capture|outside graph capture",
+          r"is not on the expected device", r"CUDNN_STATUS_(?!NOT_SUPPORTED|ALLOC)\w+", r"CUBLAS_STATUS_(?:INTERNAL_ERROR|INVALID_VALUE|MAPPING_ERROR)",
+          r"INTERNAL ASSERT FAILED", r"Error Code \d+: Internal Error", r"memory leak detected", r"to be true, but got false", r"\bCheck failed\b", r"not correctly aligned",
+          r"CUDA error: (?:invalid configuration argument|invalid resource handle|launch failure|invalid argument)",
+          r"Triton Error \[CUDA\]: (?:invalid argument|misaligned|an illegal)"),
          2, "CUDA cudaErrorIllegalAddress / device-side assert; ggml GGML_ASSERT"),
     Rule("engine-bug/shape-dtype-mismatch", "engine-bug", SHAPE_BUG_HINT,
          (r"mat1 and mat2 shapes cannot be multiplied", r"The size of tensor a \(\d+\) must match the size of tensor b",
@@ -496,7 +507,7 @@ RULES: tuple[Rule, ...] = (
           r"Expected all tensors to be on the same device", r"(?:shapes?|dimensions?) (?:do not|don't|must) match",
           r"incompatible (?:shapes|dimensions|dtypes)", r"to have the same (?:dtype|shape|device|size)", r"\w+ type \(\S+\) and \w+ type \(\S+\) should be the same",
           r"The expanded size of the tensor", r"Sizes of tensors must match", r"view size is not compatible with input tensor",
-          r"to have (?:one of the following )?scalar types?\b", r"CUBLAS_STATUS_INVALID_VALUE"),
+          r"to have (?:one of the following )?scalar types?\b", r"invalid shape dimension|negative dimension"),
          2, "torch shape/dtype checks raised inside an engine's forward"),
     Rule("timeout/hang", "timeout", TIMEOUT_HINT,
          (r"Watchdog caught collective operation timeout", r"\bTimeoutError\b", r"\btimed out\b", r"before timing out",
@@ -505,8 +516,10 @@ RULES: tuple[Rule, ...] = (
     Rule("wrong-output/reported", "wrong-output", WRONG_OUTPUT_HINT,
          (r"probability tensor contains either `?inf`?, `?nan`?", r"\bNaNs?\b.*\b(output|logits|when running)", r"tensor is nan",
           r"output is (always )?empty", r"empty (output|response)", r"garbled", r"gibberish", r"output !!!+", r"<pad> filled",
-          near(r"\boutputs?\b|\bproduc\w*|\bgenerat\w*|\bresponses?\b|\brepl(?:y|ies)\b|\banswers?\b|\bcompletions?\b",
+          near(r"\boutputs?\b|\bproduc\w*|\bgenerat\w*|\bresponses?\b|\brepl(?:y|ies)\b|\banswers?\b|\bcompletions?\b|\bresults?\b|\blogits\b",
                r"nonsense|gibberish|garbled|garbage|!!!!+|exclamation marks|\brepeat\w*|repetitive|meaningless|incoherent|unreadable|\bNaNs?\b|\bempty\b"
+               r"|\bweird\b|\bstrange\b|\bwrong\b|\bbad\b|\bincorrect\b|\bbroken\b|corrupt\w*|\bblank\b|unintelligible|endless|never stops?"
+               r"|(?:doesn't|does not|don't) stop|all zeros|<unk>|\?\?\?+|special characters|same (?:token|word|character)s?"
                r"|random (?:tokens|characters|text|words)", 60)),
          2, "user reports of NaN/empty/garbled generations"),
     Rule("crash/signal", "crash", CRASH_HINT,
@@ -516,8 +529,6 @@ RULES: tuple[Rule, ...] = (
          2, "pytest-qcompat runner; OS signals"),
 
     # ============================== layer 3: generic fallbacks ======================================================
-    Rule("engine-bug/assertion", "engine-bug", ENGINE_BUG_HINT, (r"AssertionError", r"^\s*assert\s", r"\bassert(?:ion)? failed"),
-         3, "engine assertions"),
     Rule("arch-unsupported/model-type-keyerror", "arch-unsupported", ARCH_HINT,
          # transformers looks model_type up in CONFIG_MAPPING: a bare KeyError on a lower-case name is a model type it lacks
          (r"(?m)^\s*KeyError: '[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*'\s*$", r"KeyError: <class '[\w.]+Config'>",
@@ -531,11 +542,15 @@ RULES: tuple[Rule, ...] = (
          (r"(?:this|the|your) model(?: type| architecture)? (?:is )?(?:not (?:yet )?supported|unsupported)", r"not (?:yet )?supported (?:for|by) (?:this|the) model"),
          3, "engines refusing a model without naming its architecture"),
     Rule("quant-capability/capability-required", "quant-capability", CAPABILITY_HINT,
-         (near(r"requires?|needs?|only (?:be )?(?:supported|available|works?)|not supported|at least|>= ?",
+         (near(r"requires?|needs?|only (?:be )?(?:supported|available|works?)|only supports?|not supported|unsupported|at least|>= ?",
                r"compute capability|\bsm_?\d{2,3}a?\b|\bSM ?\d{2}\b|Ampere|Hopper|Blackwell|newer GPU", 40),),
          3, "kernels gated on the GPU generation (DeepGEMM, FlashMLA, CUTLASS, Marlin)"),
-    Rule("engine-bug/compiler", "engine-bug", ENGINE_BUG_HINT, (r"BackendCompilerFailed|InductorError|torch\._dynamo\.exc\.\w+Error",), 3,
-         "torch.compile (Dynamo / Inductor) inside the engine"),
+    Rule("engine-bug/python-or-compiler-error", "engine-bug", ENGINE_BUG_HINT,
+         (r"BackendCompilerFailed|InductorError|torch\._dynamo\.exc\.\w+Error",
+          # plain programming errors raised from inside the engine
+          r"'NoneType' object (?:has no attribute|is not (?:subscriptable|callable|iterable))", r"\bIndexError\b|index out of (?:range|bounds)",
+          r"out of bounds for dimension", r"\bZeroDivisionError\b"), 3,
+         "torch.compile (Dynamo / Inductor) and programming errors inside the engine"),
     Rule("version-mismatch/upgrade-advised", "version-mismatch", VERSION_HINT,
          (r"takes \d+ positional arguments? but \d+ (?:were|was) given", r"missing \d+ required (?:positional|keyword-only) arguments?",
           r"please (?:update|upgrade)\b", r"(?:install|upgrade to) (?:the )?(?:latest|newer|newest|most recent) version",
@@ -543,6 +558,8 @@ RULES: tuple[Rule, ...] = (
          "a library called with another release's signature; advice to upgrade where no other cause is named"),
     Rule("missing-package/import-failed", "missing-package", MISSING_HINT,
          (r"\bImportError\b", r"(?:Could not|Unable to|cannot|failed to) import\b", r"could not be imported"), 3, "Python imports that fail for a reason not named above"),
+    Rule("engine-bug/assertion", "engine-bug", ENGINE_BUG_HINT, (r"AssertionError", r"^\s*assert\s", r"\bassert(?:ion)? failed"),
+         3, "engine assertions"),
     Rule("crash/died", "crash", CRASH_HINT, (r"\b(?:worker|process|shard|runner)\b[^\n]{0,40}\b(?:died|exited unexpectedly|was killed)",
                                              r"exit status 0x[cC]0000\w+"), 3,
          "engines' worker monitors"),
