@@ -58,6 +58,8 @@ DTYPE = r"(?:\b(?:torch\.)?(?:float16|fp16|half|bfloat16|bf16|float32|fp32)\b)"
 GPU = r"(?:\bGPUs?\b|\bdevices?\b|\bhardware\b|\bcard\b|\bplatform\b|this (?:architecture|arch)|\bMPS\b|\bXPU\b|\bCPU\b|\bTPU\b)"
 CAPABILITY = (r"(?:compute capability|\bcapability\b|\bsm_?\d{2,3}a?\b|\b(?:sm|arch|cc|compute)\s*[<>]=?\s*\d{2,3}\b|\bSM ?\d{2}\b|\bcc ?\d\.\d\b|"
               r"\b(?:Ampere|Hopper|Ada(?: Lovelace)?|Blackwell|Turing|Volta|Pascal)\b|newer GPU|older GPU)")
+# a model refusing a quantization method is the method's cause, not the architecture's
+NOT_QUANT = r"(?![^\n]{0,40}(?:quantiz|\bbnb\b|bitsandbytes|\bawq\b|\bgptq\b|\bfp8\b|\bgguf\b))"
 KV = r"(?:KV[ -]?cache|kv_cache|cache blocks?|KV space|kv pool|token_to_kv_pool|KVCache|\bKV blocks?\b|free blocks)"
 ATTENTION = (r"(?:attention|\battn\b|flash[-_ ]?attn|FlashAttention|FlashInfer|xformers|\bSDPA\b|\bFA[23]\b|"
              r"memory_efficient_attention|paged ?attention|\b\w*(?:_ATTN|ATTN_|SDPA|FLASHINFER|FLASHMLA|_MLA)\w*\b|FlashMLA)")
@@ -274,10 +276,14 @@ RULES: tuple[Rule, ...] = (
 
     # ============================== layer 2: cause families across engines ==========================================
     Rule("version-mismatch/entry-point-not-found", "version-mismatch", VERSION_HINT,
-         (r"0xc0000139\b", r"(?:procedure )?entry ?point[^\n]{0,60}(?:not found|could not be located)"), 2,
+         (r"0xc0000139\b|\b3221225785\b", r"(?:procedure )?entry ?point[^\n]{0,60}(?:not found|could not be located)"), 2,
          "Windows STATUS_ENTRYPOINT_NOT_FOUND: a DLL from another version"),
-    Rule("missing-package/exit-127", "missing-package", MISSING_HINT, (r"exit (?:status|code):? 127\b",), 2,
-         "shells: exit status 127 = command or library not found"),
+    Rule("missing-package/exit-127", "missing-package", MISSING_HINT,
+         (r"exit (?:status|code):? 127\b", r"0xc0000135\b|\b3221225781\b", r"STATUS_DLL_NOT_FOUND"), 2,
+         "shells: exit status 127 = command or library not found; Windows 0xC0000135 = a DLL not found"),
+    Rule("arch-unsupported/model-newer-than-engine", "arch-unsupported", ARCH_HINT,
+         (near(r"\bmodels?\b|\barchitectures?\b", r"requires? (?:a )?(?:newer|more recent|later) version|not supported by (?:your|this) version"
+               r"|(?:is )?too new for", 60),), 2, "servers that refuse a model newer than themselves (ollama, LM Studio)"),
     Rule("port-in-use/bind-failed", "port-in-use", PORT_HINT,
          (near(r"(?:fail(?:ed)?|unable|could ?n[o']t|can ?n[o']t|cannot) (?:to )?bind\b", r"\bport\b|socket|address|server|host|tcp|http|:\d{2,5}\b"),
           r"error while attempting to bind", r"(?:is |being )?used by another (?:process|program|application)", r"port conflict",
@@ -339,10 +345,11 @@ RULES: tuple[Rule, ...] = (
           near(QUANT, CAPABILITY + r"[^\n]{0,30}(?:or (?:higher|newer|above|later)|and (?:above|newer)|\+|required|is required|needed)", 80),
           then(QUANT, REFUSED + r"[^\n]{0,20}\b(?:on|by|for|with) (?:this|your|the current|current|older|the) (?:GPU|device|card|hardware|architecture)", 60),
           near(QUANT, r"\bAVX[\w-]*|\bAMX\w*|\bVNNI\b|instruction set|\bISA\b", 60),
+          near(QUANT, r"(?:a |an )?GPU is (?:needed|required)|requires? (?:a |an )?(?:CUDA |NVIDIA )?GPU|No GPU found|only (?:works|runs|available) on (?:CUDA|GPU|NVIDIA)", 60),
           near(QUANT, r"(?:this|your|current|the) (?:GPU|device|card)[^\n]{0,30}(?:(?:does not|doesn't|do not|cannot|can't)(?: have)?(?: native)? support|lacks?(?: native)? support|has no (?:native )?support|not support)", 60)),
          2, "FP8 / int8 / Marlin / AWQ kernels gated on compute capability (vLLM, SGLang, TensorRT-LLM, torch._scaled_mm)"),
     Rule("quant-capability/device-lacks-method", "quant-capability", CAPABILITY_HINT,
-         (near(QUANT + r"|\bbnb_\w+|double_quant", r"not (?:yet )?supported(?: yet)? (?:for|on|with) (?:the )?(?:CPU|XPU|MPS|HPU|NPU|ROCm|HIP|AMD|Intel|Apple|Metal)", 60),),
+         (near(QUANT + r"|\bbnb_\w+|double_quant", r"not (?:yet )?(?:supported|available)(?: yet)? (?:for|on|with) (?:the )?(?:CPU|XPU|MPS|HPU|NPU|ROCm|HIP|AMD|Intel|Apple|Metal)", 60),),
          2, "quantization features a device type lacks (bitsandbytes on CPU/XPU, kernels on ROCm/MPS)"),
     Rule("dtype-unsupported-by-gpu/bf16-refused", "dtype-unsupported-by-gpu", "This GPU cannot run bfloat16: use dtype float16 (or float32).",
          (near(BF16, REFUSED + r"|only supported|requires?|needs?|does not support", 60) + r"(?=[^\n]{0,80}(?:" + GPU + "|" + CAPABILITY + r"))",
@@ -390,9 +397,18 @@ RULES: tuple[Rule, ...] = (
          (near(r"tokeni[sz]er|pre-?tokeni[sz]er|\bvocab(?:ulary)?\b|sentencepiece|tiktoken|\bBPE\b|\bspm\b",
                r"(?:fail(?:ed|s|ure)?|error|cannot|can't|couldn't|could not|unable) (?:to )?(?:load|convert|instantiate|parse|find|read|decode|build)"
                r"|conver(?:sion|ting)[^\n]{0,30}(?:fail|error)|" + REFUSED + r"|unknown|not recogni[sz]ed|does not exist|invalid|\bmismatch", 60),
-          r"data did not match any variant of untagged enum",
+          r"data did not match any variant of untagged enum", near(r"chat[_ ]template", r"not set|is missing|no chat template|not found|None", 60),
           r"sentencepiece_processor\.cc", r"Non-consecutive added token|token[^\n]{0,40}should have index", r"Converting from \w+ failed"),
          2, "tokenizers / sentencepiece / tiktoken conversions; llama.cpp converter and vocab loader"),
+    Rule("arch-unsupported/not-supported", "arch-unsupported", ARCH_HINT,
+         (near(r"\barchitectures?\b|\bmodel[ _]type\b|\bmodel[ _]arch\w*|\bmodel (?:class|family)\b", REFUSED + r"|unknown|unrecogni[sz]ed|no (?:model )?class|not (?:yet )?available", 80),
+          then(r"\b(?:Model|Architecture|arch)\b\W{0,3}['\"`<]?[\w.<>' ]*(?:For[A-Z]\w+|Model)\b['\"`>]?", REFUSED + r"|is not supported", 40) + NOT_QUANT,
+          r"\b\w+For(?:CausalLM|ConditionalGeneration|MaskedLM|Seq2SeqLM)\b['\"`>]?[^\n]{0,20}(?:" + REFUSED + ")" + NOT_QUANT,
+          near(r"\bactivation(?: function)?\b|\brope[_ ](?:type|scaling)\b|position(?:al)? embeddings?|\blayer type\b", REFUSED, 60),
+          r"\bunsupported model\b(?! (?:file|format|path|dir))", r"is not a registered model",
+          r"\bmodel\b\W{0,3}['\"`]?[\w./-]+['\"`]?\s+(?:is |are )?(?:not (?:yet )?supported|unsupported)\b(?! (?:in|with|for) (?:float16|fp16|half))",
+          r"Can ?not map tensor", r"\bisn't supported yet", r"\bnot supported yet\b(?=[^\n]{0,60}(?:model|arch))"),
+         2, "vLLM/SGLang registries, TGI, llama.cpp converter, AutoAWQ/AutoGPTQ, ipex-llm, ollama"),
     Rule("quant-method-unknown/method-refused", "quant-method-unknown", QUANT_METHOD_HINT,
          (near(r"quantiz\w*(?: method| type| scheme| format| config)?|quant_method|\bquant[ _](?:method|type|algo\w*|format|scheme)s?\b", r"unknown|" + REFUSED + r"|invalid", 50),
           near(r"\b(?:WQLinear\w*|QuantLinear\w*|Linear4bit|Linear8bitLt|QLinear\w*|\w*QuantizedLinear\w*)\b|quantized (?:layer|module|linear)",
@@ -406,21 +422,13 @@ RULES: tuple[Rule, ...] = (
           near(r"\b(?:I?Q\d(?:_[A-Z0-9]+)+|TQ\d_\d)\b", REFUSED + r"|no longer supported|deprecated|has been removed|unknown|invalid", 60),
           r"invalid ggml type", near(r"\b(?:ggml|gguf|tensor|quant(?:ization)?) type\b", r"unknown|" + REFUSED, 40)),
          2, "engines and adapters that do not implement a quantization method (vLLM platforms, transformers, PEFT, TGI)"),
-    Rule("arch-unsupported/not-supported", "arch-unsupported", ARCH_HINT,
-         (near(r"\barchitectures?\b|\bmodel[ _]type\b|\bmodel[ _]arch\w*|\bmodel (?:class|family)\b", REFUSED + r"|unknown|unrecogni[sz]ed|no (?:model )?class|not (?:yet )?available", 80),
-          then(r"\b(?:Model|Architecture|arch)\b\W{0,3}['\"`<]?[\w.<>' ]*(?:For[A-Z]\w+|Model)\b['\"`>]?", REFUSED + r"|is not supported", 40),
-          r"\b\w+For(?:CausalLM|ConditionalGeneration|MaskedLM|Seq2SeqLM)\b['\"`>]?[^\n]{0,20}(?:" + REFUSED + ")",
-          near(r"\bactivation(?: function)?\b|\brope[_ ](?:type|scaling)\b|position(?:al)? embeddings?|\blayer type\b", REFUSED, 60),
-          r"\bunsupported model\b(?! (?:file|format|path|dir))", r"is not a registered model",
-          r"\bmodel\b\W{0,3}['\"`]?[\w./-]+['\"`]?\s+(?:is |are )?(?:not (?:yet )?supported|unsupported)\b(?! (?:in|with|for) (?:float16|fp16|half))",
-          r"Can ?not map tensor", r"\bisn't supported yet", r"\bnot supported yet\b(?=[^\n]{0,60}(?:model|arch))"),
-         2, "vLLM/SGLang registries, TGI, llama.cpp converter, AutoAWQ/AutoGPTQ, ipex-llm, ollama"),
     Rule("kv-cache/no-space", "kv-cache", KV_HINT,
          (near(KV, r"not enough|insufficient|no (?:free|available)|(?:is )?full\b|exhaust\w*|too small|failed to find|no (?:space|room|slot)"
                r"|(?:cannot|can't|could not|unable to) (?:allocate|fit|find)|out of|needs to be increased|preempted|run out|ran out", 80),
           r"failed to find (?:a )?(?:free )?(?:memory )?(?:KV )?slot",
           near(r"max[_-]?(?:total[_-]?tokens|batch[_-]?(?:total|prefill)[_-]?tokens|input[_-]?(?:tokens|length))", r"must be (?:<|>|less|greater|smaller|larger|at most|lower)|decrease", 60),
           near(r"not enough memory|no (?:free |available )?memory|insufficient memory", r"mem[-_]fraction[-_]static", 60),
+          near(r"\btokens\b", r"must (?:be|have) (?:<=?|less than|fewer than|at most|smaller than)", 40),
           near(r"(?:available |the |maximum )?context (?:size|window|length)|\bn_ctx\b|\bctx[-_]size\b", r"exceed\w*|too (?:small|short)|not enough|insufficient|increas\w+", 60),
           near(r"max[_ ](?:seq(?:uence)?[_ ](?:len|length)|model[_ ]len|total[_ ](?:num[_ ])?tokens|num[_ ]batched[_ ]tokens)", r"larger than|greater than|smaller than|exceeds?|too (?:small|large)|not enough|must be (?:less|smaller|lower)", 80)),
          2, "vLLM, SGLang, TGI, llama.cpp / llama-server (KV slots), TensorRT-LLM: the KV cache cannot hold the batch"),
@@ -463,7 +471,7 @@ RULES: tuple[Rule, ...] = (
           r"requires the (?:dev )?(?:librar(?:y|ies)|\w+ \.so)[^\n]{0,60}(?:missing|not found)", r"but (?:these |they )?(?:are|were) (?:missing|not found)",
           r"(?:specify|set) [^\n]{0,40}(?:directory|path|home) (?:as|in) (?:the |an )?environment variable",
           r"(?:please|you (?:need|have) to|must) install\b", r"No such file or directory: '(?:nvcc|gcc|g\+\+|cc|c\+\+|clang|cmake|ninja|git|make)'",
-          r"\bis required to (?:load|build|compile)\b",
+          r"\bis required to (?:load|build|compile)\b", r"Failed to find C compiler|specify via CC environment variable|no C compiler",
           near(r"\b(?:nvcc|gcc|g\+\+|cmake|ninja|nvidia-smi|hipcc|clang)\b", r"not found|No such file or directory|is not recognized as an internal or external command", 60),
           near(r"CUDA_HOME|CUDA_PATH|ROCM_HOME|ROCM_PATH", r"not set|does not exist|(?:cannot|could not|unable to) (?:be )?find|not found", 40),r"Visual C\+\+ [\d.]+ or greater is required", r"CUDA_PATH (?:is )?not set",
           r"(?:could not|cannot|unable to) find (?:the )?[\w.-]+ (?:binary|executable)|(?:binary|executable)[^\n]{0,40}not found", r"could not find plugin|plugin \S+ (?:was )?not found", r"\b(?:is|are|was|were) not installed", r"`?[\w-]+`? was not found in (?:the|your) environment", r"\bnot installed\b", r"requires? `?[\w-]+`? to be installed", r"pip install (?:-U |--upgrade )?['\"`]?[\w-]+",
@@ -484,7 +492,7 @@ RULES: tuple[Rule, ...] = (
           then(r"tensor of shape", r"(?:which has|expected|has) shape", 100),
           r"weights? of the model checkpoint[^\n]{0,120}were not used", r"were not initialized from the model checkpoint",
           near(r"quantization[_ ]config", r"has no|is missing|missing|not found|does not contain", 60), r"has been correctly quantized",
-          r"is on the meta device, we need a `value`", r"does not appear to have (?:a )?files? named",
+          r"is on the meta device, we need a `value`", r"Cannot copy out of meta tensor", r"does not appear to have (?:a )?files? named",
           r"(?:model|checkpoint|weights?) (?:is|are) (?:not|already) quantized|make sure the model is (?:already )?quantized",
           r"key not found in model", r"error loading model:\s*\S", r"failed to load model from"),
          2, "vLLM/transformers weight loading; llama.cpp llama_model_loader"),
@@ -561,7 +569,7 @@ RULES: tuple[Rule, ...] = (
     Rule("engine-bug/assertion", "engine-bug", ENGINE_BUG_HINT, (r"AssertionError", r"^\s*assert\s", r"\bassert(?:ion)? failed"),
          3, "engine assertions"),
     Rule("crash/died", "crash", CRASH_HINT, (r"\b(?:worker|process|shard|runner)\b[^\n]{0,40}\b(?:died|exited unexpectedly|was killed)",
-                                             r"exit status 0x[cC]0000\w+"), 3,
+                                             r"exit status 0x[cC]0000\w+", r"exit status (?:3221225477|3221226505|3221225501)\b"), 3,
          "engines' worker monitors"),
 )
 
