@@ -54,6 +54,9 @@ REFUSED = (r"(?:is |are )?(?:not (?:yet |currently |be |a |an )?(?:supported|imp
 QUANT = (r"(?:quantiz\w*|quant_method|\bawq\b|\bgptq\w*|marlin|machete|exllama\w*|bitsandbytes|\bbnb\b|\bint[48]\b|w4a16|w8a8|"
          r"w4a8|\bfp8(?:_\w+)?\b|float8\w*|\be4m3\w*|\be5m2\w*|\bfp4\b|nvfp4|mxfp4|compressed[-_ ]tensors|cutlass|scaled_mm|wna16|\bhqq\b|\beetq\b|\baqlm\b)")
 BF16 = r"(?:\bbf16\b|bfloat16|__nv_bfloat16|\.bf16\b)"
+# model families by name (a dtype refused next to one is the model's refusal)
+MODEL_NAME = (r"(?:\b(?:gemma|llama(?![.\-_]cpp)|qwen|mistral|mixtral|phi|t5|bloom|falcon|deepseek|chatglm|glm|mamba|baichuan|internlm|olmo|"
+              r"granite|cohere|command-r|starcoder|gpt2|gpt-?j|gpt-?neox|plamo|jamba|exaone|minicpm|stablelm)[\w.-]*)")
 DTYPE = r"(?:\b(?:torch\.)?(?:float16|fp16|half|bfloat16|bf16|float32|fp32)\b)"
 GPU = r"(?:\bGPUs?\b|\bdevices?\b|\bhardware\b|\bcard\b|\bplatform\b|this (?:architecture|arch)|\bMPS\b|\bXPU\b|\bCPU\b|\bTPU\b)"
 CAPABILITY = (r"(?:compute capability|\bcapability\b|\bsm_?\d{2,3}a?\b|\b(?:sm|arch|cc|compute)\s*[<>]=?\s*\d{2,3}\b|\bSM ?\d{2}\b|\bcc ?\d\.\d\b|"
@@ -270,7 +273,7 @@ RULES: tuple[Rule, ...] = (
          "xformers' check of the torch/CUDA/Python it was built for"),
     Rule("attention-backend/flash-attention-xformers", "attention-backend", ATTENTION_HINT,
          (r"No valid attention backend", r"FlashAttention only supports", r"FlashAttention backward for head dim",
-          r"Expected is_sm\w+ to be true", r"No operator found for `memory_efficient_attention",
+          r"Expected is_sm\w+ to be true", r"Expected [^\n]{0,80}\bis_sm\w*[^\n]{0,80} to be true", r"No operator found for `memory_efficient_attention",
           r"Selected backend .* is not valid"),
          1, "vllm/attention/selector.py; flash-attention flash_api.cpp; xformers dispatch"),
 
@@ -360,14 +363,14 @@ RULES: tuple[Rule, ...] = (
     Rule("dtype-unsupported-by-gpu/no-kernel-for-dtype", "dtype-unsupported-by-gpu",
          "This device has no kernel for this dtype (e.g. float16 matmul on CPU): use float32, or bfloat16 where the device supports it.",
          (r"\"\w+\" not implemented for '(?:Half|BFloat16)'",), 2, "torch ops without a Half/BFloat16 kernel on the device (CPU)"),
-    Rule("dtype-unsupported-by-model/float16-refused", "dtype-unsupported-by-model",
-         "The model refuses this dtype (numerical instability): use bfloat16, or float32 where bfloat16 is unavailable.",
+    Rule("dtype-unsupported-by-model/refused", "dtype-unsupported-by-model",
+         "The model refuses this dtype (e.g. it overflows in float16): use the dtype it names, usually bfloat16, or float32.",
          (near(r"\bmodel\b|\bmodel[_ ]type\b", r"(?:does not|doesn't|do not) support (?:float16|fp16|half)\b", 60),
           near(r"float16|fp16|half precision", r"numerical(?:ly)? (?:instab|unstable)|overflows?\b|(?:produces?|gives?|results? in|leads? to|causes?) (?:NaN|inf)", 80),
           near(r"\bmodels?\b|model[_ ]type", r"(?:not supported|unsupported|refuse\w*|not recommended) (?:in|with|for) (?:float16|fp16|half)", 60),
-          near(r"\bmodels?\b|model[_ ]type|\b\w+For(?:CausalLM|ConditionalGeneration)\b",
+          near(r"\bmodels?\b|model[_ ]type|\b\w+For(?:CausalLM|ConditionalGeneration)\b|" + MODEL_NAME,
                DTYPE + r"[^\n]{0,30}(?:" + REFUSED + r"|not recommended|unstable|overflow)", 80),
-          near(r"\bmodels?\b|model[_ ]type|\b\w+For(?:CausalLM|ConditionalGeneration)\b",
+          near(r"\bmodels?\b|model[_ ]type|\b\w+For(?:CausalLM|ConditionalGeneration)\b|" + MODEL_NAME,
                r"(?:only supports?|requires?|must (?:be )?(?:run|used|loaded) (?:in|with)|should (?:be )?(?:run|used|loaded) (?:in|with)|"
                r"(?:was )?trained (?:in|with))\s+(?:dtype[= ])?(?:torch\.)?" + DTYPE, 80)),
          2, "models that overflow in float16 (gemma2/3, plamo2, glm4)", asks={"dtype": "bfloat16"},
@@ -420,7 +423,7 @@ RULES: tuple[Rule, ...] = (
                r"compressed[-_]tensors|torchao|quanto|smoothquant|w8a8|w4a16)\b", REFUSED, 40),
           near(r"\b(?:file |model |weights? |checkpoint |gguf |ggml )?format\b|\bftype\b|file type", REFUSED + r"|unknown|no longer supported|not recogni[sz]ed|unrecogni[sz]ed", 40),
           near(r"\b(?:I?Q\d(?:_[A-Z0-9]+)+|TQ\d_\d)\b", REFUSED + r"|no longer supported|deprecated|has been removed|unknown|invalid", 60),
-          r"invalid ggml type", near(r"\b(?:ggml|gguf|tensor|quant(?:ization)?) type\b", r"unknown|" + REFUSED, 40)),
+          r"(?:unsupported|invalid) (?:bits|bit[- ]?width|group[_ ]size)\b", r"invalid ggml type", near(r"\b(?:ggml|gguf|tensor|quant(?:ization)?) type\b", r"unknown|" + REFUSED, 40)),
          2, "engines and adapters that do not implement a quantization method (vLLM platforms, transformers, PEFT, TGI)"),
     Rule("kv-cache/no-space", "kv-cache", KV_HINT,
          (near(KV, r"not enough|insufficient|no (?:free|available)|(?:is )?full\b|exhaust\w*|too small|failed to find|no (?:space|room|slot)"
@@ -471,7 +474,7 @@ RULES: tuple[Rule, ...] = (
           r"requires the (?:dev )?(?:librar(?:y|ies)|\w+ \.so)[^\n]{0,60}(?:missing|not found)", r"but (?:these |they )?(?:are|were) (?:missing|not found)",
           r"(?:specify|set) [^\n]{0,40}(?:directory|path|home) (?:as|in) (?:the |an )?environment variable",
           r"(?:please|you (?:need|have) to|must) install\b", r"No such file or directory: '(?:nvcc|gcc|g\+\+|cc|c\+\+|clang|cmake|ninja|git|make)'",
-          r"\bis required to (?:load|build|compile)\b", r"Failed to find C compiler|specify via CC environment variable|no C compiler",
+          r"\bis required to (?:load|build|compile)\b", r"Need to compile C\+\+ extensions|C\+\+ extensions? (?:are |is )?not (?:built|compiled|available)", r"Failed to find C compiler|specify via CC environment variable|no C compiler",
           near(r"\b(?:nvcc|gcc|g\+\+|cmake|ninja|nvidia-smi|hipcc|clang)\b", r"not found|No such file or directory|is not recognized as an internal or external command", 60),
           near(r"CUDA_HOME|CUDA_PATH|ROCM_HOME|ROCM_PATH", r"not set|does not exist|(?:cannot|could not|unable to) (?:be )?find|not found", 40),r"Visual C\+\+ [\d.]+ or greater is required", r"CUDA_PATH (?:is )?not set",
           r"(?:could not|cannot|unable to) find (?:the )?[\w.-]+ (?:binary|executable)|(?:binary|executable)[^\n]{0,40}not found", r"could not find plugin|plugin \S+ (?:was )?not found", r"\b(?:is|are|was|were) not installed", r"`?[\w-]+`? was not found in (?:the|your) environment", r"\bnot installed\b", r"requires? `?[\w-]+`? to be installed", r"pip install (?:-U |--upgrade )?['\"`]?[\w-]+",
@@ -502,7 +505,8 @@ RULES: tuple[Rule, ...] = (
           r"CUDA error: (?:an )?(?:illegal|misaligned|unspecified launch)", r"too many resources requested for launch",
           r"stream is capturing|cudaErrorStreamCaptur\w+|capture cuda graph failed|during (?:graph )?capture|outside graph capture",
           r"is not on the expected device", r"CUDNN_STATUS_(?!NOT_SUPPORTED|ALLOC)\w+", r"CUBLAS_STATUS_(?:INTERNAL_ERROR|INVALID_VALUE|MAPPING_ERROR)",
-          r"INTERNAL ASSERT FAILED", r"Error Code \d+: Internal Error", r"memory leak detected", r"to be true, but got false", r"\bCheck failed\b", r"not correctly aligned",
+          r"INTERNAL ASSERT FAILED", r"out of bounds for storage", r"cutlass error|Error Internal at",
+          r"CUDA driver error: (?:invalid argument|an illegal|misaligned|unspecified launch)", r"Error Code \d+: Internal Error", r"memory leak detected", r"to be true, but got false", r"\bCheck failed\b", r"not correctly aligned",
           r"CUDA error: (?:invalid configuration argument|invalid resource handle|launch failure|invalid argument)",
           r"Triton Error \[CUDA\]: (?:invalid argument|misaligned|an illegal)"),
          2, "CUDA cudaErrorIllegalAddress / device-side assert; ggml GGML_ASSERT"),
