@@ -23,7 +23,8 @@ def perplexity(score: dict[str, Any]) -> float | None:
     lps = [lp for lp in score.get("logprobs") or [] if lp is not None]
     if not lps:
         return None
-    return math.exp(-sum(lps) / len(lps))
+    mean_nll = -sum(lps) / len(lps)
+    return math.exp(mean_nll) if mean_nll < 700 else math.inf  # an overflowing model (float16 inf) has no finite ppl
 
 
 def nll_per_byte(score: dict[str, Any], text: str) -> float | None:
@@ -55,7 +56,7 @@ def compare_scores(base: dict[str, Any] | None, cell: dict[str, Any] | None, tex
     out: dict[str, Any] = {"ppl": _round(perplexity(cell)), "ppl_base": _round(perplexity(base)),
                            "nll_per_byte": _round(nll_per_byte(cell, text)),
                            "nll_per_byte_base": _round(nll_per_byte(base, text))}
-    if out["ppl"] and out["ppl_base"]:
+    if out["ppl"] and out["ppl_base"]:  # _round leaves None for inf
         out["ppl_ratio"] = _round(out["ppl"] / out["ppl_base"])
     if base.get("token_ids") == cell.get("token_ids"):
         pairs = [(p, q) for p, q in zip(base.get("top_logprobs") or [], cell.get("top_logprobs") or []) if p and q]

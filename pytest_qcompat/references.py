@@ -50,13 +50,14 @@ def run_key(cell: Cell, engine: EngineSpec, dtype: str) -> tuple:
 
 
 class RunCache:
-    """Passed runs of this session by run_key: matrix cells and references alike."""
+    """Finished runs of this session by run_key: matrix cells and references alike."""
 
     def __init__(self) -> None:
         self._runs: dict[tuple, ReferenceRun] = {}
 
     def remember(self, cell: Cell, engine: EngineSpec, result: "CellResult") -> None:
-        if result.status == "passed":
+        """Every finished run: a reference that failed as a cell is not run again as a reference."""
+        if result.status in ("passed", "failed", "crashed"):
             self._runs.setdefault(run_key(cell, engine, cell.dtype), _as_reference(cell, engine, result))
 
     def get(self, key: tuple) -> ReferenceRun | None:

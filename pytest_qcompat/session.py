@@ -227,8 +227,16 @@ class QcompatSession:
         plan = self.plan(cell)
         self.versions.prepare(self, cell)
         execute = lambda request, log_name, timeout: self._execute(cell, plan, request, log_name, timeout)  # noqa: E731
-        result = attempts.run_cell(self.context(cell, plan), self.request(cell, plan), execute,
-                                   SessionReferences(self, cell, plan))
+        try:
+            result = attempts.run_cell(self.context(cell, plan), self.request(cell, plan), execute,
+                                       SessionReferences(self, cell, plan))
+        except Exception as exc:  # noqa: BLE001 - a bug of the tool itself must still leave one record for the cell
+            import traceback
+
+            result = CellResult.for_cell(cell, "inconclusive", evidence=plan.evidence,
+                                         reason=f"pytest-qcompat itself failed while judging this cell ({type(exc).__name__}: "
+                                                f"{exc}); the run decided nothing: please report it",
+                                         stderr_tail="".join(traceback.format_exception(exc))[-4000:])
         result.prediction = plan.prediction.to_dict() if plan.prediction else None
         result.no_prediction = plan.no_prediction
         # The prediction made before the run, kept beside the verdict so the report can audit it (report/audit.py).

@@ -65,9 +65,17 @@ def test_float16_overflow_is_wrong_output_not_a_load_failure(report):
     assert report["overflow-none-float32-transformers-cpu"]["status"] == "passed"
 
 
-def test_corrupted_checkpoint_is_caught_by_the_reference_comparison(report):
+def test_corrupted_checkpoint_never_passes_with_quality_ok(report):
+    """The scrambled int8 checkpoint loads and generates: transformers computes the artifact it was given, so it is no
+    engine failure; it is either broken output (degenerate: wrong-output) or, fluent-looking random text, a quality
+    loss against the unquantized base (8-bit keeps the base's top-5 where it diverges; this one does not)."""
     bad = report["tiny-llama-bnb-8bit-prequant-float32-transformers-cpu"]
-    assert (bad["status"], bad["error_class"]) == ("failed", "wrong-output"), bad["message"]
-    assert bad["metrics"]["vs_reference"]["reference"] == "tiny-llama none float32 transformers"
+    if bad["status"] == "failed":
+        assert bad["error_class"] == "wrong-output" and "degenerate" in bad["message"], bad["message"]
+    else:
+        assert (bad["status"], bad["quality"]) == ("passed", "degraded"), bad
+        assert bad["metrics"]["vs_reference"]["reference"] == "tiny-llama none float32 transformers"
+        assert "outside each other's top-5" in " ".join(bad["metrics"]["quality"]["reasons"])
     good = report["tiny-llama-bnb-8bit-float32-transformers-cpu"]
     assert good["status"] == "passed" and good["metrics"]["vs_reference"]["topk_ok"], good["metrics"].get("vs_reference")
+    assert good["quality"] == "ok" and good["metrics"]["quality"]["ppl"] > 0  # scored on the shipped text

@@ -347,12 +347,7 @@ def base_checkpoint(gguf: Path, metrics: dict[str, Any] | None = None) -> Path:
         write_bos_flag(check_dir, bool(info["add_bos_token"]))
         meta["check"] = check_base(gguf, check_dir)
         if meta["check"]["status"] == "failed":
-            (check_dir / "qcompat-artifact.json").write_text(json.dumps(meta, indent=1, default=str))
-            identity = base_identity(check_dir)
-            message = (f"base checkpoint failed its check against the GGUF {gguf.name}: {_describe_failure(meta['check'])}; "
-                       f"built with {', '.join(f'{k} {v}' for k, v in meta['built_with'].items())}")
-            rejected.write_text(json.dumps({"message": message, "base": identity}, default=str))
-            raise BaseCheckFailed(message, identity)
+            raise reject_base(gguf, check_dir, meta)
         with staged(out, meta) as tmp:
             for path in check_dir.iterdir():
                 shutil.move(str(path), tmp / path.name)
@@ -361,6 +356,19 @@ def base_checkpoint(gguf: Path, metrics: dict[str, Any] | None = None) -> Path:
     if metrics is not None:
         metrics["base_build_s"] = round(time.perf_counter() - t0, 2)
     return out
+
+
+def reject_base(gguf: Path, folder: Path, meta: dict[str, Any]) -> BaseCheckFailed:
+    """Record that the base built in `folder` failed its check (every later cell of this machine is told at once,
+    without a rebuild) and return the error to raise."""
+    (folder / "qcompat-artifact.json").write_text(json.dumps(meta, indent=1, default=str))
+    identity = base_identity(folder)
+    message = (f"base checkpoint failed its check against the GGUF {gguf.name}: {_describe_failure(meta['check'])}; "
+               f"built with {', '.join(f'{k} {v}' for k, v in (meta.get('built_with') or {}).items())}")
+    rejected = cache_root() / "base" / f"{_key(gguf)}.rejected.json"
+    rejected.parent.mkdir(parents=True, exist_ok=True)
+    rejected.write_text(json.dumps({"message": message, "base": identity}, default=str))
+    return BaseCheckFailed(message, identity)
 
 
 def _describe_failure(check: dict[str, Any]) -> str:
