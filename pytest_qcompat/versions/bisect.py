@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,8 +170,11 @@ def bisect(matrix_path: str, cell_id: str, package: str | None = None, low: str 
                "direction": boundary.direction, "first": boundary.first.summary(),
                "before": boundary.before.summary() if boundary.before else None,
                "steps": [s.summary() for s in steps], "seconds": round(time.perf_counter() - t0, 2)}
+    from ..hardware import probe_runner
+
     doc = {"schema": SCHEMA,
-           "environment": {"matrix": str(matrix.path), "bisect": summary,
+           "environment": {"matrix": str(matrix.path), "runner": probe_runner(device).to_dict(),
+                           "python": sys.version.split()[0], "bisect": summary,
                            "engines": {f"{engine.base or engine.name}@{s.version}": s.environment for s in steps}},
            "cells": [dict(s.record, bisect_step=i) for i, s in enumerate(steps)]}
     from ..report import render_all
