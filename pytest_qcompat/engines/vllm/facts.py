@@ -186,6 +186,7 @@ class VllmFacts(EngineFacts):
                                 "not for this model's own checkpoint (walk it with python -m pytest_qcompat.engines.vllm.limits "
                                 "--config <checkpoint>/config.json)")
         key = "cpu" if num is None else str(num)
+        at = "on the CPU" if num is None else f"at capability {key}"
         step = (((limits.get("walk") or {}).get(method) or {}).get(dtype or "") or {}).get(key)
         if not step:
             return NoPrediction(f"no prediction: {build} has no selection walk for {method} {dtype} on {target} "
@@ -198,11 +199,11 @@ class VllmFacts(EngineFacts):
             return NoPrediction(f"no prediction: vLLM's kernel candidate {asked[0]['kernel']} could not be asked "
                                 f"({asked[0]['why']})")
         path = {"scheme": step.get("scheme"), "kernel": step.get("kernel")}
-        chosen = f"scheme {step.get('scheme')} (get_scheme at capability {key})"
+        chosen = f"scheme {step.get('scheme')} (get_scheme {at})"
         refused = step.get("refused")
         if refused:
-            where = {"scheme": f"{build} scheme {step.get('scheme')}: {refused.get('source')} at capability {key}",
-                     "kernel": f"{build} {chosen}; {refused.get('source')}: no candidate accepts capability {key}",
+            where = {"scheme": f"{build} scheme {step.get('scheme')}: {refused.get('source')} {at}",
+                     "kernel": f"{build} {chosen}; {refused.get('source')}: no candidate accepts it {at}",
                      "library": f"{build} {chosen} -> kernel {step.get('kernel')}; {refused.get('source')}"}[refused["step"]]
             message = refused["message"]
             if refused["step"] == "scheme":
@@ -210,7 +211,7 @@ class VllmFacts(EngineFacts):
             return Prediction("failed", "quant-capability", message, where, platform, path)  # type: ignore[arg-type]
         lib = step.get("library") or {}
         source = f"{chosen} -> kernel {step.get('kernel')} (first of {', '.join(c['kernel'] for c in step.get('candidates', []))} " \
-                 f"whose is_supported/can_implement accept {key})"
+                 f"whose is_supported/can_implement accept it {at})"
         if lib.get("file"):
             library = Build(f"{build.split(' (')[0]} {lib['file']}", tuple(lib.get("archs") or ()),
                             f"fat binaries embedded in vllm/{lib['file']}")
