@@ -474,6 +474,8 @@ RULES: tuple[Rule, ...] = (
           r"requires the (?:dev )?(?:librar(?:y|ies)|\w+ \.so)[^\n]{0,60}(?:missing|not found)", r"but (?:these |they )?(?:are|were) (?:missing|not found)",
           r"(?:specify|set) [^\n]{0,40}(?:directory|path|home) (?:as|in) (?:the |an )?environment variable",
           r"(?:please|you (?:need|have) to|must) install\b", r"No such file or directory: '(?:nvcc|gcc|g\+\+|cc|c\+\+|clang|cmake|ninja|git|make)'",
+          near(r"\b(?:CUDA(?![- ]capable)|cuDNN|cuBLAS\w*|NCCL|ROCm|HIP|MKL|OpenMP|libomp|toolkit|ptxas)\b",
+               r"not found|could not be found|(?:could not|cannot|unable to) (?:find|locate|detect)|is not installed|is missing", 30),
           r"\bis required to (?:load|build|compile)\b", r"Need to compile C\+\+ extensions|C\+\+ extensions? (?:are |is )?not (?:built|compiled|available)", r"Failed to find C compiler|specify via CC environment variable|no C compiler",
           near(r"\b(?:nvcc|gcc|g\+\+|cmake|ninja|nvidia-smi|hipcc|clang)\b", r"not found|No such file or directory|is not recognized as an internal or external command", 60),
           near(r"CUDA_HOME|CUDA_PATH|ROCM_HOME|ROCM_PATH", r"not set|does not exist|(?:cannot|could not|unable to) (?:be )?find|not found", 40),r"Visual C\+\+ [\d.]+ or greater is required", r"CUDA_PATH (?:is )?not set",
