@@ -6,6 +6,8 @@
 #                                                       the report is $OUT/<bundle folder name>.json
 #   bash scripts/gpu-check.sh bundle MATRIX BUNDLE      make MATRIX's checkpoints here (real models: base checkpoints
 #                                                       from their GGUFs and bitsandbytes ones need no llm-compressor)
+#   bash scripts/gpu-check.sh real MATRIX BUNDLE [SECONDS]  both in one call: bundle MATRIX here (bases built and
+#                                                       checked against llama.cpp on this machine), then run it
 #   bash scripts/gpu-check.sh multi BUNDLE              2+ GPUs: tensor-parallel cells (-n 2, every cell's GPUs
 #                                                       recorded), and the one-GPU cells with -n 1 vs -n 2
 #
@@ -49,11 +51,18 @@ pytest_run() { # report-dir log extra-args...: one pytest run; prints its summar
   tail -n 4 "$log"
 }
 
+run_bundle() { # MATRIX OUT: make MATRIX's checkpoints (and real models' checked bases) here
+  local t0; t0=$(date +%s)
+  $py -m pytest_qcompat.cli bundle "$1" -o "$2" --device cuda > "$OUT/bundle-$(basename "$2").txt" 2>&1
+  echo "== bundle $1 -> $2: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 12 "$OUT/bundle-$(basename "$2").txt"
+}
+if [ "$mode" = real ]; then  # bundle here, then the matrix: one device call does both
+  run_bundle "$bundle" "$budget"
+  bundle=$budget budget=${4:-480} mode=matrix
+fi
 case "$mode" in
 bundle)
-  t0=$(date +%s)
-  $py -m pytest_qcompat.cli bundle "$bundle" -o "$budget" --device cuda > "$OUT/bundle-$(basename "$budget").txt" 2>&1
-  echo "== bundle $bundle -> $budget: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 12 "$OUT/bundle-$(basename "$budget").txt"
+  run_bundle "$bundle" "$budget"
   ;;
 matrix)
   name=$(basename "$bundle")
