@@ -7,7 +7,7 @@
   computes the checkpoint right is judged against it. A method an engine quantizes at load time counts as the same
   artifact only where the reference engine makes the identical one (bitsandbytes quantizes the same way in both).
 
-A run that a matrix cell already made (same model, method, dtype, engine kind, arguments, interpreter and target)
+References run on the runner's own hardware, never emulated. A run that a matrix cell already made (same model, method, dtype, engine kind, arguments, interpreter and target)
 is reused: under the default order, transformers' cells run before vLLM's, so most references cost nothing.
 """
 from __future__ import annotations
@@ -43,10 +43,15 @@ def no_same_artifact_reason(method: str, engine_kind: str) -> str | None:
     return None
 
 
-def run_key(cell: Cell, engine: EngineSpec, dtype: str) -> tuple:
-    """What makes two runs the same run. llama.cpp ignores the dtype (the file's type sets the precision)."""
+def run_key(cell: Cell, engine: EngineSpec, dtype: str, where: str) -> tuple:
+    """What makes two runs the same run. llama.cpp ignores the dtype (the file's type sets the precision). `where`:
+    the runner's real device ("cpu", "cuda") for a run on its own hardware, "emulated:<target>" for an emulated one."""
     return (cell.model, cell.quantization, "*" if engine.kind == "llamacpp" else dtype, engine.kind,
-            json.dumps(engine.args, sort_keys=True, default=str), engine.python, cell.target)
+            json.dumps(engine.args, sort_keys=True, default=str), engine.python, where)
+
+
+def where_ran(device: str, emulate_capability: list[int] | None, target: str) -> str:
+    return f"emulated:{target}" if emulate_capability else device
 
 
 class RunCache:
@@ -55,10 +60,10 @@ class RunCache:
     def __init__(self) -> None:
         self._runs: dict[tuple, ReferenceRun] = {}
 
-    def remember(self, cell: Cell, engine: EngineSpec, result: "CellResult") -> None:
+    def remember(self, cell: Cell, engine: EngineSpec, result: "CellResult", where: str) -> None:
         """Every finished run: a reference that failed as a cell is not run again as a reference."""
         if result.status in ("passed", "failed", "crashed"):
-            self._runs.setdefault(run_key(cell, engine, cell.dtype), _as_reference(cell, engine, result))
+            self._runs.setdefault(run_key(cell, engine, cell.dtype, where), _as_reference(cell, engine, result))
 
     def get(self, key: tuple) -> ReferenceRun | None:
         return self._runs.get(key)
@@ -92,11 +97,14 @@ class SessionReferences:
     def _run(self, quantization: str, dtype: str, kind: str) -> ReferenceRun:
         ref_cell = Cell(self.cell.model, quantization, dtype, self.cell.engine, self.cell.target)
         engine = self._spec(kind)
-        key = run_key(ref_cell, engine, dtype)
+        # References run on the runner's own hardware, never emulated: they say what the artifact computes, which
+        # does not depend on the capability an emulated cell reports (and one run serves every emulated target).
+        key = run_key(ref_cell, engine, dtype, self.plan.device)
         found = self.session.runs.get(key)
         if found is None:
             request: dict[str, Any] = self.session.request(ref_cell, self.plan)
             request["engine"] = {"name": engine.name, "kind": engine.kind, "args": engine.args}
+            request["emulate_capability"] = None
             log = f"{self.cell.model}-{quantization}-{dtype}-reference-{engine.kind}-{self.cell.target}"
             result = self.session._execute(ref_cell, self.plan, request, log, self.session.timeout, engine)
             found = _as_reference(ref_cell, engine, result)

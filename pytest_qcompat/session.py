@@ -19,7 +19,7 @@ from .matrix import EngineSpec, Matrix, ModelSpec, is_hub_id
 from .plan import Plan, plan_cell
 from .predict import engine_limits, model_info, predict
 from .quality import score_text
-from .references import RunCache, SessionReferences
+from .references import RunCache, SessionReferences, where_ran
 from .results import SCHEMA, CellResult, interpret
 from .runner.pinning import choose_gpus
 from .runner.pool import Pool
@@ -261,9 +261,9 @@ class QcompatSession:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         raw = self.pool.run(log_name, request, engine.python, (engine.kind,), env, timeout)
         result = interpret(cell, raw, timeout, plan.evidence)
-        if request["cell"]["dtype"] == cell.dtype and request["engine"].get("args") == engine.args and \
-                request.get("emulate_capability") == attempts.emulated_capability(cell.target, plan.evidence):
-            self.runs.remember(cell, engine, result)  # as given (not a tried fix or an unemulated check)
+        if request["cell"]["dtype"] == cell.dtype and request["engine"].get("args") == engine.args:
+            # as given (not a tried fix); an unemulated check of an emulated cell counts as a run on this hardware
+            self.runs.remember(cell, engine, result, where_ran(plan.device, request.get("emulate_capability"), cell.target))
         if result.base and self.store is not None:  # a base built from a GGUF: its identity and check, once
             self.store.environment.setdefault("bases", {}).setdefault(cell.model, result.base)
         result.engine_kind = engine.kind
