@@ -169,7 +169,9 @@ RULES: tuple[Rule, ...] = (
           r"set the option `?trust_remote_code=True", r"trust_remote_code=True.*to (load|use) this (model|config)",
           r"passing the argument `trust_remote_code=True`", r"pass the argument `trust_remote_code=True`",
           then(r"\b(?:pass|set|use|add|enable|requires?|need)\b", r"`?-?-?trust[-_]remote[-_]code\b", 30),
-          then(r"trust[-_]remote[-_]code", r"(?:is )?(?:not set|required|disabled|must be (?:set|true|enabled))", 30)),
+          then(r"trust[-_]remote[-_]code", r"(?:is )?(?:not set|required|disabled|must be (?:set|true|enabled))", 30),
+          # tokenizer classes that exist only in a repository's custom code
+          r"Tokenizer class (?:QWen|ChatGLM\d*|Baichuan\d*|InternLM\d*|MiniCPM\w*|Xverse|Moss|Aquila|Orion|Skywork|Telechat|Hunyuan)Tokenizer does not exist"),
          1, "transformers dynamic_module_utils.resolve_trust_remote_code; engines that run a repository's custom code",
          asks={"trust_remote_code": True},
          fallback="The model needs custom code and trust_remote_code is already set: the custom code itself fails; see the log."),
@@ -259,14 +261,16 @@ RULES: tuple[Rule, ...] = (
          1, "vLLM issue tracker (bitsandbytes prequantized checkpoints: KeyError ...weight.absmax)", asks={"quantization": "bitsandbytes"},
          fallback="quantization=\"bitsandbytes\" is already set: this engine version does not read this checkpoint's bitsandbytes layout; try another version or engine."),
     Rule("quant-method-unknown/llama.cpp-legacy-ggml", "quant-method-unknown",
-         "This llama.cpp no longer reads the legacy GGML (.bin) format: convert the model to GGUF with this version's "
-         "converter, or use an old release that reads GGML.",
-         # gguf_init_from_file meets the magic of a GGML/GGMF/GGJT file ('ggjt' = 67676a74, read byte-reversed as 'tjgg')
-         (r"invalid magic (?:number|characters):? (?:67676a74|67676d6c|67676d66|tjgg|lmgg|fmgg)", r"invalid model file [^\n]*\(bad magic\)"),
+         "This llama.cpp does not read this GGML file format (GGML/GGJT .bin files were replaced by GGUF): convert the "
+         "model to GGUF with this version's converter, or use a release that reads the format.",
+         # a GGML/GGMF/GGJT magic ('ggjt' = 67676a74, read byte-reversed as 'tjgg') where GGUF (or another version) was expected
+         (near(r"magic", r"\b(?:67676a74|67676d6c|67676d66|6767[0-9a-f]{4}\b|ggjt|ggml|ggmf|ggla|tjgg|lmgg|fmgg)", 40),
+          r"invalid model file [^\n]*\(bad magic\)", r"is this really a GGML file",
+          near(r"\bGGML\b|\bggjt\b|\bggmf\b|\.bin\b", r"no longer supported|(?:bad|invalid) magic|convert[^\n]{0,30}to GGUF", 80)),
          1, "llama.cpp gguf_init_from_file / llama_model_load (GGML was replaced by GGUF in August 2023)"),
     Rule("loader-mismatch/llama.cpp-gguf", "loader-mismatch", LOADER_HINT,
          (r"tensor '[^']+' (has wrong shape|not found)", r"wrong number of tensors", r"invalid magic (number|characters)",
-          r"unknown \(magic, version\) combination", r"is this really a GGML file"),
+          r"unknown \(magic, version\) combination"),
          1, "llama.cpp llama_model_loader"),
     Rule("timeout/vllm-shm-broadcast", "timeout", TIMEOUT_HINT, (r"No available block found in \d+ second",), 1,
          "vllm/distributed/device_communicators/shm_broadcast.py (a worker stopped reading: a hang)"),
@@ -566,7 +570,7 @@ RULES: tuple[Rule, ...] = (
          (r"BackendCompilerFailed|InductorError|torch\._dynamo\.exc\.\w+Error",
           # plain programming errors raised from inside the engine
           r"'NoneType' object (?:has no attribute|is not (?:subscriptable|callable|iterable))", r"\bIndexError\b|index out of (?:range|bounds)",
-          r"out of bounds for dimension", r"\bZeroDivisionError\b", r"UnboundLocalError|referenced before assignment", r"NameError: name '\w+' is not defined"), 3,
+          r"out of bounds for dimension", r"\bZeroDivisionError\b", r"UnboundLocalError|referenced before assignment"), 3,
          "torch.compile (Dynamo / Inductor) and programming errors inside the engine"),
     Rule("version-mismatch/upgrade-advised", "version-mismatch", VERSION_HINT,
          (r"takes \d+ positional arguments? but \d+ (?:were|was) given", r"missing \d+ required (?:positional|keyword-only) arguments?",
@@ -574,7 +578,8 @@ RULES: tuple[Rule, ...] = (
           r"(?:is|are) (?:out of date|outdated)\b"), 3,
          "a library called with another release's signature; advice to upgrade where no other cause is named"),
     Rule("missing-package/import-failed", "missing-package", MISSING_HINT,
-         (r"\bImportError\b", r"(?:Could not|Unable to|cannot|failed to) import\b", r"could not be imported"), 3, "Python imports that fail for a reason not named above"),
+         # a NameError in a library is most often a guarded import that failed
+         (r"\bImportError\b", r"(?:Could not|Unable to|cannot|failed to) import\b", r"could not be imported", r"NameError: name '\w+' is not defined"), 3, "Python imports that fail for a reason not named above"),
     Rule("engine-bug/assertion", "engine-bug", ENGINE_BUG_HINT, (r"AssertionError", r"^\s*assert\s", r"\bassert(?:ion)? failed"),
          3, "engine assertions"),
     Rule("crash/died", "crash", CRASH_HINT, (r"\b(?:worker|process|shard|runner)\b[^\n]{0,40}\b(?:died|exited unexpectedly|was killed)",
