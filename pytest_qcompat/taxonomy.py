@@ -221,7 +221,7 @@ RULES: tuple[Rule, ...] = (
          1, "vllm/config/model.py _verify_quantization; transformers AutoQuantizationConfig"),
     # --- tokenizer / architecture
     Rule("missing-package/sentencepiece", "missing-package", MISSING_HINT,
-         (r"need to have sentencepiece installed", r"requires the SentencePiece library", near(r"sentencepiece", r"not (?:installed|found)|pip install", 60)),
+         (r"need to have sentencepiece installed", r"requires the SentencePiece library", near(r"sentencepiece", r"not (?:installed|found)|pip install|have sentencepiece installed", 60)),
          1, "transformers tokenizers that need the sentencepiece package"),
     Rule("tokenizer-unsupported/llama.cpp-transformers", "tokenizer-unsupported", TOKENIZER_HINT,
          (r"File not found: \S*tokenizer\.model", r"BPE pre-tokenizer was not recognized", r"unknown pre-tokenizer type",
@@ -555,7 +555,8 @@ RULES: tuple[Rule, ...] = (
     # ============================== layer 3: generic fallbacks ======================================================
     Rule("arch-unsupported/model-type-keyerror", "arch-unsupported", ARCH_HINT,
          # transformers looks model_type up in CONFIG_MAPPING: a bare KeyError on a lower-case name is a model type it lacks
-         (r"(?m)^\s*KeyError: '[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*'\s*$", r"KeyError: <class '[\w.]+Config'>",
+         (r"(?m)^\s*KeyError: '(?!(?:model_type|input_ids|attention_mask|architectures|config|text_config|quantization_config|quant_method|"
+          r"type|factor|rope_type|weight|bias|state_dict|model|logits|labels|cuda|cpu)')[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*'\s*$", r"KeyError: <class '[\w.]+Config'>",
           r"KeyError: '\w+For(?:CausalLM|ConditionalGeneration|MaskedLM|Seq2SeqLM|SequenceClassification)'"),
          3, "transformers AutoConfig CONFIG_MAPPING"),
     Rule("quant-dtype/dtype-refused", "quant-dtype",
