@@ -246,3 +246,15 @@ def test_a_bisect_report_merges_and_renders_with_its_version_axis(tmp_path):
     render_all(merged, tmp_path)
     assert "works since 4.50.0 (fails on 4.49.0)" in (tmp_path / "report.md").read_text()
     assert "works since 4.50.0 (fails on 4.49.0)" in (tmp_path / "report.html").read_text()
+
+
+def test_first_release_read_from_the_wheels_model_registry_and_gguf_loader():
+    """Where a release registers a model type (CONFIG_MAPPING_NAMES) and a GGUF architecture (GGUF_CONFIG_MAPPING)
+    is read from the released wheels: Gemma 3 arrived in 4.50.0, its GGUF loading in 4.52.1 (4.52.0 is not
+    offered by the registry). These are the boundaries the real runs in docs/versions found too."""
+    _uv_and_registry()
+    from pytest_qcompat.versions.registry import first_version_registering
+
+    assert first_version_registering("model_type", "gemma3_text", "4.49.0") == "4.50.0"
+    assert first_version_registering("gguf_architecture", "gemma3", "4.51.3") == "4.52.1"
+    assert first_version_registering("model_type", "no_such_model_type", "4.49.0") is None

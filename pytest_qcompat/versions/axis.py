@@ -72,24 +72,32 @@ class VersionedEngines:
         prepare_sources(self.base_python(session, cell.engine), [model.source])
 
     def refine(self, session: "QcompatSession", cell: "Cell", result: "CellResult") -> None:
-        """arch-unsupported in a transformers version: name the first release that registers the model type."""
+        """arch-unsupported in a transformers version: name the first release that registers the model type (or, for
+        the GGUF loader's refusal, the GGUF architecture)."""
         env = self.built.get(cell.engine)
         if env is None or env.package != "transformers" or result.status != "failed" or result.error_class != "arch-unsupported":
             return
-        from ..predict import model_info
-        from .registry import first_version_with_model_type
+        import re
 
-        info = model_info(session.matrix.model(cell.model), cell.quantization) or {}
-        model_type = info.get("model_type")
-        if not model_type:
+        from ..predict import model_info
+        from .registry import first_version_registering
+
+        gguf = re.search(r"GGUF model with architecture (\S+) is not supported", result.message or "")
+        if gguf:  # the GGUF loader's own list, not the model registry
+            registry, name, what = "gguf_architecture", gguf.group(1).rstrip("."), "GGUF architecture"
+            where = "the released wheels' GGUF_CONFIG_MAPPING, integrations/ggml.py"
+        else:
+            info = model_info(session.matrix.model(cell.model), cell.quantization) or {}
+            registry, name, what = "model_type", info.get("model_type"), "model type"
+            where = "the released wheels' CONFIG_MAPPING_NAMES"
+        if not name:
             return
         try:
-            first = first_version_with_model_type(model_type, env.version)
+            first = first_version_registering(registry, name, env.version)
         except (EnvironmentUnavailable, LookupError, OSError) as exc:
             result.metrics["first_version_lookup"] = str(exc)[:300]
             return
         if first:
-            result.hint = (f"transformers {env.version} predates model type {model_type!r}: the first release that "
-                           f"registers it is {first} (read from the released wheels' CONFIG_MAPPING_NAMES): "
-                           f"install transformers>={first}.")
-            result.metrics["first_version"] = {"package": "transformers", "version": first, "model_type": model_type}
+            result.hint = (f"transformers {env.version} predates {what} {name!r}: the first release that registers it is "
+                           f"{first} (read from {where}): install transformers>={first}.")
+            result.metrics["first_version"] = {"package": "transformers", "version": first, registry: name}

@@ -65,42 +65,55 @@ def between(versions: list[str], low: str | None, high: str | None) -> list[str]
 
 # ---------------------------------------------------------------- transformers: when did a model type arrive?
 
-_AUTO_DIR = "transformers/models/auto"
+# What a transformers release registers, and where: a model type in CONFIG_MAPPING_NAMES (configuration_auto.py, or
+# auto_mappings.py in later 5.x: any module of models/auto with a ("<model_type>", "<Name>Config") entry), and a GGUF
+# architecture in the GGUF loader's GGUF_CONFIG_MAPPING (integrations/ggml.py: a "<arch>": {...} entry).
+REGISTRIES = {
+    "model_type": ("transformers/models/auto", "*.py", r'\(\s*"{name}"\s*,\s*"\w+Config"\s*\)'),
+    "gguf_architecture": ("transformers/integrations", "ggml.py", r'"{name}"\s*:\s*\{{'),
+}
 
 
-def has_model_type(version: str, model_type: str) -> bool:
-    """Does transformers `version` register `model_type` in its own CONFIG_MAPPING_NAMES? Read from the released
-    wheel (uv unpacks it without dependencies; uv's cache makes a repeat instant). Cached on disk."""
-    cache = _cache_file("transformers-model-types.json")
+def has_registered(version: str, registry: str, name: str) -> bool:
+    """Does transformers `version` register `name` in `registry` (REGISTRIES)? Read from the released wheel (uv
+    unpacks it without dependencies; uv's cache makes a repeat instant). Cached on disk."""
+    cache = _cache_file("transformers-registries.json")
     known = json.loads(cache.read_text()) if cache.exists() else {}
-    key = f"{version} {model_type}"
+    key = f"{version} {registry} {name}"
     if key in known:
         return known[key]
     from .environments import _run, uv_binary
 
+    folder, glob, pattern = REGISTRIES[registry]
+    regex = re.compile(pattern.format(name=re.escape(name)))
     with tempfile.TemporaryDirectory(prefix="qcompat-tf-") as tmp:
         _run([uv_binary(), "pip", "install", "-q", "--no-deps", "--target", tmp, "--python", sys.executable,
               f"transformers=={version}"])
-        # CONFIG_MAPPING_NAMES lives in configuration_auto.py (auto_mappings.py in later 5.x): any auto module
-        # with a ("<model_type>", "<Name>Config") entry registers it.
-        pattern = re.compile(r'\(\s*"' + re.escape(model_type) + r'"\s*,\s*"\w+Config"\s*\)')
-        found = any(pattern.search(f.read_text(encoding="utf-8")) for f in (Path(tmp) / _AUTO_DIR).glob("*.py"))
+        found = any(regex.search(f.read_text(encoding="utf-8")) for f in (Path(tmp) / folder).glob(glob))
     known[key] = found
     cache.write_text(json.dumps(known, sort_keys=True))
     return found
 
 
-def first_version_with_model_type(model_type: str, after: str, python: str | None = None) -> str | None:
-    """The first final transformers release newer than `after` that knows `model_type` (binary search over the
-    registry's releases; a model type, once added, stays). None: no release has it."""
+def has_model_type(version: str, model_type: str) -> bool:
+    return has_registered(version, "model_type", model_type)
+
+
+def first_version_registering(registry: str, name: str, after: str, python: str | None = None) -> str | None:
+    """The first final transformers release newer than `after` that registers `name` (binary search over the
+    registry's releases; a registration, once added, stays). None: no release has it."""
     candidates = [v for v in released_versions("transformers", python) if Version(v) > Version(after)]
-    if not candidates or not has_model_type(candidates[-1], model_type):
+    if not candidates or not has_registered(candidates[-1], registry, name):
         return None
     lo, hi = 0, len(candidates) - 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if has_model_type(candidates[mid], model_type):
+        if has_registered(candidates[mid], registry, name):
             hi = mid
         else:
             lo = mid + 1
     return candidates[hi]
+
+
+def first_version_with_model_type(model_type: str, after: str, python: str | None = None) -> str | None:
+    return first_version_registering("model_type", model_type, after, python)
