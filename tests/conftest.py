@@ -6,8 +6,8 @@
 - `machine`: what this machine is (CPU instruction set including AMX, the llama.cpp build's own features), so
   tests expect what holds here, never what holds on one CPU only.
 - The expensive work, once per session: each engine's real limits, and one CPU matrix run over real engines
-  (vLLM's CPU build, transformers, llama.cpp) with its producer pass, read by test_engine_vllm.py and
-  test_artifacts.py.
+  (vLLM's CPU build, transformers, llama.cpp) with its producer pass, read by test_engine_vllm.py,
+  test_artifacts.py and test_engine_transformers.py.
 """
 from __future__ import annotations
 
@@ -29,8 +29,10 @@ LLMC = os.environ.get("QCOMPAT_LLMCOMPRESSOR_PYTHON", str(Path(sys.prefix).paren
 
 @pytest.fixture(scope="session", autouse=True)
 def qcompat_cache(tmp_path_factory) -> Path:
-    """QCOMPAT_CACHE_DIR for everything this session starts (pytest in-process and subprocesses, workers)."""
-    path = tmp_path_factory.mktemp("qcompat-cache")
+    """QCOMPAT_CACHE_DIR for everything this session starts (pytest in-process and subprocesses, workers).
+    QCOMPAT_TEST_CACHE=DIR shares one across sessions on purpose (e.g. a developer's repeated runs, where the real
+    models' bases take minutes to build): everything in it is keyed by its source content and the code that makes it."""
+    path = Path(os.environ["QCOMPAT_TEST_CACHE"]) if os.environ.get("QCOMPAT_TEST_CACHE") else tmp_path_factory.mktemp("qcompat-cache")
     old = os.environ.get("QCOMPAT_CACHE_DIR")
     os.environ["QCOMPAT_CACHE_DIR"] = str(path)
     yield path
@@ -116,12 +118,14 @@ CPU_MATRIX = """
 models:
   - {id: tiny-llama, source: "tiny:llama"}
   - {id: tiny-gemma2, source: "tiny:gemma2"}
+  - {id: tiny-gpt2, source: "tiny:gpt2"}
 dtypes: [bfloat16, float16]
 quantization: [none, bnb-4bit, awq, fp8]
 engines: [vllm, transformers, llamacpp]
 targets: [cpu, sm_70, sm_90]
 exclude:
   - {engine: [transformers, llamacpp]}
+  - {model: tiny-gpt2}
   - {model: tiny-llama, dtype: float16, target: cpu}
   - {quantization: fp8, target: cpu}
 include:
@@ -136,9 +140,23 @@ PRODUCED = {  # engine -> (dtype, methods) for tiny-llama on cpu
 }
 
 
+# transformers: dtypes and bitsandbytes on the fly (test_engine_transformers.py)
+ON_THE_FLY = [(model, dtype, method) for model in ("tiny-llama", "tiny-gpt2") for dtype in ("float32", "bfloat16")
+              for method in ("none", "bnb-4bit", "bnb-8bit")]
+# Written into the run's folder: which heavy modules the pytest process imported (it must import none).
+CHECK_LIGHT = """
+import sys
+def pytest_sessionfinish(session):
+    heavy = sorted(m for m in ("torch", "transformers", "vllm", "bitsandbytes", "llama_cpp") if m in sys.modules)
+    open("heavy-modules.txt", "w").write(",".join(heavy))
+"""
+
+
 def cpu_matrix_text() -> str:
     include = "\n".join(f"  - {{model: tiny-llama, quantization: {m}, dtype: {dtype}, engine: {engine}, target: cpu}}"
                         for engine, (dtype, methods) in PRODUCED.items() for m in methods)
+    include += "\n" + "\n".join(f"  - {{model: {model}, quantization: {m}, dtype: {dtype}, engine: transformers, target: cpu}}"
+                                for model, dtype, m in ON_THE_FLY)
     return textwrap.dedent(CPU_MATRIX).replace("{include}", include).replace("{{", "{").replace("}}", "}")
 
 
@@ -172,6 +190,7 @@ def cpu_matrix_run(tmp_path_factory) -> MatrixRun:
     _needs_every_cpu_engine()
     root = tmp_path_factory.mktemp("cpu-matrix")
     (root / "matrix.yaml").write_text(cpu_matrix_text())
+    (root / "conftest.py").write_text(CHECK_LIGHT)
     return run_matrix(root)
 
 

@@ -27,20 +27,18 @@ def run_matrix(pytester, text, *args):
     return result, {c["id"]: c for c in doc["cells"]}
 
 
-def test_dtypes_and_bitsandbytes_on_the_fly(pytester):
-    result, cells = run_matrix(pytester, """
-        models: [{id: tiny-llama, source: "tiny:llama"}, {id: tiny-gpt2, source: "tiny:gpt2"}]
-        dtypes: [float32, bfloat16]
-        quantization: [none, bnb-4bit, bnb-8bit]
-        engines: [transformers]
-        targets: [cpu]
-        generation: {prompts: ["The capital of France is"], max_new_tokens: 6}
-    """)
-    result.assert_outcomes(passed=12)
-    assert (pytester.path / "heavy-modules.txt").read_text() == ""  # torch & co stayed in the workers
+def test_dtypes_and_bitsandbytes_on_the_fly(cpu_matrix_run):
+    """transformers' cells of the session's shared CPU run (tests/conftest.py): tiny-llama and tiny-gpt2 in float32 and
+    bfloat16 with none, bnb-4bit and bnb-8bit on the fly."""
+    ids = [f"{model}-{method}-{dtype}-transformers-cpu" for model in ("tiny-llama", "tiny-gpt2")
+           for dtype in ("float32", "bfloat16") for method in ("none", "bnb-4bit", "bnb-8bit")]
+    cells = cpu_matrix_run.cells
+    assert len(ids) == 12 and {i: cells[i]["status"] for i in ids} == {i: "passed" for i in ids}, \
+        {i: (cells[i]["status"], cells[i]["message"]) for i in ids if cells[i]["status"] != "passed"}
+    assert (cpu_matrix_run.root / "heavy-modules.txt").read_text() == ""  # torch & co stayed in the workers
     c = cells["tiny-llama-bnb-4bit-bfloat16-transformers-cpu"]
     assert c["engine_args"]["quantization_config"]["BitsAndBytesConfig"]["load_in_4bit"] == "True"
-    assert c["engine_version"] and len(c["outputs"][0]["token_ids"]) == 6
+    assert c["engine_version"] and len(c["outputs"][0]["token_ids"]) == 4  # the run's max_new_tokens
     assert c["metrics"]["load_s"] > 0 and c["metrics"]["tokens_per_s"] > 0
 
 
