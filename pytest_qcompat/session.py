@@ -324,7 +324,10 @@ class QcompatSession:
         shards = sorted((self.report_dir / "shards").glob("*.json"))
         if not shards:
             return []
-        merged = merge_reports([(p.stem, load_report(p)) for p in shards])
+        docs = [(p.stem, load_report(p)) for p in shards]
+        merged = merge_reports(docs)
+        # Bases built from GGUFs by the workers: each identity and check once.
+        bases = {m: b for _, doc in docs for m, b in (doc.get("environment", {}).get("bases") or {}).items()}
         if self.kept:  # --qcompat-update: the cells no worker ran, as REPORT had them, in matrix order
             ran = {c["id"] for c in merged["cells"]}
             merged["cells"] += [dict(self.kept[c.id]) for c in self.cells if c.id in self.kept and c.id not in ran]
@@ -341,5 +344,7 @@ class QcompatSession:
             if cell.get("finished_at") and not cell.get("resumed_from"):
                 cell["xdist_worker"] = worker
         merged["environment"] = {**self.environment(), "xdist_workers": [p.stem for p in shards]}
+        if bases:
+            merged["environment"]["bases"] = bases
         self._merged = merged
         return render_all(merged, self.report_dir)

@@ -215,7 +215,10 @@ def _num(v: Any, digits: int) -> str:
 def render_bases(environment: dict[str, Any]) -> list[str]:
     """Base checkpoints the tool built from GGUF files: identity and check. A failed check is one finding (the model's
     cells are inconclusive), not N wrong verdicts."""
-    bases = environment.get("bases") or {}
+    bases = dict(environment.get("bases") or {})
+    for shard in environment.get("shards") or []:  # a merged report: every runner's bases
+        for model, base in (shard.get("bases") or {}).items():
+            bases.setdefault(model if not bases.get(model) or bases[model] == base else f"{model} ({shard.get('shard')})", base)
     if not bases:
         return []
     out = ["## Base checkpoints built from GGUF files", "",
