@@ -34,8 +34,9 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 
 
 class ReportStore:
-    """Holds one record per collected cell and rewrites report.json atomically after every change,
-    so an interrupted run still leaves a valid report."""
+    """Holds one record per collected cell and rewrites report.json atomically as results come in: at once when
+    the last rewrite is a second old, else (a background timer) a second after it, so an interrupted run still
+    leaves a valid report and even a SIGKILL loses at most the last second of results."""
 
     FLUSH_EVERY_S = 1.0  # a matrix of thousands of cells would otherwise rewrite the file thousands of times
 
