@@ -205,8 +205,9 @@ def _judge_quality(ctx: CellContext, request: dict[str, Any], result: CellResult
         loss = checks.quality_loss(ctx.quantization, comparison, ctx.thresholds)
         if loss:
             reasons.append(loss)
-    else:
-        result.metrics["vs_reference"] = None
+    else:  # no base to judge by: say why (a reference that failed is a runner finding, not the cell's)
+        result.metrics["vs_reference"] = ({"reference": base.name, "checked": False, "reason": base.reason}
+                                          if base is not None else None)
     known = checks.known_answer_verdict(checks.known_answers(result.outputs, expects),
                                         checks.known_answers(base_out, expects) if base_out is not None else None)
     for lost in (known or {}).get("lost") or []:
