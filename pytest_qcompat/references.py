@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .attempts import ReferenceRun
 from .cells import Cell
 from .engines import facts_for
+from .engines.facts import EngineFacts
 from .matrix import EngineSpec
 
 if TYPE_CHECKING:
@@ -119,6 +120,10 @@ class SessionReferences:
         kind = artifact_reference_kind(self.cell.quantization)
         if kind == self.engine.kind:
             return None
+        if type(facts_for(self.engine.kind)) is EngineFacts:
+            # An engine without facts of its own (module:Class): what artifact it loads is its own business.
+            return ReferenceRun(f"{self.cell.model} {self.cell.quantization} {kind}", None, None,
+                                f"{self.engine.kind} declares no facts (which checkpoint it loads is unknown to the tool)")
         why = no_same_artifact_reason(self.cell.quantization, self.engine.kind)
         if why:
             return ReferenceRun(f"{self.cell.model} {self.cell.quantization} {kind}", None, None, why)
