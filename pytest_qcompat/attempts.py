@@ -169,6 +169,11 @@ def judge_outputs(ctx: CellContext, request: dict[str, Any], result: CellResult,
     if problem:
         result.status, result.message = "failed", problem
         result.error_class, result.hint = classify(problem)
+        if "degenerate" in problem:  # the cause is this engine with this checkpoint: say where to look
+            result.hint = ("The output degenerates (repeats or blank runs) where the unquantized base does not: this "
+                           "engine computes this checkpoint wrongly at this dtype. Try the same checkpoint in another "
+                           "engine (its reference: llama.cpp for GGUF, transformers otherwise), another method or dtype, "
+                           "and report it to the engine with the printed output.")
         return
     same = refs.same_artifact()
     if same is not None:
@@ -188,6 +193,9 @@ def judge_outputs(ctx: CellContext, request: dict[str, Any], result: CellResult,
                                    "meanwhile use the other engine or another method.")
                 else:
                     result.error_class, result.hint = classify(problem)
+                    result.hint = (f"This engine disagrees with {same.name} on the same checkpoint, and that reference "
+                                   "strays from the unquantized base too: the checkpoint itself may be at fault; compare "
+                                   "both outputs in the record, rebuild the checkpoint, or try another method.")
                 return
     _judge_quality(ctx, request, result, base, refs.score_text())
 
