@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .artifacts.real import is_gguf_source  # real weights: real:<name> or a .gguf (stdlib-only module)
+
 # --- 1. broken output ---------------------------------------------------------------------------------------------
 
 
@@ -63,10 +65,6 @@ def degeneracy(token_ids: list[int], text: str = "") -> str | None:
     if text and SPACE_RUN.search(text):
         return "a run of 24 or more spaces"
     return None
-
-
-def degenerate(token_ids: list[int], min_len: int = 4) -> bool:
-    return len(token_ids) >= min_len and degeneracy(token_ids) is not None
 
 
 def broken(outputs: list[dict[str, Any]], base: list[dict[str, Any]] | None = None) -> str | None:
@@ -223,14 +221,10 @@ def quality_loss(method: str, comparison: dict[str, Any], thresholds: dict[str, 
     return None
 
 
-def is_real_weights(source: str) -> bool:
-    return source.startswith("real:") or source.endswith(".gguf")
-
-
 def thresholds_for(source: str, matrix_checks: dict[str, dict] | None = None) -> dict[str, dict]:
     """The thresholds a model is judged by: for real weights (real:<name>, a .gguf, or a bundle's copy of one, whose
     `origin` the caller passes as `source`) the calibrated REAL_THRESHOLDS, for embedded random-weight models the
     loose defaults; the matrix's `checks` win."""
-    base = REAL_THRESHOLDS if is_real_weights(source) else {}
+    base = REAL_THRESHOLDS if is_gguf_source(source) else {}
     user = matrix_checks or {}
     return {f: {**(base.get(f) or {}), **(user.get(f) or {})} for f in set(base) | set(user)}
