@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import attempts
-from .cache import cache_root
+from .cache import cache_root, gpu_jit_env
 from .cells import Cell, expand
 from .checks import thresholds_for
 from .engines import facts_for
@@ -256,6 +256,7 @@ class QcompatSession:
             env.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "1"))
             env.setdefault("TRANSFORMERS_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", "1"))
         if plan.device == "cuda":
+            env = {**gpu_jit_env(), **env}  # compile and JIT caches that persist between runs (and travel with CI)
             # Under xdist: this worker's own GPUs when they can serve the cell.
             gpus = choose_gpus([str(i) for i in plan.gpu_indices], plan.requirements.gpus, self.gpu_share)
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
