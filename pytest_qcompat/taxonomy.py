@@ -56,7 +56,9 @@ QUANT = (r"(?:quantiz\w*|quant_method|\bawq\b|\bgptq\w*|marlin|machete|exllama\w
 BF16 = r"(?:\bbf16\b|bfloat16|__nv_bfloat16|\.bf16\b)"
 # model families by name (a dtype refused next to one is the model's refusal)
 MODEL_NAME = (r"(?:\b(?:gemma|llama(?![.\-_]cpp)|qwen|mistral|mixtral|phi|t5|bloom|falcon|deepseek|chatglm|glm|mamba|baichuan|internlm|olmo|"
-              r"granite|cohere|command-r|starcoder|gpt2|gpt-?j|gpt-?neox|plamo|jamba|exaone|minicpm|stablelm)[\w.-]*)")
+              r"granite|cohere|command-r|starcoder|gpt2|gpt-?j|gpt-?neox|plamo|jamba|exaone|minicpm|stablelm|nemotron|pixtral|llava|idefics|"
+              r"paligemma|siglip|whisper|bert|roberta|mpt|dbrx|arctic|grok|kimi|minimax|ernie|hunyuan|persimmon|fuyu|rwkv|zamba|bamba|"
+              r"moondream|smollm|olmoe|gpt-?oss|aya|embeddinggemma|modernbert)[\w.-]*)")
 DTYPE = r"(?:\b(?:torch\.)?(?:float16|fp16|half|bfloat16|bf16|float32|fp32)\b)"
 GPU = r"(?:\bGPUs?\b|\bdevices?\b|\bhardware\b|\bcard\b|\bplatform\b|this (?:architecture|arch)|\bMPS\b|\bXPU\b|\bCPU\b|\bTPU\b)"
 CAPABILITY = (r"(?:compute capability|\bcapability\b|\bsm_?\d{2,3}a?\b|\b(?:sm|arch|cc|compute)\s*[<>]=?\s*\d{2,3}\b|\bSM ?\d{2}\b|\bcc ?\d\.\d\b|"
@@ -279,7 +281,9 @@ RULES: tuple[Rule, ...] = (
     Rule("attention-backend/flash-attention-xformers", "attention-backend", ATTENTION_HINT,
          (r"No valid attention backend", r"FlashAttention only supports", r"FlashAttention backward for head dim",
           r"Expected is_sm\w+ to be true", r"Expected [^\n]{0,80}\bis_sm\w*[^\n]{0,80} to be true", r"No operator found for `memory_efficient_attention",
-          r"Selected backend .* is not valid"),
+          r"Selected backend .* is not valid",
+          # TGI's flash-attention import gate names only the GPU (text_generation_server/layers/attention/cuda.py)
+          r"GPU with CUDA capability \d \d is not supported"),
          1, "vllm/attention/selector.py; flash-attention flash_api.cpp; xformers dispatch"),
 
     # ============================== layer 2: cause families across engines ==========================================
@@ -293,14 +297,14 @@ RULES: tuple[Rule, ...] = (
          (near(r"\bmodels?\b|\barchitectures?\b", r"requires? (?:a )?(?:newer|more recent|later) version|not supported by (?:your|this) version"
                r"|(?:is )?too new for", 60),), 2, "servers that refuse a model newer than themselves (ollama, LM Studio)"),
     Rule("port-in-use/bind-failed", "port-in-use", PORT_HINT,
-         (near(r"(?:fail(?:ed)?|unable|could ?n[o']t|can ?n[o']t|cannot) (?:to )?bind\b", r"\bport\b|socket|address|server|host|tcp|http|:\d{2,5}\b"),
+         (near(r"(?:fail(?:ed)?|unable|could ?n[o']t|can ?n[o']t|cannot|error) (?:to |while |when )?bind(?:ing)?\b", r"\bport\b|socket|address|server|host|tcp|http|:\d{2,5}\b"),
           r"error while attempting to bind", r"(?:is |being )?used by another (?:process|program|application)", r"port conflict",
           near(r"\bport\b|\bbind\b|\blisten\b", r"permission denied|EACCES", 40), r"\baddress in use\b", r"port is already allocated", r"access a socket in a way forbidden", r"(?:unable|failed|could not|cannot) (?:to )?(?:find|get|allocate|pick) (?:an? )?(?:free|available|open|unused) port", near(r"\bport\b", r"(?:already|currently) (?:in use|used|being used|bound|taken|occupied)|\bbusy\b|in use by another|is (?:already )?(?:taken|occupied)|not available|unavailable"),
           r"(?:fail(?:ed)?|unable) to listen on", r"cannot assign requested address"),
          2, "uvicorn, llama-server, SGLang, TGI router: a port that cannot be bound"),
     # ptxas names the instruction a kernel needs; which instruction tells the cause
     Rule("quant-capability/ptxas-mma", "quant-capability", CAPABILITY_HINT,
-         (near(r"'[^'\n]*\b(?:w?mma|ldmatrix|cp\.async|m\d+n\d+k\d+|e4m3|e5m2)\b[^'\n]*'", r"requires \.?target sm_\d+", 40),
+         (near(r"'[^'\n]*\b(?:w?mma|ldmatrix|cp\.async|m\d+n\d+k\d+|e4m3\w*|e5m2\w*)\b[^'\n]*'", r"requires \.?target sm_\d+", 40),
           then(r"Feature '[\w.]*\b(?:w?mma|m\d+n\d+k\d+|e4m3|e5m2)\b", r"requires"),
           r"Unexpected instruction types specified for '(?:w?mma|ldmatrix)"),
          2, "ptxas: MMA / FP8 instructions of a quantized GEMM kernel need a newer target"),
@@ -358,7 +362,7 @@ RULES: tuple[Rule, ...] = (
           near(QUANT, r"(?:this|your|current|the) (?:GPU|device|card)[^\n]{0,30}(?:(?:does not|doesn't|do not|cannot|can't)(?: have)?(?: native)? support|lacks?(?: native)? support|has no (?:native )?support|not support)", 60)),
          2, "FP8 / int8 / Marlin / AWQ kernels gated on compute capability (vLLM, SGLang, TensorRT-LLM, torch._scaled_mm)"),
     Rule("quant-capability/device-lacks-method", "quant-capability", CAPABILITY_HINT,
-         (near(QUANT + r"|\bbnb_\w+|double_quant", r"not (?:yet )?(?:supported|available)(?: yet)? (?:for|on|with) (?:the )?(?:CPU|XPU|MPS|HPU|NPU|ROCm|HIP|AMD|Intel|Apple|Metal)", 60),),
+         (near(QUANT + r"|\bbnb_\w+|double_quant", r"(?:not (?:yet )?(?:supported|available)(?: yet)?|can ?not be used|can't be used) (?:for|on|with) (?:the )?(?:CPU|XPU|MPS|HPU|NPU|ROCm|HIP|AMD|Intel|Apple|Metal)", 60),),
          2, "quantization features a device type lacks (bitsandbytes on CPU/XPU, kernels on ROCm/MPS)"),
     Rule("dtype-unsupported-by-gpu/bf16-refused", "dtype-unsupported-by-gpu", "This GPU cannot run bfloat16: use dtype float16 (or float32).",
          (near(BF16, REFUSED + r"|only supported|requires?|needs?|does not support", 60) + r"(?=[^\n]{0,80}(?:" + GPU + "|" + CAPABILITY + r"))",
@@ -368,7 +372,8 @@ RULES: tuple[Rule, ...] = (
          fallback="This GPU refuses the dtype even in float16: try float32."),
     Rule("dtype-unsupported-by-gpu/no-kernel-for-dtype", "dtype-unsupported-by-gpu",
          "This device has no kernel for this dtype (e.g. float16 matmul on CPU): use float32, or bfloat16 where the device supports it.",
-         (r"\"\w+\" not implemented for '(?:Half|BFloat16)'",), 2, "torch ops without a Half/BFloat16 kernel on the device (CPU)"),
+         (r"\"\w+\" not implemented for '(?:Half|BFloat16)'", r"not implemented for (?:struct )?c10::(?:BFloat16|Half)\b"), 2,
+         "torch ops without a Half/BFloat16 kernel on the device (CPU; cuBLAS gemm below sm_80)"),
     Rule("dtype-unsupported-by-model/refused", "dtype-unsupported-by-model",
          "The model refuses this dtype (e.g. it overflows in float16): use the dtype it names, usually bfloat16, or float32.",
          (near(r"\bmodel\b|\bmodel[_ ]type\b", r"(?:does not|doesn't|do not) support (?:float16|fp16|half)\b", 60),
@@ -377,8 +382,11 @@ RULES: tuple[Rule, ...] = (
           near(r"\bmodels?\b|model[_ ]type|\b\w+For(?:CausalLM|ConditionalGeneration)\b|" + MODEL_NAME,
                DTYPE + r"[^\n]{0,30}(?:" + REFUSED + r"|not recommended|unstable|overflow)|(?:" + REFUSED + r"|not recommended)[^\n]{0,20}" + DTYPE, 80),
           near(r"\bmodels?\b|model[_ ]type|\b\w+For(?:CausalLM|ConditionalGeneration)\b|" + MODEL_NAME,
-               r"(?:only supports?|requires?|must (?:be )?(?:run|used|loaded) (?:in|with)|should (?:be )?(?:run|used|loaded) (?:in|with)|"
-               r"(?:was )?trained (?:in|with))\s+(?:dtype[= ])?(?:torch\.)?" + DTYPE, 80)),
+               r"(?:only supports?|requires?|(?:is |are )?only supported (?:in|with)|must (?:be )?(?:run|used|loaded) (?:in|with)|should (?:be )?(?:run|used|loaded) (?:in|with)|"
+               r"(?:was )?trained (?:in|with))\s+(?:dtype[= ])?(?:torch\.)?" + DTYPE, 80),
+          # a float16 refusal that sends the user to bfloat16/float32, with no device named: the model's refusal
+          then(r"(?:float16|\bfp16\b|\bhalf\b)[^\n]{0,40}(?:" + REFUSED + r"|not allowed|disabled)",
+               r"(?:use|try|switch(?:ing)? to|set)\s+(?:dtype[= ])?`?(?:torch\.)?(?:bfloat16|bf16|float32|fp32)", 60) + r"(?![^\n]{0,60}" + GPU + ")"),
          2, "models that overflow in float16 (gemma2/3, plamo2, glm4)", asks={"dtype": "bfloat16"},
          fallback="The model refuses this dtype: try float32."),
     Rule("loader-mismatch/module-without-weight", "loader-mismatch", LOADER_HINT,
@@ -416,7 +424,9 @@ RULES: tuple[Rule, ...] = (
           near(r"\bactivation(?: function)?\b|\brope[_ ](?:type|scaling)\b|position(?:al)? embeddings?|\blayer type\b", REFUSED, 60),
           r"\bunsupported model\b(?! (?:file|format|path|dir))", r"is not a registered model",
           r"\bmodel\b\W{0,3}['\"`]?[\w./-]+['\"`]?\s+(?:is |are )?(?:not (?:yet )?supported|unsupported)\b(?! (?:in|with|for) (?:float16|fp16|half))",
-          r"Can ?not map tensor", r"\bisn't supported yet", r"\bnot supported yet\b(?=[^\n]{0,60}(?:model|arch))"),
+          r"Can ?not map tensor", r"\bisn't supported yet", r"\bnot supported yet\b(?=[^\n]{0,60}(?:model|arch))",
+          MODEL_NAME + r"['\"`]?(?: models?| architectures?)?\s+(?:is |are )?(?:not (?:yet |currently )?supported|unsupported)\b(?: yet)?"
+          r"(?! (?:in|with|for|on) (?:float16|fp16|half|bfloat16|bf16|this (?:GPU|device)))" + NOT_QUANT),
          2, "vLLM/SGLang registries, TGI, llama.cpp converter, AutoAWQ/AutoGPTQ, ipex-llm, ollama"),
     Rule("quant-method-unknown/method-refused", "quant-method-unknown", QUANT_METHOD_HINT,
          (near(r"quantiz\w*(?: method| type| scheme| format| config)?|quant_method|\bquant[ _](?:method|type|algo\w*|format|scheme)s?\b", r"unknown|" + REFUSED + r"|invalid", 50),
@@ -433,14 +443,14 @@ RULES: tuple[Rule, ...] = (
          2, "engines and adapters that do not implement a quantization method (vLLM platforms, transformers, PEFT, TGI)"),
     Rule("kv-cache/no-space", "kv-cache", KV_HINT,
          (near(KV, r"not enough|insufficient|no (?:free|available)|(?:is )?full\b|exhaust\w*|too small|failed to find|no (?:space|room|slot)"
-               r"|(?:cannot|can't|could not|unable to) (?:allocate|fit|find)|out of|needs to be increased|preempted|run out|ran out", 80),
+               r"|(?:cannot|can't|could not|unable to) (?:allocate|fit|find)|out of|needs to be increased|preempted|run out|ran out|exceed\w*|capacity", 80),
           r"failed to find (?:a )?(?:free )?(?:memory )?(?:KV )?slot",
           near(r"max[_-]?(?:total[_-]?tokens|batch[_-]?(?:total|prefill)[_-]?tokens|input[_-]?(?:tokens|length))", r"must be (?:<|>|less|greater|smaller|larger|at most|lower)|decrease", 60),
           near(r"not enough memory|no (?:free |available )?memory|insufficient memory", r"mem[-_]fraction[-_]static", 60),
           near(r"\btokens\b", r"must (?:be|have) (?:<=?|less than|fewer than|at most|smaller than)", 40),
           near(r"max(?:imum)? (?:model|context|sequence) length|max_model_len", r"longer than|exceed\w*|you requested|However", 60),
           near(r"\bslots?\b", r"no (?:free |idle |available )?slots?|all slots are (?:busy|occupied|in use)|slot unavailable", 40),
-          near(r"(?:available |the |maximum )?context (?:size|window|length)|\bn_ctx\b|\bctx[-_]size\b", r"exceed\w*|too (?:small|short)|not enough|insufficient|increas\w+", 60),
+          near(r"(?:available |the |maximum )?context (?:size|window|length)|\bn_ctx\b|\bctx[-_]size\b", r"exceed\w*|too (?:small|short)|not enough|insufficient|increas\w+|(?:larger|longer|greater) than", 60),
           near(r"max[_ ](?:seq(?:uence)?[_ ](?:len|length)|model[_ ]len|total[_ ](?:num[_ ])?tokens|num[_ ]batched[_ ]tokens)", r"larger than|greater than|smaller than|exceeds?|too (?:small|large)|not enough|must be (?:less|smaller|lower)", 80)),
          2, "vLLM, SGLang, TGI, llama.cpp / llama-server (KV slots), TensorRT-LLM: the KV cache cannot hold the batch"),
     Rule("oom/free-memory-at-start", "oom", FREE_MEMORY_HINT,
@@ -482,7 +492,8 @@ RULES: tuple[Rule, ...] = (
           r"\bnvcc\b[^\n]{0,20}not found|command not found", r"CUDA ?Toolkit not found|Could NOT find CUDAToolkit|No CMAKE_CUDA_COMPILER could be found",
           r"requires the (?:dev )?(?:librar(?:y|ies)|\w+ \.so)[^\n]{0,60}(?:missing|not found)", r"but (?:these |they )?(?:are|were) (?:missing|not found)",
           r"(?:specify|set) [^\n]{0,40}(?:directory|path|home) (?:as|in) (?:the |an )?environment variable",
-          r"(?:please|you (?:need|have) to|must) install\b", r"No such file or directory: '(?:nvcc|gcc|g\+\+|cc|c\+\+|clang|cmake|ninja|git|make)'",
+          r"(?:please|you (?:need|have) to|must) install\b", r"\bnot found in (?:the |your )?\$?PATH\b",
+          r"(?:make sure|ensure) (?:that )?you have `?[\w.-]+`? installed|(?:do not|don't) (?:seem to )?have `?[\w.-]+`? installed", r"No such file or directory: '(?:nvcc|gcc|g\+\+|cc|c\+\+|clang|cmake|ninja|git|make)'",
           near(r"\b(?:CUDA(?![- ]capable)|cuDNN|cuBLAS\w*|NCCL|ROCm|HIP|MKL|OpenMP|libomp|toolkit|ptxas)\b",
                r"not found|could not be found|(?:could not|cannot|unable to) (?:find|locate|detect)|is not installed|is missing", 30),
           r"\bis required to (?:load|build|compile)\b", r"Need to compile C\+\+ extensions|C\+\+ extensions? (?:are |is )?not (?:built|compiled|available)", r"Failed to find C compiler|specify via CC environment variable|no C compiler",
@@ -549,7 +560,7 @@ RULES: tuple[Rule, ...] = (
     Rule("crash/signal", "crash", CRASH_HINT,
          (r"^crashed", r"Segmentation fault", r"core dumped", r"Fatal Python error", r"SIGSEGV|SIGABRT|SIGBUS|SIGILL|SIGFPE",
           r"Caught signal \d+", r"(?:with|by) signal \d+", r"died, exit code: -\d+", r"worker died or was killed", r"crashed unexpectedly",
-          r"Illegal instruction", r"\bAborted\b", r"(?:exit ?(?:code|status)|exitcode|returncode)\W{0,3}(?:-(?:4|6|7|8|11)|13[2-6]|139)\b", r"terminate called after throwing", r"access violation", r"0xC0000005"),
+          r"Illegal instruction", r"\bAborted\b(?! due to errors)", r"(?:exit ?(?:code|status)|exitcode|returncode)\W{0,3}(?:-(?:4|6|7|8|11)|13[2-6]|139)\b", r"terminate called after throwing", r"access violation", r"0xC0000005"),
          2, "pytest-qcompat runner; OS signals"),
 
     # ============================== layer 3: generic fallbacks ======================================================
@@ -566,6 +577,10 @@ RULES: tuple[Rule, ...] = (
     Rule("arch-unsupported/model-refused", "arch-unsupported", ARCH_HINT,
          (r"(?:this|the|your) model(?: type| architecture)? (?:is )?(?:not (?:yet )?supported|unsupported)", r"not (?:yet )?supported (?:for|by) (?:this|the) model"),
          3, "engines refusing a model without naming its architecture"),
+    Rule("attention-backend/requires-implementation", "attention-backend", ATTENTION_HINT,
+         (then(r"\b(?:requires?|needs?)\b", r"(?:flash[-_ ]?attn\w*|flash[-_ ]?attention|paged[-_ ]?attention)(?: ?v?[12])?(?! ?(?:>=|version|[\d.]{3,}))", 20),
+          then(r"(?:could not|cannot|can't|unable to|failed to) (?:import|load|use)\b", r"flash[-_ ]?attn\w*|flash[-_ ]?attention|xformers|flashinfer", 20)),
+         3, "TGI models that need Flash Attention (\"Sharded Llama requires Flash Attention enabled models\"); the reason, when named, answers first"),
     Rule("quant-capability/capability-required", "quant-capability", CAPABILITY_HINT,
          (near(r"requires?|needs?|only (?:be )?(?:supported|available|works?)|only supports?|not supported|unsupported|at least|>= ?",
                r"compute capability|\bsm_?\d{2,3}a?\b|\bSM ?\d{2}\b|Ampere|Hopper|Blackwell|newer GPU", 40),),
@@ -574,7 +589,10 @@ RULES: tuple[Rule, ...] = (
          (r"BackendCompilerFailed|InductorError|torch\._dynamo\.exc\.\w+Error",
           # plain programming errors raised from inside the engine
           r"'NoneType' object (?:has no attribute|is not (?:subscriptable|callable|iterable))", r"\bIndexError\b|index out of (?:range|bounds)",
-          r"out of bounds for dimension", r"\bZeroDivisionError\b", r"UnboundLocalError|referenced before assignment"), 3,
+          r"out of bounds for dimension", r"\bZeroDivisionError\b", r"UnboundLocalError|referenced before assignment",
+          r"(?:not enough|too many) values to unpack", r"unsupported operand type", r"got multiple values for (?:keyword )?argument",
+          r"unhashable type", r"can only concatenate", r"object is not (?:subscriptable|iterable|callable)", r"maximum recursion depth|RecursionError",
+          r"Cannot re-initialize CUDA in forked subprocess"), 3,
          "torch.compile (Dynamo / Inductor) and programming errors inside the engine"),
     Rule("version-mismatch/upgrade-advised", "version-mismatch", VERSION_HINT,
          (r"takes \d+ positional arguments? but \d+ (?:were|was) given", r"missing \d+ required (?:positional|keyword-only) arguments?",
