@@ -297,10 +297,14 @@ RULES: tuple[Rule, ...] = (
          (near(r"\bmodels?\b|\barchitectures?\b", r"requires? (?:a )?(?:newer|more recent|later) version|not supported by (?:your|this) version"
                r"|(?:is )?too new for", 60),), 2, "servers that refuse a model newer than themselves (ollama, LM Studio)"),
     Rule("port-in-use/bind-failed", "port-in-use", PORT_HINT,
-         (near(r"(?:fail(?:ed)?|unable|could ?n[o']t|can ?n[o']t|cannot|error) (?:to |while |when )?bind(?:ing)?\b", r"\bport\b|socket|address|server|host|tcp|http|:\d{2,5}\b"),
+         (near(r"(?:fail(?:ed)?|unable|could ?n[o']t|can ?n[o']t|can't|cannot|error) (?:to |while |when )?bind(?:ing)?\b", r"\bport\b|socket|address|server|host|tcp|http|:\d{2,5}\b"),
           r"error while attempting to bind", r"(?:is |being )?used by another (?:process|program|application)", r"port conflict",
           near(r"\bport\b|\bbind\b|\blisten\b", r"permission denied|EACCES", 40), r"\baddress in use\b", r"port is already allocated", r"access a socket in a way forbidden", r"(?:unable|failed|could not|cannot) (?:to )?(?:find|get|allocate|pick) (?:an? )?(?:free|available|open|unused) port", near(r"\bport\b", r"(?:already|currently) (?:in use|used|being used|bound|taken|occupied)|\bbusy\b|in use by another|is (?:already )?(?:taken|occupied)|not available|unavailable"),
-          r"(?:fail(?:ed)?|unable) to listen on", r"cannot assign requested address"),
+          r"(?:fail(?:ed)?|unable) to listen on", r"cannot assign requested address",
+          # Go's net errors (ollama, LM Studio's helpers): "listen tcp 127.0.0.1:11434: bind: <why>"; WSAEADDRNOTAVAIL
+          r"listen (?:tcp|udp)[46]? \S*:\d+: bind:", r"requested address is not valid in its context",
+          r"(?:already (?:running|listening)|(?:fail(?:ed)?|unable|could ?n[o']t|can't|cannot) (?:to )?start (?:the )?(?:\w+ )?server) on (?:port \d+|\S+:\d{2,5}\b)",
+          r"(?:fail(?:ed)?|unable|could ?n[o']t|cannot) (?:to )?add (?:listening )?port"),
          2, "uvicorn, llama-server, SGLang, TGI router: a port that cannot be bound"),
     # ptxas names the instruction a kernel needs; which instruction tells the cause
     Rule("quant-capability/ptxas-mma", "quant-capability", CAPABILITY_HINT,
@@ -386,7 +390,11 @@ RULES: tuple[Rule, ...] = (
                r"(?:was )?trained (?:in|with))\s+(?:dtype[= ])?(?:torch\.)?" + DTYPE, 80),
           # a float16 refusal that sends the user to bfloat16/float32, with no device named: the model's refusal
           then(r"(?:float16|\bfp16\b|\bhalf\b)[^\n]{0,40}(?:" + REFUSED + r"|not allowed|disabled)",
-               r"(?:use|try|switch(?:ing)? to|set)\s+(?:dtype[= ])?`?(?:torch\.)?(?:bfloat16|bf16|float32|fp32)", 60) + r"(?![^\n]{0,60}" + GPU + ")"),
+               r"(?:use|try|switch(?:ing)? to|set|load it in|supported(?: dtypes?)?:?)\s+\[?(?:dtype[= ])?`?(?:torch\.)?(?:bfloat16|bf16|float32|fp32)", 60)
+          + r"(?![^\n]{0,60}" + GPU + ")",
+          # "Gemma 3 is broken with fp16", "Phi-3 does not work in float16"
+          near(r"\bmodels?\b|\b\w+For(?:CausalLM|ConditionalGeneration)\b|" + MODEL_NAME,
+               r"(?:broken|(?:does not|doesn't|do not|don't|won't) work|not working|fails?|crash\w*) (?:with|in|on|under|using|when using) (?:--)?(?:dtype[= ])?(?:torch\.)?(?:float16|fp16|f16|half)\b", 60)),
          2, "models that overflow in float16 (gemma2/3, plamo2, glm4)", asks={"dtype": "bfloat16"},
          fallback="The model refuses this dtype: try float32."),
     Rule("loader-mismatch/module-without-weight", "loader-mismatch", LOADER_HINT,
@@ -523,7 +531,7 @@ RULES: tuple[Rule, ...] = (
          2, "vLLM/transformers weight loading; llama.cpp llama_model_loader"),
     Rule("engine-bug/kernel-fault", "engine-bug", ENGINE_BUG_HINT,
          (r"an illegal memory access was encountered", r"illegal (?:memory access|instruction was encountered|address)", r"device-side assert(ion)? triggered",
-          r"GGML_ASSERT", r"Assertion [`'\"].*[`'\"] failed", r"CUBLAS_STATUS_EXECUTION_FAILED", r"misaligned address", r"unspecified launch failure",
+          r"GGML_ASSERT|GGML_ABORT|ggml[\w./-]*\.(?:c|cpp|cu|m):\d+: fatal error", r"Assertion [`'\"].*[`'\"] failed", r"CUBLAS_STATUS_EXECUTION_FAILED", r"misaligned address", r"unspecified launch failure",
           r"CUDA error: (?:an )?(?:illegal|misaligned|unspecified launch)", r"too many resources requested for launch",
           r"stream is capturing|cudaErrorStreamCaptur\w+|capture cuda graph failed|during (?:graph )?capture|outside graph capture",
           r"is not on the expected device", r"CUDNN_STATUS_(?!NOT_SUPPORTED|ALLOC)\w+", r"CUBLAS_STATUS_(?:INTERNAL_ERROR|INVALID_VALUE|MAPPING_ERROR)",
@@ -541,7 +549,12 @@ RULES: tuple[Rule, ...] = (
           r"Expected all tensors to be on the same device", r"(?:shapes?|dimensions?) (?:do not|don't|must) match",
           r"incompatible (?:shapes|dimensions|dtypes)", r"(?:to all be|be all|are not all) on the same device", r"broadcast\w* shape",r"to have the same (?:dtype|shape|device|size)", r"\w+ type \(\S+\) and \w+ type \(\S+\) should be the same",
           r"The expanded size of the tensor", r"Sizes of tensors must match", r"view size is not compatible with input tensor",
-          r"to have (?:one of the following )?scalar types?\b", r"invalid shape dimension|negative dimension"),
+          r"to have (?:one of the following )?scalar types?\b", r"invalid shape dimension|negative dimension",
+          # torch's internal checks on tensors it was handed: "Expected <what> ... but got <other>"
+          r"\bExpected (?:size|shape|input|tensor|a |an |all |both |each |query|key|value|\w+ (?:tensor|dim\w*|size|shape|dtype|device))[^\n]{0,100}(?:but (?:got|found)|to match)",
+          r"stack expects each tensor to be equal size", r"same number of dimensions", r"to have \d+ channels, but got",
+          r"cannot be accessed from Triton", r"(?:doesn't|does not) have storage", r"Inference tensors cannot be saved for backward",
+          r"Trying to resize storage that is not resizable"),
          2, "torch shape/dtype checks raised inside an engine's forward"),
     Rule("timeout/hang", "timeout", TIMEOUT_HINT,
          (r"Watchdog caught collective operation timeout", r"\bTimeoutError\b", r"\btimed out\b", r"before timing out",
