@@ -61,11 +61,12 @@ MODEL_NAME = (r"(?:\b(?:gemma|llama(?![.\-_]cpp)|qwen|mistral|mixtral|phi|t5|blo
               r"moondream|smollm|olmoe|gpt-?oss|aya|embeddinggemma|modernbert)[\w.-]*)")
 DTYPE = r"(?:\b(?:torch\.)?(?:float16|fp16|half|bfloat16|bf16|float32|fp32)\b)"
 GPU = r"(?:\bGPUs?\b|\bdevices?\b|\bhardware\b|\bcard\b|\bplatform\b|this (?:architecture|arch)|\bMPS\b|\bXPU\b|\bCPU\b|\bTPU\b)"
-CAPABILITY = (r"(?:compute capability|\bcapability\b|\bsm_?\d{2,3}a?\b|\b(?:sm|arch|cc|compute)\s*[<>]=?\s*\d{2,3}\b|\bSM ?\d{2}\b|\bcc ?\d\.\d\b|"
+CAPABILITY = (r"(?:compute capability|\bcapability\b|\bsm_?\d{2,3}a?\b|\b(?:sm|arch|cc|compute)\s*[<>]=?\s*\d{2,3}\b|\b(?:CUDA|sm|cc|compute)\s*[<>]=?\s*\d{1,2}\.\d\b|\bSM ?\d{2}\b|\bcc ?\d\.\d\b|"
               r"\b(?:Ampere|Hopper|Ada(?: Lovelace)?|Blackwell|Turing|Volta|Pascal)\b|newer GPU|older GPU)")
 # a model refusing a quantization method is the method's cause, not the architecture's
 NOT_QUANT = r"(?![^\n]{0,40}(?:quantiz|\bbnb\b|bitsandbytes|\bawq\b|\bgptq\b|\bfp8\b|\bgguf\b))"
-KV = r"(?:KV[ -]?cache|kv_cache|cache blocks?|KV space|kv pool|token_to_kv_pool|KVCache|\bKV blocks?\b|free blocks)"
+KV = (r"(?:KV[ -]?cache|kv_cache|cache blocks?|KV space|kv pool|token_to_kv_pool|KVCache|\bKV blocks?\b|free blocks|\b(?:free |available )?GPU blocks\b|"
+      r"context'?s? memory pool)")
 ATTENTION = (r"(?:attention|\battn\b|flash[-_ ]?attn|FlashAttention|FlashInfer|xformers|\bSDPA\b|\bFA[23]\b|"
              r"memory_efficient_attention|paged ?attention|\b\w*(?:_ATTN|ATTN_|SDPA|FLASHINFER|FLASHMLA|_MLA)\w*\b|FlashMLA)")
 
@@ -157,6 +158,10 @@ RULES: tuple[Rule, ...] = (
          "The cell exceeded its time limit: raise `timeout` in matrix.yaml or look for a hang in the log.",
          (r"^timed out after",), 1, "pytest-qcompat runner"),
     Rule("wrong-output/runner-check", "wrong-output", WRONG_OUTPUT_HINT, (r"^wrong output",), 1, "pytest-qcompat checks"),
+    # NaN/inf logits reach the sampler: torch.multinomial's checks (the device-side assert that follows is their consequence)
+    Rule("wrong-output/nan-probabilities", "wrong-output", WRONG_OUTPUT_HINT,
+         (r"probability tensor contains either `?inf`?, `?nan`?", r"MultinomialKernel\.cu|binarySearchForMultinomial", r"invalid multinomial distribution"),
+         1, "torch.multinomial (sampling from NaN/inf probabilities)"),
     Rule("oom/runner-sigkill", "oom",
          "The process was killed by SIGKILL, most often the out-of-memory killer: use a smaller model, a 4-bit method or more host memory.",
          (r"killed by SIGKILL",), 1, "pytest-qcompat runner; Linux OOM killer"),
@@ -310,14 +315,15 @@ RULES: tuple[Rule, ...] = (
     Rule("quant-capability/ptxas-mma", "quant-capability", CAPABILITY_HINT,
          (near(r"'[^'\n]*\b(?:w?mma|ldmatrix|cp\.async|m\d+n\d+k\d+|e4m3\w*|e5m2\w*)\b[^'\n]*'", r"requires \.?target sm_\d+", 40),
           then(r"Feature '[\w.]*\b(?:w?mma|m\d+n\d+k\d+|e4m3|e5m2)\b", r"requires"),
-          r"Unexpected instruction types specified for '(?:w?mma|ldmatrix)"),
+          r"Unexpected instruction types specified for '(?:w?mma|ldmatrix)",
+          near(r"\b(?:w?mma|wgmma|tcgen05|ldmatrix)\b", r"not supported on (?:this|the current) (?:target|GPU|architecture|device)", 40)),
          2, "ptxas: MMA / FP8 instructions of a quantized GEMM kernel need a newer target"),
     Rule("dtype-unsupported-by-gpu/ptxas-bf16", "dtype-unsupported-by-gpu", "This GPU cannot run bfloat16: use dtype float16 (or float32).",
          (near(r"'[^'\n]*bf16[^'\n]*'", r"requires \.?target sm_\d+", 40),),
          2, "ptxas: bf16 conversion/arithmetic needs sm_80", asks={"dtype": "float16"},
          fallback="This GPU refuses the dtype even in float16: try float32."),
     Rule("quant-capability/triton-fp8-dtype", "quant-capability", CAPABILITY_HINT,
-         (near(r"\bfp8e4nv\b|\bfp8e4b15\b|\bfp8e5\b|\bfp8e4b8\b|float8_?e4m3\w*|float8_?e5m2\w*", r"not supported in this architecture|(?:not supported|unsupported) (?:on|in|for) (?:this|the current) (?:arch|architecture|target)|(?:CUDA )?arch ?<"),),
+         (near(r"\bfp8e4nv\b|\bfp8e4b15\b|\bfp8e5\b|\bfp8e4b8\b|float8_?e4m3\w*|float8_?e5m2\w*", r"not supported in this architecture|(?:not supported|unsupported) (?:on|in|for) (?:this|the current|your) (?:arch|architecture|target|GPU|device|hardware)|(?:CUDA )?arch ?<"),),
          2, "triton: FP8 element types below sm_89 (fp8e4nv needs CUDA arch >= 89)"),
     Rule("no-kernel-image/compiled-arch", "no-kernel-image", NO_KERNEL_HINT,
          (r"no kernel image is available", r"sm_\d+ is not compatible with the current PyTorch installation", r"invalid device function",
@@ -361,6 +367,8 @@ RULES: tuple[Rule, ...] = (
          (near(QUANT + r"|\bkernels?\b", r"(?:requires?|needs?|only (?:be )?(?:supported|available|works?)|not (?:supported|available)|at least|>= ?)[^\n]{0,40}" + CAPABILITY, 80),
           near(QUANT, CAPABILITY + r"[^\n]{0,30}(?:or (?:higher|newer|above|later)|and (?:above|newer)|\+|required|is required|needed)", 80),
           then(QUANT, REFUSED + r"[^\n]{0,20}\b(?:on|by|for|with) (?:this|your|the current|current|older|the) (?:GPU|device|card|hardware|architecture)", 60),
+          # a kernel's TORCH_CHECK on the device generation ("Expected (...->major >= 9) to be true, but got false")
+          then(r"\bExpected\b", r"(?:\bmajor\b|\bsm_?\d*\b|capability|\barch\b)[^\n]{0,15}>=?\s*\d+[^\n]{0,20}to be true", 60),
           near(QUANT, r"\bAVX[\w-]*|\bAMX\w*|\bVNNI\b|instruction set|\bISA\b", 60),
           near(QUANT, r"(?:a |an )?GPU is (?:needed|required)|requires? (?:a |an )?(?:CUDA |NVIDIA )?GPU|No GPU found|only (?:works|runs|available) on (?:CUDA|GPU|NVIDIA)", 60),
           near(QUANT, r"(?:this|your|current|the) (?:GPU|device|card)[^\n]{0,30}(?:(?:does not|doesn't|do not|cannot|can't)(?: have)?(?: native)? support|lacks?(?: native)? support|has no (?:native )?support|not support)", 60)),
@@ -451,13 +459,15 @@ RULES: tuple[Rule, ...] = (
          2, "engines and adapters that do not implement a quantization method (vLLM platforms, transformers, PEFT, TGI)"),
     Rule("kv-cache/no-space", "kv-cache", KV_HINT,
          (near(KV, r"not enough|insufficient|no (?:free|available)|(?:is )?full\b|exhaust\w*|too small|failed to find|no (?:space|room|slot)"
-               r"|(?:cannot|can't|could not|unable to) (?:allocate|fit|find)|out of|needs to be increased|preempted|run out|ran out|exceed\w*|capacity", 80),
+               r"|(?:cannot|can't|could not|unable to) (?:allocate|fit|find)|out of|needs to be increased|preempted|run out|ran out|exceed\w*|capacity|more than (?:the )?(?:available|free)", 80),
           r"failed to find (?:a )?(?:free )?(?:memory )?(?:KV )?slot",
           near(r"max[_-]?(?:total[_-]?tokens|batch[_-]?(?:total|prefill)[_-]?tokens|input[_-]?(?:tokens|length))", r"must be (?:<|>|less|greater|smaller|larger|at most|lower)|decrease", 60),
           near(r"not enough memory|no (?:free |available )?memory|insufficient memory", r"mem[-_]fraction[-_]static", 60),
           near(r"\btokens\b", r"must (?:be|have) (?:<=?|less than|fewer than|at most|smaller than)", 40),
           near(r"max(?:imum)? (?:model|context|sequence) length|max_model_len", r"longer than|exceed\w*|you requested|However", 60),
           near(r"\bslots?\b", r"no (?:free |idle |available )?slots?|all slots are (?:busy|occupied|in use)|slot unavailable", 40),
+          # a prompt longer than the engine will hold: "Input prompt (5000 tokens) is too long and exceeds limit of 4096"
+          then(r"\b(?:prompt|input)\b", r"is too long[^\n]{0,20}(?:exceed\w*|\(\d+ tokens, max)", 40),
           near(r"(?:available |the |maximum )?context (?:size|window|length)|\bn_ctx\b|\bctx[-_]size\b", r"exceed\w*|too (?:small|short)|not enough|insufficient|increas\w+|(?:larger|longer|greater) than", 60),
           near(r"max[_ ](?:seq(?:uence)?[_ ](?:len|length)|model[_ ]len|total[_ ](?:num[_ ])?tokens|num[_ ]batched[_ ]tokens)", r"larger than|greater than|smaller than|exceeds?|too (?:small|large)|not enough|must be (?:less|smaller|lower)", 80)),
          2, "vLLM, SGLang, TGI, llama.cpp / llama-server (KV slots), TensorRT-LLM: the KV cache cannot hold the batch"),
@@ -472,7 +482,8 @@ RULES: tuple[Rule, ...] = (
           # an allocation that fails with "invalid argument" is not a lack of memory
           r"(?:failed|unable) to allocate\b(?![^\n]*invalid argument)", r"(?:can ?not|can't|could not) allocate\b(?![^\n]*invalid argument)",
           r"(?:not enough|insufficient) (?:GPU |device |host |system |CPU )?(?:memory|VRAM|RAM)", r"memory allocation (?:failed|error)",
-          r"died \(-9\)", r"(?:with|by) signal 9\b", r"signal: killed", r"exit code:? (?:-9|137)\b", r"ErrorOutOfDeviceMemory|OutOfDeviceMemory",
+          r"died \(-9\)", r"(?:with|by) signal 9\b", r"(?m)^\s*Killed\s*$", r"paging file is too small|os error 1455",
+          near(r"too (?:large|big)", r"(?:your|this|the) (?:GPU|card|device)", 20), r"signal: killed", r"exit code:? (?:-9|137)\b", r"ErrorOutOfDeviceMemory|OutOfDeviceMemory",
           r"allocation of size \S+ (?:bytes )?failed", near(r"(?:cannot|can't|does not|doesn't|won't|unable to) fit\b", r"\b(?:memory|VRAM|RAM|GPUs?)\b", 40),r"OOMKilled", r"(?:cudaMalloc|cuMemAlloc|hipMalloc)\w* failed",
           near(r"too (?:large|big)", r"\b(?:memory|VRAM|RAM)\b", 40), near(r"exceed\w*", r"\b(?:memory|VRAM|RAM)\b", 40),
           r"\b(?:memory|VRAM|RAM) (?:is )?(?:not enough|insufficient)", r"offload\w*\b[^\n]{0,40}\b(?:to|on) (?:the )?(?:cpu or (?:the )?)?disk|offload_folder|dispatched on the CPU or the disk",
@@ -501,7 +512,7 @@ RULES: tuple[Rule, ...] = (
           r"requires the (?:dev )?(?:librar(?:y|ies)|\w+ \.so)[^\n]{0,60}(?:missing|not found)", r"but (?:these |they )?(?:are|were) (?:missing|not found)",
           r"(?:specify|set) [^\n]{0,40}(?:directory|path|home) (?:as|in) (?:the |an )?environment variable",
           r"(?:please|you (?:need|have) to|must) install\b", r"\bnot found in (?:the |your )?\$?PATH\b",
-          r"(?:make sure|ensure) (?:that )?you have `?[\w.-]+`? installed|(?:do not|don't) (?:seem to )?have `?[\w.-]+`? installed", r"No such file or directory: '(?:nvcc|gcc|g\+\+|cc|c\+\+|clang|cmake|ninja|git|make)'",
+          r"(?:make sure|ensure) (?:that )?you have `?[\w.-]+`? installed|(?:do not|don't) (?:seem to )?have `?[\w.-]+`? installed", r"No such file or directory: '(?:nvcc|gcc|g\+\+|cc|c\+\+|clang|cmake|ninja|git|make|[a-z][a-z0-9+-]*)'",
           near(r"\b(?:CUDA(?![- ]capable)|cuDNN|cuBLAS\w*|NCCL|ROCm|HIP|MKL|OpenMP|libomp|toolkit|ptxas)\b",
                r"not found|could not be found|(?:could not|cannot|unable to) (?:find|locate|detect)|is not installed|is missing", 30),
           r"\bis required to (?:load|build|compile)\b", r"Need to compile C\+\+ extensions|C\+\+ extensions? (?:are |is )?not (?:built|compiled|available)", r"Failed to find C compiler|specify via CC environment variable|no C compiler",
@@ -568,7 +579,9 @@ RULES: tuple[Rule, ...] = (
                r"|\bweird\b|\bstrange\b|\bwrong\b|\bbad\b|\bincorrect\b|\bbroken\b|corrupt\w*|\bblank\b|unintelligible|endless|never stops?"
                r"|(?:doesn't|does not|don't) stop|all zeros|<unk>|\?\?\?+|special characters|same (?:token|word|character)s?"
                r"|\bdifferent\b|inconsisten\w*|accuracy drop|quality drop|\bdegrad\w*|\bworse\b|(?:low|lower|poor) (?:accuracy|quality)"
-               r"|random (?:tokens|characters|text|words)", 60)),
+               r"|random (?:\w+ )?(?:tokens|characters|text|words)|nonsens\w*|#{4,}|only (?:whitespace|spaces|newlines)|always the same"
+               r"|without stopping|(?:keeps?|kept) (?:generating|repeating)", 60),
+          near(r"\bperplexity\b|\bppl\b", r"explod\w*|very high|huge|skyrocket\w*|\binf\b|\bnan\b|much (?:higher|worse)", 60)),
          2, "user reports of NaN/empty/garbled generations"),
     Rule("crash/signal", "crash", CRASH_HINT,
          (r"^crashed", r"Segmentation fault", r"core dumped", r"Fatal Python error", r"SIGSEGV|SIGABRT|SIGBUS|SIGILL|SIGFPE",
