@@ -58,7 +58,7 @@ BF16 = r"(?:\bbf16\b|bfloat16|__nv_bfloat16|\.bf16\b)"
 MODEL_NAME = (r"(?:\b(?:gemma|llama(?![.\-_]cpp)|qwen|mistral|mixtral|phi|t5|bloom|falcon|deepseek|chatglm|glm|mamba|baichuan|internlm|olmo|"
               r"granite|cohere|command-r|starcoder|gpt2|gpt-?j|gpt-?neox|plamo|jamba|exaone|minicpm|stablelm|nemotron|pixtral|llava|idefics|"
               r"paligemma|siglip|whisper|bert|roberta|mpt|dbrx|arctic|grok|kimi|minimax|ernie|hunyuan|persimmon|fuyu|rwkv|zamba|bamba|"
-              r"moondream|smollm|olmoe|gpt-?oss|aya|embeddinggemma|modernbert)[\w.-]*)")
+              r"moondream|smollm|olmoe|gpt[-_]?oss|aya|embeddinggemma|modernbert)[\w.-]*)")
 DTYPE = r"(?:\b(?:torch\.)?(?:float16|fp16|half|bfloat16|bf16|float32|fp32)\b)"
 GPU = r"(?:\bGPUs?\b|\bdevices?\b|\bhardware\b|\bcard\b|\bplatform\b|this (?:architecture|arch)|\bMPS\b|\bXPU\b|\bCPU\b|\bTPU\b)"
 CAPABILITY = (r"(?:compute capability|\bcapability\b|\bsm_?\d{2,3}a?\b|\b(?:sm|arch|cc|compute)\s*[<>]=?\s*\d{2,3}\b|\b(?:CUDA|sm|cc|compute)\s*[<>]=?\s*\d{1,2}\.\d\b|\bSM ?\d{2}\b|\bcc ?\d\.\d\b|"
@@ -288,7 +288,9 @@ RULES: tuple[Rule, ...] = (
           r"Expected is_sm\w+ to be true", r"Expected [^\n]{0,80}\bis_sm\w*[^\n]{0,80} to be true", r"No operator found for `memory_efficient_attention",
           r"Selected backend .* is not valid",
           # TGI's flash-attention import gate names only the GPU (text_generation_server/layers/attention/cuda.py)
-          r"GPU with CUDA capability \d \d is not supported"),
+          r"GPU with CUDA capability \d \d is not supported",
+          # FlashInfer's JIT refusing a head size / tile combination it has no kernel for
+          r"Invalid configuration\s*:\s*NUM_MMA_Q"),
          1, "vllm/attention/selector.py; flash-attention flash_api.cpp; xformers dispatch"),
 
     # ============================== layer 2: cause families across engines ==========================================
@@ -348,6 +350,8 @@ RULES: tuple[Rule, ...] = (
                r"|is not available|not installed|cannot be used|can ?not use", 60),
           near(r"head[ _]?(?:size|dim)s?\b", r"(?:not supported|unsupported|is not supported) by (?:the )?\w*(?:attention|attn|backend)", 60),
           r"Cannot use \w+(?:-\d)? backend for head size", r"attn_implementation", r"(?:unsupported|invalid) head[ _]?(?:size|dim)",
+          # only attention kernels care about the head size: "head_dim 96 not supported"
+          then(r"\bhead[ _]?(?:size|dim)s?\b", REFUSED, 20),
           near(r"\b(?:eager|sdpa|flash_attention_2|flex_attention)\b", r"attention[ _]implementation", 60),
           near(r"sliding[-_ ]window", REFUSED, 60), near(ATTENTION, r"head[ _]?(?:size|dim)s?\b", 60),
           near(ATTENTION, r"not compatible|incompatible", 60), r"(?m)is not supported because:?\s*$"),
@@ -612,7 +616,7 @@ RULES: tuple[Rule, ...] = (
                r"compute capability|\bsm_?\d{2,3}a?\b|\bSM ?\d{2}\b|Ampere|Hopper|Blackwell|newer GPU", 40),),
          3, "kernels gated on the GPU generation (DeepGEMM, FlashMLA, CUTLASS, Marlin)"),
     Rule("engine-bug/python-or-compiler-error", "engine-bug", ENGINE_BUG_HINT,
-         (r"BackendCompilerFailed|InductorError|torch\._dynamo\.exc\.\w+Error",
+         (r"BackendCompilerFailed|InductorError|torch\._dynamo\.exc\.\w+",
           # plain programming errors raised from inside the engine
           r"'NoneType' object (?:has no attribute|is not (?:subscriptable|callable|iterable))", r"\bIndexError\b|index out of (?:range|bounds)",
           r"out of bounds for dimension", r"\bZeroDivisionError\b", r"UnboundLocalError|referenced before assignment",
