@@ -357,7 +357,8 @@ RULES: tuple[Rule, ...] = (
           near(ATTENTION, r"not compatible|incompatible", 60), r"(?m)is not supported because:?\s*$"),
          2, "vllm attention selector; flash-attention; FlashInfer; xformers; transformers attn_implementation; SGLang"),
     Rule("quant-dtype/activation-dtype", "quant-dtype", QUANT_DTYPE_HINT,
-         (near(QUANT, r"only supports? (?:float16|half|fp16|bfloat16|bf16)|(?:float16|fp16|half|bfloat16|bf16) (?:is )?required"
+         (near(QUANT, r"(?:requires?|expects?|needs?) (?:\w+ )?(?:float16|fp16|half|bfloat16|bf16)\b(?! (?:support|capab))", 40),
+          near(QUANT, r"only supports? (?:float16|half|fp16|bfloat16|bf16)|(?:float16|fp16|half|bfloat16|bf16) (?:is )?required"
                r"|(?:activations?|act|input|compute)[ _]dtypes?|expects? (?:A|input|activations?) to be (?:bfloat16|half|float16)", 60),
           near(QUANT + r"|\bgemm\w*|\bdequant\w*", r"not implemented for '(?:Float|Half|BFloat16)'", 60),
           near(QUANT, r"only supports? [^\n]{0,30}(?:floats?|half|dtypes?|\d+-bit)|(?:unsupported|un-supported|invalid) (?:d(?:ata ?)?type)"
@@ -428,7 +429,9 @@ RULES: tuple[Rule, ...] = (
           r"got an unexpected keyword argument", r"built with [\w.-]+ (?:version )?v?[\d.]+\S*,? but (?:the )?(?:runtime|installed|current)",
           r"binary incompatibility", r"compiled against (?:API )?version", r"requires (?:CUDA|torch|PyTorch|python|triton) (?:version )?[\d.]+\+?(?:,| or| and|$)", r"`?rope_scaling`? must be a dictionary with", r"(?:with|in) the installed version of",
           r"requires? (?:a )?(?:newer|more recent|later|recent) version of", r"(?:please )?(?:upgrade|update) (?:your )?[\w-]+ to (?:version |v)?\d",
-          near(r"CUDA (?:versions?|toolkit|runtime)", r"lower than|older than|too old|below|" + REFUSED, 40)),
+          near(r"CUDA (?:versions?|toolkit|runtime)", r"lower than|older than|too old|below|" + REFUSED, 40),
+          r"\bversion of [\w.-]+ (?:is )?(?:too old|outdated|out of date)\b", r"\b[\w.-]+ version \(?v?[\d.]+\)? is (?:too old|outdated)\b",
+          r"only supports? (?:CUDA|torch|PyTorch|Python|triton) (?:version )?v?\d+(?:\.\d+)*\+"),
          2, "torch C++ ABI; pip dependency resolver; APIs that moved between releases"),
     Rule("tokenizer-unsupported/conversion", "tokenizer-unsupported", TOKENIZER_HINT,
          (near(r"tokeni[sz]er|pre-?tokeni[sz]er|\bvocab(?:ulary)?\b|sentencepiece|tiktoken|\bBPE\b|\bspm\b",
@@ -522,6 +525,7 @@ RULES: tuple[Rule, ...] = (
           r"\bis required to (?:load|build|compile)\b", r"Need to compile C\+\+ extensions|C\+\+ extensions? (?:are |is )?not (?:built|compiled|available)", r"Failed to find C compiler|specify via CC environment variable|no C compiler",
           near(r"\b(?:nvcc|gcc|g\+\+|cmake|ninja|nvidia-smi|hipcc|clang)\b", r"not found|No such file or directory|is not recognized as an internal or external command", 60),
           near(r"CUDA_HOME|CUDA_PATH|ROCM_HOME|ROCM_PATH", r"not set|does not exist|(?:cannot|could not|unable to) (?:be )?find|not found", 40),r"Visual C\+\+ [\d.]+ or greater is required", r"CUDA_PATH (?:is )?not set",
+          r"(?:could not|cannot|unable to) (?:find|locate) (?:the )?(?:nvcc|gcc|g\+\+|cmake|ninja|hipcc|clang|CUDA|ROCm)\b(?! (?:device|GPU|kernel))",
           r"(?:could not|cannot|unable to) find (?:the )?[\w.-]+ (?:binary|executable)|(?:binary|executable)[^\n]{0,40}not found", r"could not find plugin|plugin \S+ (?:was )?not found", r"\b(?:is|are|was|were) not installed", r"`?[\w-]+`? was not found in (?:the|your) environment", r"\bnot installed\b", r"requires? `?[\w-]+`? to be installed", r"pip install (?:-U |--upgrade )?['\"`]?[\w-]+",
           near(r"extension|kernels?", r"not (?:found|installed|available|built|compiled)|could not be (?:loaded|imported|found)|failed to (?:load|import)", 40)),
          2, "Python imports; the dynamic loader (ld.so, LoadLibrary); compiled extensions of AutoAWQ, AutoGPTQ, exllama"),
@@ -604,7 +608,8 @@ RULES: tuple[Rule, ...] = (
          3, "transformers AutoConfig CONFIG_MAPPING"),
     Rule("quant-dtype/dtype-refused", "quant-dtype",
          "A kernel refused this dtype (most often a quantized kernel that takes float16/bfloat16 only): try another dtype.",
-         (r"(?:unsupported|un-supported) (?:d(?:ata ?)?type)\b", r"\bd(?:ata ?)?type \S+ (?:is )?not supported\b"), 3,
+         (r"(?:unsupported|un-supported) (?:d(?:ata ?)?type)\b", r"\bd(?:ata ?)?type \S+ (?:is )?not supported\b",
+          r"\bonly (?:float16|fp16|half|bfloat16|bf16)(?:,? (?:and|or) (?:float16|fp16|half|bfloat16|bf16))? (?:is|are) supported"), 3,
          "quantized kernels (VPTQ, Marlin, AWQ, GPTQ) that take only some activation dtypes"),
     Rule("arch-unsupported/model-refused", "arch-unsupported", ARCH_HINT,
          (r"(?:this|the|your) model(?: type| architecture)? (?:is )?(?:not (?:yet )?supported|unsupported)", r"not (?:yet )?supported (?:for|by) (?:this|the) model"),
