@@ -18,9 +18,9 @@ from pytest_qcompat.taxonomy import (CLASSES, RULES, UNKNOWN_HINT, Explanation, 
 ERRORS = Path(__file__).parent / "data" / "errors"
 DEV, TEST = ERRORS / "dev.yaml", ERRORS / "test.yaml"
 # Thresholds on the corpus (measured numbers are in README.md, "Why a cell failed"). Issue 21 asks for 0.90 on the test
-# split; the rules reach 0.850 with 10.8% unknown (measured 2026-12-01), so these guard that level against regressions
-# and the issue's goal stays open.
-MIN_DEV_ACCURACY, MIN_TEST_ACCURACY, MAX_TEST_UNKNOWN_RATE = 0.95, 0.84, 0.12
+# split; the rules reached 0.850 with 10.8% unknown at first and 0.871 with 9.3% unknown after the cross-engine families
+# were widened (dev 0.976 of 373), so these guard that level against regressions and the issue's goal stays open.
+MIN_DEV_ACCURACY, MIN_TEST_ACCURACY, MAX_TEST_UNKNOWN_RATE = 0.95, 0.86, 0.10
 
 REAL = [
     ("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your Tesla V100-SXM2-16GB GPU "
@@ -87,7 +87,8 @@ SAME_CAUSE = {
     "kv-cache": ["update_slots : failed to find free space in the KV cache, retrying with smaller n_batch = 1",
                  "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`"],
     "port-in-use": ["error while attempting to bind on address ('0.0.0.0', 8000): address already in use",
-                    "couldn't bind HTTP server socket, hostname: 127.0.0.1, port: 8080"],
+                    "couldn't bind HTTP server socket, hostname: 127.0.0.1, port: 8080",
+                    "thread 'main' panicked at 'error binding to 0.0.0.0:80"],
     "arch-unsupported": ["NotImplementedError: Architecture 'MultiModalityCausalLM' not supported!",
                          "ValueError: Model architectures ['FooForCausalLM'] are not supported for now."],
     "dtype-unsupported-by-gpu": ["ptxas /tmp/x, line 774; error   : Feature 'cvt.bf16.f32' requires .target sm_80 or higher",
@@ -100,6 +101,10 @@ SAME_CAUSE = {
                         "ModuleNotFoundError: No module named 'vllm._C'"],
     "oom": ["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 MiB.",
             "requires 56405524864 bytes of scratch space, but only 47590277120 is available."],
+    "attention-backend": ["ValueError: No valid attention backend found for cuda with head_size: 80, dtype: torch.float16",
+                          "[Bug] head_dim 96 not supported"],
+    "dtype-unsupported-by-model": ["ValueError: The model type 'gemma2' does not support float16. Reason: Numerical instability.",
+                                   "Could not start Candle backend: Could not start backend: Gemma3 is only supported in fp32 precision"],
 }
 
 
