@@ -68,12 +68,12 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     from .artifacts.bundle import make_bundle
 
     try:
-        bundle = make_bundle(args.matrix, args.output, device=args.device)
+        bundle = make_bundle(args.matrix, args.output, device=args.device, parallel=args.jobs)
     except MatrixError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     from .artifacts import size_mb
-    print(f"{len(bundle.made)} checkpoints, {size_mb(bundle.folder):.1f} MB -> {bundle.matrix}")
+    print(f"{bundle.checkpoints} checkpoints ({len(bundle.made)} produced), {size_mb(bundle.folder):.1f} MB -> {bundle.matrix}")
     for why in bundle.left_out:
         print(f"left out: {why}", file=sys.stderr)
     for why in bundle.failed:
@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("matrix")
     p.add_argument("-o", "--output", required=True, help="the bundle folder (created)")
     p.add_argument("--device", default="cpu", help="where bitsandbytes quantizes (cpu or cuda; default cpu)")
+    p.add_argument("--jobs", type=int, default=1, help="llm-compressor producers run at once (each its own process)")
     p.set_defaults(func=cmd_bundle)
     p = sub.add_parser("merge", help="merge report.json shards from several runners")
     p.add_argument("reports", nargs="+")

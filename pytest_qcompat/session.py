@@ -257,6 +257,9 @@ class QcompatSession:
             env.setdefault("TRANSFORMERS_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", "1"))
         if plan.device == "cuda":
             env = {**gpu_jit_env(), **env}  # compile and JIT caches that persist between runs (and travel with CI)
+            # A warm server imports deeper into the engine for cells at the card's own capability; emulated cells get
+            # one of their own that does not, so no module fixes the real card's capability at import.
+            env["QCOMPAT_PRELOAD"] = "shallow" if request.get("emulate_capability") else os.environ.get("QCOMPAT_PRELOAD", "deep")
             # Under xdist: this worker's own GPUs when they can serve the cell.
             gpus = choose_gpus([str(i) for i in plan.gpu_indices], plan.requirements.gpus, self.gpu_share)
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)

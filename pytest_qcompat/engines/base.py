@@ -61,6 +61,10 @@ class Engine:
     preload: ClassVar[tuple[str, ...]] = ()
     # ...and on CPU-only workers only (e.g. bitsandbytes initialises CUDA at import, which makes forking unsafe).
     preload_cpu_only: ClassVar[tuple[str, ...]] = ()
+    # ...and on GPU workers whose cells run at the card's own capability: the modules every GPU load imports
+    # (worker, model runner, attention backends, quantization methods, model classes). Not for emulated cells: a
+    # module that reads the capability at import would keep the real card's value (runner/worker.py).
+    preload_gpu: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, args: dict[str, Any] | None = None):
         self.args = dict(args or {})
@@ -68,6 +72,8 @@ class Engine:
         self.args_used: dict[str, Any] | None = None
         # What the engine actually loaded (e.g. the quantization it applied), reported with the cell.
         self.loaded: dict[str, Any] | None = None
+        # Seconds per start-up phase of the last load (engine-specific names), for the GPU cost benchmark.
+        self.phases: dict[str, float] = {}
 
     def load(self, request: LoadRequest) -> EngineInfo:
         raise NotImplementedError

@@ -108,8 +108,16 @@ def run_cell(request: CellRequest, close: bool = True) -> CellOutcome:
                                device=request.get("device", "cpu"), trust_remote_code=bool(model.get("trust_remote_code")),
                                seed=int(gen.get("seed", 0)), gguf_file=str(gguf.resolve()) if gguf else None)
         t0 = time.perf_counter()
-        info = engine.load(load_req)
-        metrics["load_s"] = round(time.perf_counter() - t0, 4)
+        modules_before = len(sys.modules)
+        try:
+            info = engine.load(load_req)
+        finally:
+            metrics["load_s"] = round(time.perf_counter() - t0, 4)
+            # Start-up cost by phase (GPU cost benchmark): the engine's own phases, the rest of its start, and how
+            # many modules this cell still had to import (the warm worker's preload covers the others).
+            if engine.phases:
+                metrics["phases"] = {**engine.phases, "other_start_s": round(max(0.0, metrics["load_s"] - sum(engine.phases.values())), 4)}
+            metrics["modules_imported"] = len(sys.modules) - modules_before
         outcome["engine_version"], outcome["engine_args"] = info.version, info.args
         outcome["loaded"] = engine.loaded
         outcome["engine_path"] = (engine.loaded or {}).get("engine_path")
@@ -133,7 +141,11 @@ def run_cell(request: CellRequest, close: bool = True) -> CellOutcome:
         outcome.update(exception=type(exc).__name__, message=f"{type(exc).__name__}: {exc}",
                        traceback="".join(traceback.format_exception(exc))[-8000:])
     finally:
-        metrics["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        metrics["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+        # CPU seconds this cell's process used (a forked child starts from zero): with cell_s, how many cores a
+        # cell keeps busy, which sets how many run side by side (runner/capacity.py).
+        metrics["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
         metrics.update(_gpu_peak())
         if engine is not None and close:
             try:

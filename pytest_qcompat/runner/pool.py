@@ -83,6 +83,7 @@ class WarmWorker:
         self.proc: subprocess.Popen | None = None
         self._buf = b""
         self.ready: dict[str, Any] = {}
+        self.ready_s: float | None = None
         self.current_pid: int | None = None
 
     def start(self) -> None:
@@ -92,8 +93,10 @@ class WarmWorker:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.server_log,
                                      env=worker_process_env(self.env), start_new_session=True)
         self._buf = b""
+        t0 = time.monotonic()
         try:
             self.ready = self._read(time.monotonic() + READY_TIMEOUT)
+            self.ready_s = round(time.monotonic() - t0, 3)  # the engine's import, paid once per server
         except BaseException:  # Ctrl-C while the server imports its engines: it is in its own session, stop it
             _kill_group(self.proc.pid)
             self.proc = None
@@ -124,7 +127,8 @@ class WarmWorker:
         return json.loads(line)
 
     def run(self, request: dict[str, Any], timeout: float, result_path: str, log_path: str) -> RawRun:
-        if not self.alive:
+        started_server = not self.alive
+        if started_server:
             self.start()
         t0 = time.monotonic()
         msg = {"op": "run", "request": request, "result_path": result_path, "log_path": log_path}
@@ -142,7 +146,10 @@ class WarmWorker:
                 exited = self._read(time.monotonic() + 30)
             self.current_pid = None
             code = exited["returncode"] if exited else None
-            return RawRun(_load(result_path), code, timed_out, time.monotonic() - t0, tail(log_path), log_path, pid=pid)
+            outcome = _load(result_path)
+            if started_server and outcome is not None:  # the first cell of a server also waited for its imports
+                outcome.setdefault("metrics", {})["worker_start_s"] = self.ready_s
+            return RawRun(outcome, code, timed_out, time.monotonic() - t0, tail(log_path), log_path, pid=pid)
         except (WorkerDied, BrokenPipeError, OSError) as exc:
             if self.current_pid:
                 _kill_group(self.current_pid)

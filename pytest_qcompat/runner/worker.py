@@ -54,6 +54,9 @@ def serve(kinds: list[str]) -> int:
     loaded, failed = [], {}
     preload = ["pytest_qcompat.runner.execute"]
     on_gpu = bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    # The session gives emulated GPU cells their own server that imports only the engine's entry modules; the
+    # others import deeper (the engine's GPU list) and learn the rest from their cells (learn_imports).
+    deep = os.environ.get("QCOMPAT_PRELOAD", "deep") == "deep"
     for kind in kinds:
         try:
             from ..engines import load_engine_class
@@ -61,6 +64,8 @@ def serve(kinds: list[str]) -> int:
             preload.extend(cls.preload)
             if not on_gpu:  # e.g. bitsandbytes initialises CUDA at import, which would make forking unsafe
                 preload.extend(cls.preload_cpu_only)
+            if on_gpu and deep:
+                preload.extend(cls.preload_gpu)
         except BaseException as exc:  # noqa: BLE001
             failed[kind] = f"{type(exc).__name__}: {exc}"
     for mod in preload:
@@ -83,6 +88,7 @@ def serve(kinds: list[str]) -> int:
     fork_safe = not (torch is not None and torch.cuda.is_initialized())
     proto.write(json.dumps({"event": "ready", "pid": os.getpid(), "preloaded": loaded, "preload_errors": failed,
                             "fork": fork_safe}) + "\n")
+    unsafe: set[str] = set()
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -98,11 +104,15 @@ def serve(kinds: list[str]) -> int:
         pid = os.fork()
         if pid == 0:  # the cell's own process
             code = 1
+            inherited = set(sys.modules)
             try:
                 os.setpgid(0, 0)
                 _die_with_parent()
                 _redirect_output(msg["log_path"])
                 code = _run_and_write(msg["request"], msg["result_path"])
+                if deep and code == 0:  # what this cell still had to import: the server imports it for the next ones
+                    with open(msg["result_path"] + ".modules", "w") as fh:
+                        fh.write("\n".join(sorted(set(sys.modules) - inherited)))
             except BaseException:  # noqa: BLE001
                 traceback.print_exc()
             finally:
@@ -112,7 +122,52 @@ def serve(kinds: list[str]) -> int:
         proto.write(json.dumps({"event": "started", "pid": pid}) + "\n")
         _, status = os.waitpid(pid, 0)
         proto.write(json.dumps({"event": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)}) + "\n")
+        if deep:
+            fork_safe = learn_imports(msg["result_path"] + ".modules", unsafe)
     return 0
+
+
+def learn_imports(path: str, unsafe: set[str]) -> bool:
+    """Import in this warm server what a finished cell imported (the model's class, the attention backend, the
+    quantization method, ...), so the next cells fork with it: ~1-2 s a vLLM cell on CPU. A forked probe first
+    imports the same modules and reports whether that started CUDA or a thread (either would make forking cells
+    unsafe); a set that does is remembered in `unsafe` and never imported here. Returns whether forking is safe."""
+    try:
+        with open(path) as fh:
+            names = [n for n in fh.read().split() if n not in sys.modules and n != "__main__"]
+        os.remove(path)
+    except OSError:
+        names = []
+    names = [n for n in names if n not in unsafe]
+    torch = sys.modules.get("torch")
+    if names:
+        probe = os.fork()
+        if probe == 0:
+            code = 0
+            try:
+                threads = len(os.listdir("/proc/self/task"))
+                _import_quietly(names)
+                torch_now = sys.modules.get("torch")
+                if (torch_now is not None and torch_now.cuda.is_initialized()) or len(os.listdir("/proc/self/task")) > threads:
+                    code = 3
+            except BaseException:  # noqa: BLE001
+                code = 4
+            os._exit(code)
+        _, status = os.waitpid(probe, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            _import_quietly(names)
+        else:
+            unsafe.update(names)
+    torch = sys.modules.get("torch")
+    return not (torch is not None and torch.cuda.is_initialized())
+
+
+def _import_quietly(names: list[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except BaseException:  # noqa: BLE001 - a module that only imports inside a running engine stays lazy
+            pass
 
 
 def _spawn_once(msg: dict) -> int:

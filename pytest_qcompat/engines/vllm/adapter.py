@@ -15,6 +15,15 @@ from .facts import CHECKPOINT_QUANT, default_env
 class VllmEngine(Engine):
     kind = "vllm"
     preload = ("vllm", "vllm.entrypoints.llm", "vllm.v1.engine.llm_engine", "vllm.model_executor.models")
+    # What LLM() imports on a CUDA machine before its first kernel: ~3-5 s a cell when each forked cell imports them.
+    preload_gpu = ("vllm.v1.engine.core", "vllm.v1.executor.uniproc_executor", "vllm.v1.worker.gpu_worker",
+                   "vllm.v1.worker.gpu_model_runner", "vllm.model_executor.model_loader", "vllm.v1.sample.sampler",
+                   "vllm.v1.attention.backends.flash_attn", "vllm.v1.attention.backends.flashinfer",
+                   "vllm.model_executor.layers.quantization.compressed_tensors.compressed_tensors",
+                   "vllm.model_executor.layers.quantization.fp8", "vllm.model_executor.layers.quantization.bitsandbytes",
+                   "vllm.model_executor.models.llama", "vllm.model_executor.models.qwen2", "vllm.model_executor.models.qwen3",
+                   "vllm.model_executor.models.gemma", "vllm.model_executor.models.gemma2", "vllm.model_executor.models.gemma3",
+                   "vllm.model_executor.models.mistral", "vllm.model_executor.models.phi3", "vllm.model_executor.models.gpt2")
 
     def load(self, request: LoadRequest) -> EngineInfo:
         for key, value in default_env(request.device).items():
@@ -37,8 +46,14 @@ class VllmEngine(Engine):
             args["tokenizer"] = request.path
         if request.device == "cuda":
             args["gpu_memory_utilization"] = 0.2
+            # GPU-seconds a cell does not need (issue 23); none of them changes which scheme or kernel vLLM picks:
+            # an explicit KV-cache size (no free-memory profiling), a batch no larger than the context, and the
+            # O0 level, whose only effect under enforce_eager is to skip FlashInfer's autotuning at start.
             if _accepts("kv_cache_memory_bytes"):
                 args["kv_cache_memory_bytes"] = 256 << 20
+            args["max_num_batched_tokens"] = args["max_model_len"]
+            if _accepts("optimization_level"):
+                args["optimization_level"] = 0
         quant = self._quantization(request)
         if quant:
             args["quantization"] = quant
@@ -48,7 +63,9 @@ class VllmEngine(Engine):
         args.update(user)
         args = {k: v for k, v in args.items() if v is not None}
         self.args_used = {"call": "vllm.LLM", **args}
-        self.llm = LLM(**args)
+        self.phases = {}
+        with startup_phases(self.phases, request.device):
+            self.llm = LLM(**args)
         self.loaded = {"quantization": _loaded_quant(self.llm), "engine_path": engine_path(self.llm)}
         return EngineInfo(version=vllm.__version__, args={"call": "vllm.LLM", **args})
 
@@ -135,6 +152,58 @@ class VllmEngine(Engine):
         major, minor = capability
         type(current_platform).get_device_capability = classmethod(lambda cls, device_id=0: DeviceCapability(major, minor))
         return [f"{type(current_platform).__name__}.get_device_capability"]
+
+
+# vLLM's start-up, phase by phase: the worker methods LLM() calls in turn (in-process engine core). Timing wrappers
+# only (measurement for benchmarks/bench_gpu.py); a method this vLLM lacks is simply not timed.
+STARTUP_PHASES = {"init_device": "device_init_s", "load_model": "weight_load_s",
+                  "determine_available_memory": "memory_profile_s", "initialize_from_config": "kv_cache_s",
+                  "compile_or_warm_up_model": "warmup_s"}
+# The CPU worker subclasses the GPU one (some phases are the parent's methods); a GPU load never imports the CPU's.
+WORKER_CLASSES = {"cuda": (("vllm.v1.worker.gpu_worker", "Worker"),),
+                  "cpu": (("vllm.v1.worker.gpu_worker", "Worker"), ("vllm.v1.worker.cpu_worker", "CPUWorker"))}
+
+
+class startup_phases:
+    """Context manager: while LLM() starts, add each worker phase's seconds into `into` (outermost call only, so a
+    subclass calling its parent's method is counted once)."""
+
+    def __init__(self, into: dict[str, float], device: str):
+        self.into, self.device, self.saved = into, device, []
+
+    def __enter__(self):
+        import importlib
+        import time
+
+        active: set[str] = set()
+        for module, name in WORKER_CLASSES.get(self.device, ()):
+            try:
+                cls = getattr(importlib.import_module(module), name)
+            except Exception:  # noqa: BLE001 - the other platform's worker
+                continue
+            for method, phase in STARTUP_PHASES.items():
+                original = cls.__dict__.get(method)
+                if original is None:
+                    continue
+
+                def timed(*a, __original=original, __phase=phase, **k):
+                    if __phase in active:
+                        return __original(*a, **k)
+                    active.add(__phase)
+                    t0 = time.perf_counter()
+                    try:
+                        return __original(*a, **k)
+                    finally:
+                        active.discard(__phase)
+                        self.into[__phase] = round(self.into.get(__phase, 0.0) + time.perf_counter() - t0, 4)
+                self.saved.append((cls, method, original))
+                setattr(cls, method, timed)
+        return self
+
+    def __exit__(self, *exc):
+        for cls, method, original in reversed(self.saved):
+            setattr(cls, method, original)
+        return False
 
 
 def _layer_path(model) -> dict[str, Any] | None:

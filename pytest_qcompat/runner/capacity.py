@@ -1,0 +1,110 @@
+"""How many cell processes a GPU runner runs side by side, from what its cells were measured to use.
+
+A GPU cell of a small model is mostly CPU work (load, tokenize, Python start-up) with short bursts on the card, so
+the constant that was used before (12 a GPU) either starves the CPUs or leaves the card idle depending on the
+machine. Each finished cell records `cpu_s`, `cell_s` and `peak_gpu_mb`; a report of an earlier run on this kind of
+runner (or the first cells of this one) says how many cores and how much GPU memory one cell keeps busy, and so how
+many fit:
+
+    python -m pytest_qcompat.runner.capacity [REPORT.json ...]   prints the worker count, then why (stderr)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+# Without measurements: one core a cell, as measured for vLLM GPU cells of tiny models (cpu_s / cell_s ~0.9-1.1).
+DEFAULT_CORES_PER_CELL = 1.0
+# The CUDA context and allocator slack a cell holds beyond torch's own peak (max_memory_reserved).
+CONTEXT_MB = 600.0
+# Cores left to pytest, xdist and the kernel's own work.
+SPARE_CORES = 2
+# vLLM refuses to start when free memory is below gpu_memory_utilization x total (0.2 in the adapter): every
+# running cell's memory must leave that much free.
+START_FREE_FRACTION = 0.2
+MAX_PER_GPU = 32
+
+
+@dataclass(frozen=True)
+class WorkerChoice:
+    workers: int
+    cores_per_cell: float
+    gpu_mb_per_cell: float | None
+    by: str  # "cpu" or "gpu memory": which resource set the number
+    measured_cells: int
+
+    def explain(self, cpus: int, gpus: int, gpu_mb: float | None) -> str:
+        mem = f", {self.gpu_mb_per_cell:.0f} MB of GPU memory" if self.gpu_mb_per_cell else ""
+        basis = (f"measured on {self.measured_cells} GPU cells" if self.measured_cells
+                 else "no measured cells yet: the default")
+        return (f"{self.workers} workers for {gpus} GPU(s), {cpus} CPUs{f', {gpu_mb:.0f} MB a GPU' if gpu_mb else ''}: "
+                f"a cell keeps {self.cores_per_cell:.2f} cores busy{mem} ({basis}); limited by {self.by}")
+
+
+def measured_cells(reports: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The metrics of cells that ran on a GPU and finished (a skipped or predicted cell used nothing)."""
+    out = []
+    for doc in reports:
+        for cell in doc.get("cells", []):
+            m = cell.get("metrics") or {}
+            if m.get("cuda_visible_devices") is not None and m.get("cpu_s") and m.get("cell_s"):
+                out.append(m)
+    return out
+
+
+def choose_workers(cpus: int, gpus: int, gpu_mb: float | None, cells: list[dict[str, Any]]) -> WorkerChoice:
+    """Workers = the fewest of: spare CPUs / cores a cell keeps busy; per GPU, the memory left above vLLM's start
+    check / GPU memory a cell holds; MAX_PER_GPU a GPU. Medians of the cores (a few long cells stay idle on the
+    card), the 90th percentile of memory (a cell that does not fit fails)."""
+    gpus = max(1, gpus)
+    cores = DEFAULT_CORES_PER_CELL
+    if cells:
+        cores = max(0.25, statistics.median(m["cpu_s"] / m["cell_s"] for m in cells))
+    by_cpu = max(1, math.floor(max(1, cpus - SPARE_CORES) / cores))
+    mem = None
+    by_mem = MAX_PER_GPU * gpus
+    peaks = sorted(m["peak_gpu_mb"] for m in cells if m.get("peak_gpu_mb"))
+    if peaks:
+        mem = peaks[min(len(peaks) - 1, math.ceil(0.9 * len(peaks)) - 1)] + CONTEXT_MB
+        if gpu_mb:
+            by_mem = gpus * max(1, math.floor(gpu_mb * (1 - START_FREE_FRACTION) / mem))
+    workers = max(1, min(by_cpu, by_mem, MAX_PER_GPU * gpus))
+    return WorkerChoice(workers, round(cores, 3), mem, "cpu" if by_cpu <= by_mem else "gpu memory", len(cells))
+
+
+def gpu_memory_mb() -> tuple[int, float | None]:
+    """(GPUs, memory of the smallest in MB) from nvidia-smi; (0, None) without one."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30).stdout.split()
+        sizes = [float(x) for x in out]
+        return len(sizes), (min(sizes) if sizes else None)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return 0, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
+    docs = []
+    for p in paths:
+        try:
+            docs.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            pass  # a report that is not there yet (the first run) leaves the default
+    gpus, gpu_mb = gpu_memory_mb()
+    cpus = os.cpu_count() or 1
+    choice = choose_workers(cpus, gpus, gpu_mb, measured_cells(docs))
+    print(choice.workers)
+    print(choice.explain(cpus, max(1, gpus), gpu_mb), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
