@@ -21,7 +21,14 @@ from .matrix import ModelSpec
 
 
 def model_info(model: ModelSpec, method: str) -> dict[str, Any] | None:
-    """model_type / architectures / stored dtype of a model, read without loading it (None for hub ids)."""
+    """model_type / architectures / stored dtype of a model, and its checkpoint's quantization_config, read without
+    loading it (None for hub ids). A method's own checkpoint (a variant: the user's, a bundled one) is read first,
+    also for a tiny model, so its quantization_config is the one predicted."""
+    variant = model.variants.get(method)
+    if variant and not model.source.startswith("real:"):
+        info = _config_info(Path(variant) / "config.json")
+        if info is not None:
+            return info
     if model.source.startswith("tiny:"):
         from .tiny import ARCHS, describe
 
@@ -31,7 +38,10 @@ def model_info(model: ModelSpec, method: str) -> dict[str, Any] | None:
         from .artifacts.real import describe as describe_real
 
         return describe_real(model.source)
-    path = Path(model.variants.get(method) or model.source) / "config.json"
+    return _config_info(Path(variant or model.source) / "config.json")
+
+
+def _config_info(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
@@ -220,7 +230,11 @@ def predict(cell: Cell, engine_kind: str, limits: dict[str, Any] | None, info: d
             runner_isa: tuple[str, ...] = ()) -> Prediction | NoPrediction | None:
     facts = facts_for(engine_kind)
     wanted = getattr(facts, "checkpoint_to_walk", None)
-    found = wanted(cell.quantization, info) if wanted is not None and limits else None
+    from .engines.facts import target_platform
+
+    # walked only where this build speaks for the target (a CPU build predicts nothing for GPUs, and back)
+    speaks = bool(limits) and limits.get("platform") == target_platform(cell.target)  # type: ignore[union-attr]
+    found = wanted(cell.quantization, info) if wanted is not None and speaks else None
     if found and found[0] not in (limits.get("walk_checkpoints") or {}):  # type: ignore[union-attr]
         checkpoint_walks(limits, {found[0]: found[1]})  # type: ignore[arg-type]
     return facts.predict(cell.target, cell.dtype, cell.quantization, limits, info, runner_isa)

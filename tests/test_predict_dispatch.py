@@ -329,6 +329,18 @@ def _user_model(tmp_path, **configs):
     return ModelSpec("mine", str(tmp_path / "base"), variants=variants)
 
 
+def test_a_variants_own_config_is_read_even_for_a_tiny_model(tmp_path):
+    from dataclasses import replace
+
+    from pytest_qcompat.engines.environment import quant_config_id
+    from pytest_qcompat.predict import model_info
+
+    model = replace(_user_model(tmp_path, awq=AWQ_QCFG), source="tiny:llama")
+    info = model_info(model, "awq")["quantization_config"]
+    assert (info["quant_method"], info["id"], info["config"]) == ("awq", quant_config_id(AWQ_QCFG), AWQ_QCFG)
+    assert model_info(model, "none").get("quantization_config") is None  # the tiny base itself
+
+
 def test_a_checkpoint_is_known_by_the_hash_of_its_canonical_json():
     from pytest_qcompat.engines.environment import quant_config_id
 

@@ -199,7 +199,7 @@ class VllmFacts(EngineFacts):
         qcfg = (model or {}).get("quantization_config")
         if qcfg:
             cid = qcfg.get("id")
-            label = f"this model's own checkpoint (quantization_config {qcfg.get('quant_method')}, id {cid})"
+            label = f"this model's own checkpoint (quantization_config {qcfg.get('quant_method')}" + (f", id {cid})" if cid else ")")
             by_dtype = (limits.get("walk_checkpoints") or {}).get(cid) if cid else None
             if by_dtype is None:
                 return NoPrediction(f"no prediction: {build} has no selection walk for {label}: the limits were read "
