@@ -143,11 +143,15 @@ def test_fork_guard_deploy_on_not_cancelled_and_a_loud_gate(reusable):
 def test_caches_have_restore_keys_and_follow_the_callers_matrix():
     action = load(ACTION)
     caches = [s for s in action["runs"]["steps"] if s.get("uses", "").startswith("actions/cache")]
-    assert len(caches) == 2
+    assert len(caches) == 3
     for c in caches:
         assert "steps.keys.outputs" in c["with"]["key"] and c["with"]["restore-keys"].strip()
     paths = " ".join(c["with"]["path"] for c in caches)
     assert "~/.cache/pip" in paths and "~/.cache/huggingface" in paths and "~/.cache/qcompat" in paths
+    # The compile/JIT caches GPU cells fill (cache.gpu_jit_env) are one cache of their own, left out of the models one.
+    jit = next(c for c in caches if "jit-key" in c["with"]["key"])["with"]["path"].split()
+    models = next(c for c in caches if "models-key" in c["with"]["key"])["with"]["path"].split()
+    assert "~/.cache/qcompat/gpu-jit" in jit and "!~/.cache/qcompat/gpu-jit" in models
     keys = next(s for s in action["runs"]["steps"] if s.get("id") == "keys")
     assert keys["env"]["MATRIX"] == "${{ inputs.matrix }}"  # a file the caller's repository has
     run = next(s for s in action["runs"]["steps"] if s.get("id") == "run")
@@ -227,8 +231,11 @@ def test_cache_keys_follow_the_matrix_and_the_engines(tmp_path):
     edited = r.outputs()
     assert edited["models-key"] != first["models-key"] and edited["models-restore-any"] == first["models-restore-any"]
     assert edited["deps-key"] == first["deps-key"]  # same packages: the pip cache is reused as is
+    # Compile and JIT caches follow the engines, not the matrix: an edited matrix keeps them.
+    assert edited["jit-key"] == first["jit-key"] and first["jit-key"].startswith(first["jit-restore"])
     r.run("cache-keys.sh", MATRIX="m.yaml", QCOMPAT_SPEC="pytest-qcompat==0.1.0", ENGINES="torch vllm", PYTHON_VERSION="3.11")
     assert r.outputs()["deps-key"] != edited["deps-key"] and r.outputs()["deps-restore"] == edited["deps-restore"]
+    assert r.outputs()["jit-key"] != edited["jit-key"] and r.outputs()["jit-restore"] == edited["jit-restore"]
     missing = r.run("cache-keys.sh", MATRIX="nope.yaml")
     assert missing.returncode == 1 and "::error::cache-keys: matrix file nope.yaml not found" in missing.stdout
 
