@@ -8,6 +8,7 @@ rules can score against it without reading it; `--show-misses` (per-item mistake
     python scripts/corpus_score.py dev [--json] [--show-misses]
     python scripts/corpus_score.py test [--json]
     python scripts/corpus_score.py --check
+    python scripts/corpus_score.py --thread URL [URL ...]   # where a new thread would go; only "present"/"new" per URL
 """
 from __future__ import annotations
 
@@ -142,7 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the same numbers as JSON")
     parser.add_argument("--show-misses", action="store_true", help="list each mistake (dev only)")
     parser.add_argument("--check", action="store_true", help="validate the corpus files and exit")
+    parser.add_argument("--thread", nargs="+", metavar="URL",
+                        help="for each thread URL: the split the sha256 rule gives it and whether it is already in the "
+                             "corpus (either split; prints nothing else)")
     args = parser.parse_args(argv)
+    if args.thread:
+        present = {e.thread for s in SPLITS for e in load_split(s)}
+        for url in args.thread:
+            thread = url.split("#")[0].rstrip("/")
+            print(f"{thread_hash_split(thread)}\t{'present' if thread in present else 'new'}\t{thread}")
+        return 0
     if args.check:
         problems = check_corpus()
         print("\n".join(problems) if problems else
