@@ -17,7 +17,7 @@ from .engines.facts import isa_name
 from .hardware import Runner, package_versions, probe_runner
 from .matrix import EngineSpec, Matrix, ModelSpec, is_hub_id
 from .plan import Plan, plan_cell
-from .predict import engine_limits, model_info, predict
+from .predict import engine_limits, matrix_checkpoints, model_info, predict
 from .quality import score_text
 from .references import RunCache, SessionReferences, where_ran
 from .results import SCHEMA, CellResult, interpret
@@ -87,8 +87,10 @@ class QcompatSession:
         if engine_name not in self._limits:
             engine = self.matrix.engine(engine_name)
             installed = self.installed(engine_name)
-            self._limits[engine_name] = (engine_limits(engine.kind, engine.python, installed, self.runner.cpu_flags)
-                                         if installed else None)
+            # The matrix's own checkpoints are walked in the same read (one start of the engine's interpreter).
+            checkpoints = matrix_checkpoints([self.local_model(m.id) for m in self.matrix.models], engine.kind) if installed else None
+            self._limits[engine_name] = (engine_limits(engine.kind, engine.python, installed, self.runner.cpu_flags,
+                                                       checkpoints=checkpoints) if installed else None)
         return self._limits[engine_name]
 
     def missing_requirements(self, engine_name: str) -> list[dict[str, str]]:
