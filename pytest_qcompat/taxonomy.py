@@ -247,11 +247,16 @@ RULES: tuple[Rule, ...] = (
          1, "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory; TGI warmup"),
     Rule("oom/tgi-prefill", "oom", OOM_HINT, (r"Not enough memory to handle \d+ prefill tokens",), 1, "TGI warmup"),
     # --- packages and builds
+    # bitsandbytes falls back to its CPU library when the CUDA library for this CUDA version cannot be found or loaded
+    # ("compiled without GPU support" is that fallback's warning): a missing library, not a GPU without kernels
+    Rule("missing-package/bitsandbytes-cuda-library", "missing-package", MISSING_HINT,
+         (r"bitsandbytes was compiled without GPU support", r"Could not find the bitsandbytes CUDA binary",
+          r"CUDA Setup failed despite GPU being available", r"Could not load bitsandbytes native library",
+          r"CUDA SETUP: Required library version not found"),
+         1, "bitsandbytes cextension / cuda_setup (the CUDA library was not found; the CPU library was loaded instead)"),
     Rule("no-kernel-image/bitsandbytes-native-library", "no-kernel-image", NO_KERNEL_HINT,
-         (r"compiled without GPU support", r"libbitsandbytes_cpu\.\w+: undefined symbol", r"Could not find the bitsandbytes CUDA binary",
-          r"CUDA Setup failed despite GPU being available", r"Error named symbol not found at line \d+ in file .*\.cu",
-          r"Could not load bitsandbytes native library"),
-         1, "bitsandbytes cextension / cuda_setup"),
+         (r"compiled without GPU support", r"libbitsandbytes_cpu\.\w+: undefined symbol", r"Error named symbol not found at line \d+ in file .*\.cu"),
+         1, "bitsandbytes kernels missing for this GPU"),
     Rule("no-kernel-image/vllm-cpu-build", "no-kernel-image", NO_KERNEL_HINT,
          (r"_C::\w+\(\) expected at most 0 argument", r"'_OpNamespace' '_C\w*' object has no attribute",
           # a GPU-only kernel reached on a CPU build (vllm-gguf-plugin's Triton dequant on vLLM's CPU build)
