@@ -1,0 +1,117 @@
+"""GPU cost (issue 23): the worker count from measured use, the JIT caches under one folder, the benchmark's
+variants, and what every cell now records about its start-up (checked on the shared CPU matrix run: the same code
+runs on GPUs, where benchmarks/bench_gpu.py measures it)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from pytest_qcompat.cache import gpu_jit_env
+from pytest_qcompat.runner.capacity import CONTEXT_MB, SPARE_CORES, choose_workers, measured_cells
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "benchmarks" / "bench_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def gpu_cell(cpu_s: float, cell_s: float, peak: float | None = 1000.0) -> dict:
+    return {"id": "m-none-bfloat16-vllm-sm_90", "status": "passed",
+            "metrics": {"cpu_s": cpu_s, "cell_s": cell_s, "peak_gpu_mb": peak, "cuda_visible_devices": "0"}}
+
+
+def test_workers_follow_the_cores_a_cell_keeps_busy():
+    cells = measured_cells([{"cells": [gpu_cell(4.0, 8.0) for _ in range(5)]}])  # half a core a cell
+    choice = choose_workers(cpus=16, gpus=1, gpu_mb=143_000, cells=cells)
+    assert choice.workers == int((16 - SPARE_CORES) / 0.5) and choice.by == "cpu" and choice.measured_cells == 5
+    busy = choose_workers(cpus=16, gpus=1, gpu_mb=143_000, cells=measured_cells([{"cells": [gpu_cell(16.0, 8.0)]}]))
+    assert busy.workers == (16 - SPARE_CORES) // 2  # two cores a cell: half as many
+
+
+def test_workers_follow_gpu_memory_when_cells_are_large():
+    cells = measured_cells([{"cells": [gpu_cell(1.0, 10.0, peak=20_000) for _ in range(10)]}])
+    choice = choose_workers(cpus=64, gpus=2, gpu_mb=80_000, cells=cells)
+    per_gpu = int(80_000 * 0.8 // (20_000 + CONTEXT_MB))  # vLLM's start check keeps 20% free
+    assert choice.workers == 2 * per_gpu and choice.by == "gpu memory"
+    assert "limited by gpu memory" in choice.explain(64, 2, 80_000)
+
+
+def test_without_measurements_one_core_a_cell_and_cpu_cells_do_not_count():
+    cpu_only = {"cells": [{"id": "x", "status": "passed", "metrics": {"cpu_s": 3.0, "cell_s": 3.0}}]}
+    assert measured_cells([cpu_only]) == []  # a CPU cell says nothing about a GPU cell
+    choice = choose_workers(cpus=16, gpus=1, gpu_mb=None, cells=[])
+    assert choice.workers == 16 - SPARE_CORES and choice.measured_cells == 0
+    assert "no measured cells yet" in choice.explain(16, 1, None)
+
+
+def test_capacity_cli_prints_a_count_and_why(tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"cells": [gpu_cell(2.0, 4.0)]}))
+    out = subprocess.run([sys.executable, "-m", "pytest_qcompat.runner.capacity", str(report), str(tmp_path / "missing.json")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and int(out.stdout.strip()) >= 1
+    assert "measured on 1 GPU cells" in out.stderr
+
+
+def test_gpu_jit_caches_live_under_one_folder_unless_the_user_named_one(tmp_path):
+    env = gpu_jit_env(tmp_path, {"TRITON_CACHE_DIR": "/mine"})
+    assert "TRITON_CACHE_DIR" not in env  # the user's own location wins
+    assert {Path(v).parent for k, v in env.items() if k != "CUDA_CACHE_MAXSIZE"} == {tmp_path / "gpu-jit"}
+    assert {"TORCHINDUCTOR_CACHE_DIR", "FLASHINFER_WORKSPACE_BASE", "HUMMING_CACHE_DIR", "CUDA_CACHE_PATH"} <= set(env)
+
+
+def test_bench_before_variant_restores_vllms_defaults_and_keeps_paths(tmp_path):
+    bench = _bench()
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    matrix = bundle / "matrix.yaml"
+    matrix.write_text(yaml.safe_dump({"models": [{"id": "m", "source": "./models/m/base", "variants": {"awq": "./models/m/awq"}}],
+                                      "engines": ["vllm", "transformers"], "dtypes": ["bfloat16"], "quantization": ["awq"],
+                                      "targets": ["sm_90"]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    before = yaml.safe_load(bench.variant_matrix(matrix, out, before=True).read_text())
+    after = yaml.safe_load(bench.variant_matrix(matrix, out, before=False).read_text())
+    assert before["engines"]["vllm"]["args"] == bench.BEFORE_ARGS and "args" not in before["engines"]["transformers"]
+    assert after["engines"] == ["vllm", "transformers"]  # the fast path is the adapter's default: nothing to add
+    assert before["models"][0]["variants"]["awq"] == str(bundle / "models" / "m" / "awq")
+    assert after["models"][0]["source"] == str(bundle / "models" / "m" / "base")
+
+
+def test_bench_summary_counts_gpu_seconds_and_phases():
+    bench = _bench()
+    cells = [{"id": f"m{i}-none-bfloat16-vllm-sm_90", "status": "passed",
+              "metrics": {"cell_s": 4.0 + i, "wall_s": 5.0 + i, "cpu_s": 3.0, "ttft_s": 0.1, "worker_start_s": 20.0 if i == 0 else None,
+                          "phases": {"weight_load_s": 1.0, "warmup_s": 0.5, "other_start_s": 0.2}}} for i in range(3)]
+    cells.append({"id": "m-none-bfloat16-vllm-sm_70", "status": "failed", "metrics": {}})  # predicted: not run
+    s = bench.summarize({"variant": "after-warm", "workers": 2, "wall_s": 30.0, "report": {"cells": cells}}, gpus=1)
+    assert s["cells_run"] == 3 and s["gpu_s_per_cell"] == 10.0 and s["cells_per_gpu_hour"] == 360.0
+    assert s["vllm_cell_median_s"] == 5.0 and s["phases_median_s"]["exit_s"] == 1.0
+    assert s["phases_median_s"]["weight_load_s"] == 1.0 and s["phases_median_s"]["worker_start_s"] == 20.0
+    md = bench.markdown([s, {**s, "variant": "x", "cells_per_gpu_hour": 720.0}], {"when": "now", "gpus": 1, "gpu": "H200",
+                                                                                   "cpus": 16, "matrix": "m.yaml"})
+    assert "| x | 2 | 30 | 3 | 10.0 | 720.0 | 2.00x |" in md
+
+
+def test_vllm_cells_record_their_start_up_and_later_cells_fork_with_learned_imports(cpu_matrix_run):
+    ran = [c for c in cpu_matrix_run.cells.values()
+           if c["id"].endswith("-vllm-cpu") and (c.get("metrics") or {}).get("load_s") is not None]
+    assert len(ran) >= 4, sorted(cpu_matrix_run.cells)
+    for cell in ran:
+        m = cell["metrics"]
+        assert m["cpu_s"] > 0 and m["modules_imported"] >= 0, cell["id"]
+        if cell["status"] == "passed":
+            assert {"weight_load_s", "kv_cache_s", "other_start_s"} <= set(m["phases"]), cell["id"]
+    imported = sorted(c["metrics"]["modules_imported"] for c in ran)
+    # The first cell of a warm server imports the engine's deeper modules (hundreds); the server then imports them
+    # itself, so most later cells import next to nothing.
+    assert imported[-1] > 100 and imported[len(imported) // 2] < imported[-1] / 4, imported
