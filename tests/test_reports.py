@@ -100,7 +100,7 @@ def test_speed_section_links_a_chart_written_beside_it(tmp_path):
              for q, tps, mb in (("none", 10.0, 200), ("bnb-4bit", 4.0, 80), ("gguf-q4_k_m", 20.0, 60))]
     render_all(doc(cells), tmp_path)
     md = (tmp_path / "report.md").read_text()
-    assert "## Speed and size: which method is fastest" in md and "![m · cpu: which method is fastest](speed-m-cpu.png)" in md
+    assert "## Speed and size: which method is fastest" in md and "![m · cpu: which method is fastest](speed/speed-m-cpu.png)" in md
     speed = md[md.index("## Speed and size"):]
     assert speed.index("| gguf-q4_k_m |") < speed.index("| none |") < speed.index("| bnb-4bit |")  # fastest first
-    assert (tmp_path / "speed-m-cpu.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "speed" / "speed-m-cpu.png").read_bytes()[:4] == b"\x89PNG"

@@ -21,6 +21,7 @@ def render_all(doc: dict[str, Any], out_dir: str | os.PathLike, write_json: bool
         paths.append(out / f"{stem}.json")
     charts = speed_charts(doc["cells"])
     for name, png in charts.items():  # the speed section of report.md links these
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_bytes(png)
     _write_text_atomic(out / f"{stem}.md", render_markdown(doc, charts=set(charts)))
     _write_text_atomic(out / f"{stem}.html", render_html(doc))

@@ -7,8 +7,14 @@ import re
 from typing import Any
 
 
+# The charts go into a folder of their own beside report.md (docs/speed/ for the published table), not among the
+# report's files.
+CHART_DIR = "speed"
+
+
 def chart_name(model: str, target: str) -> str:
-    return re.sub(r"[^\w.-]", "_", f"speed-{model}-{target}") + ".png"
+    """The chart's path relative to report.md."""
+    return f"{CHART_DIR}/" + re.sub(r"[^\w.-]", "_", f"speed-{model}-{target}") + ".png"
 
 
 def speed_charts(cells: list[dict[str, Any]]) -> dict[str, bytes]:
