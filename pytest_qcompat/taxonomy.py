@@ -410,6 +410,11 @@ RULES: tuple[Rule, ...] = (
           then(r"(?:float16|\bfp16\b|\bhalf\b)[^\n]{0,40}(?:" + REFUSED + r"|not allowed|disabled)",
                r"(?:use|try|switch(?:ing)? to|set|load it in|supported(?: dtypes?)?:?)\s+\[?(?:dtype[= ])?`?(?:torch\.)?(?:bfloat16|bf16|float32|fp32)", 60)
           + r"(?![^\n]{0,60}" + GPU + ")",
+          # a model whose generations break only in float16: "Gemma2 fp16 produces garbage", "gibberish in float16"
+          then(r"(?:\bfloat16|\bfp16|\bhalf[- ]precision)\b", r"\b(?:garbage|gibberish|nonsense|garbled|incoherent)\b|!!!!+|exclamation marks", 60),
+          then(r"\b(?:garbage|gibberish|nonsense|garbled|incoherent)\b|!!!!+|exclamation marks", r"\b(?:in|with|using|under|when using) (?:torch\.)?(?:float16|fp16|half[- ]precision)\b", 40),
+          # "It is strongly recommended to use bfloat16 for Gemma 3 models"
+          near(r"\bmodels?\b|" + MODEL_NAME, r"(?:strongly )?recommended (?:to (?:use|run|load)(?: it)? (?:in |with )?|dtype (?:is )?)(?:torch\.)?(?:bfloat16|bf16|float32|fp32)\b", 60),
           # "Gemma 3 is broken with fp16", "Phi-3 does not work in float16"
           near(r"\bmodels?\b|\b\w+For(?:CausalLM|ConditionalGeneration)\b|" + MODEL_NAME,
                r"(?:broken|(?:does not|doesn't|do not|don't|won't) work|not working|fails?|crash\w*) (?:with|in|on|under|using|when using) (?:--)?(?:dtype[= ])?(?:torch\.)?(?:float16|fp16|f16|half)\b", 60)),
