@@ -300,8 +300,10 @@ RULES: tuple[Rule, ...] = (
 
     # ============================== layer 2: cause families across engines ==========================================
     Rule("version-mismatch/entry-point-not-found", "version-mismatch", VERSION_HINT,
-         (r"0xc0000139\b|\b3221225785\b", r"(?:procedure )?entry ?point[^\n]{0,60}(?:not found|could not be located)"), 2,
-         "Windows STATUS_ENTRYPOINT_NOT_FOUND: a DLL from another version"),
+         (r"0xc0000139\b|\b3221225785\b", r"(?:procedure )?entry ?point[^\n]{0,60}(?:not found|could not be located)",
+          # ERROR_PROC_NOT_FOUND: the DLL is there but lacks a symbol (Windows' "undefined symbol")
+          r"specified procedure could not be found|WinError 127\b"), 2,
+         "Windows STATUS_ENTRYPOINT_NOT_FOUND / ERROR_PROC_NOT_FOUND: a DLL from another version"),
     Rule("missing-package/exit-127", "missing-package", MISSING_HINT,
          (r"exit (?:status|code):? 127\b", r"0xc0000135\b|\b3221225781\b", r"STATUS_DLL_NOT_FOUND"), 2,
          "shells: exit status 127 = command or library not found; Windows 0xC0000135 = a DLL not found"),
