@@ -13,7 +13,7 @@ Per variant: wall time, GPU-seconds a cell (wall x GPUs / cells run), cells per 
 the medians of each start-up phase (worker import, CUDA init, weight load, memory profiling, KV cache, warm-up/JIT,
 the rest of the engine start, first token, generation, scoring, process exit). Ratios are against `before`.
 
-    python benchmarks/bench_gpu.py BUNDLE/matrix.yaml --out DIR [--variants before,after-cold,after-warm]
+    python benchmarks/bench_gpu.py MATRIX [--bundle BUNDLE/matrix.yaml] --out DIR [--variants before,after-cold,after-warm]
 Writes DIR/gpu-cost.json and DIR/gpu-cost.md; each variant's report is DIR/<variant>/report.json.
 """
 from __future__ import annotations
@@ -42,9 +42,19 @@ PHASES = ("worker_start_s", "device_init_s", "weight_load_s", "memory_profile_s"
           "other_start_s", "ttft_s", "generate_s", "score_s", "exit_s")
 
 
-def variant_matrix(matrix: Path, out: Path, before: bool) -> Path:
-    """The matrix as given, or with every vLLM engine's arguments set back to the path before issue 23."""
+def variant_matrix(matrix: Path, out: Path, before: bool, bundle: Path | None = None) -> Path:
+    """The matrix as given, or with every vLLM engine's arguments set back to the path before issue 23. `bundle`: a
+    bundle's matrix.yaml whose checkpoints serve this matrix's models (same model ids), so one bundle serves both the
+    benchmark and the coverage run."""
     raw = yaml.safe_load(matrix.read_text())
+    if bundle is not None:
+        made = {m["id"]: m for m in yaml.safe_load(bundle.read_text())["models"]}
+        for model in raw.get("models", []):
+            given = made[model["id"]]
+            model["source"] = given["source"]
+            if given.get("variants"):
+                model["variants"] = given["variants"]
+        matrix = bundle  # relative paths below are the bundle's
     if before:
         engines = raw.get("engines") or ["vllm"]
         if isinstance(engines, list):
@@ -159,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("matrix", type=Path)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--bundle", type=Path, help="a bundle's matrix.yaml holding this matrix's checkpoints (qcompat bundle)")
     ap.add_argument("--variants", default="before,after-cold,after-warm")
     ap.add_argument("--budget", type=float, default=300, help="seconds each variant may run (SIGINT then)")
     args = ap.parse_args(argv)
@@ -172,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     measured: list[dict[str, Any]] = []
     for name in args.variants.split(","):
         before = name.startswith("before")
-        matrix = variant_matrix(args.matrix, out, before)
+        matrix = variant_matrix(args.matrix, out, before, args.bundle)
         cache = out / ("cache-before" if before else "cache-after")
         if name.endswith("cold") or before:
             shutil.rmtree(cache, ignore_errors=True)

@@ -10,8 +10,9 @@
 #                                                       checked against llama.cpp on this machine), then run it
 #   bash scripts/gpu-check.sh multi BUNDLE              2+ GPUs: tensor-parallel cells (-n 2, every cell's GPUs
 #                                                       recorded), and the one-GPU cells with -n 1 vs -n 2
-#   bash scripts/gpu-check.sh bench BUNDLE [SECONDS]    benchmarks/bench_gpu.py on BUNDLE/matrix.yaml: the path before
-#                                                       issue 23 vs the fast path, cold and warm (SECONDS a variant)
+#   bash scripts/gpu-check.sh bench BUNDLE [SECONDS]    benchmarks/bench_gpu.py on docs/gpu/bench.yaml with BUNDLE's
+#                                                       checkpoints: the path before issue 23 vs the fast path, cold
+#                                                       and warm (SECONDS a variant)
 #
 # Workers: runner/capacity.py picks how many cells run at once from what earlier cells on this machine measured
 # (cores and GPU memory a cell keeps busy; $QCOMPAT_CACHE_DIR/gpu-cells.json keeps them between runs). WORKERS=N
@@ -95,7 +96,7 @@ matrix)
     --qcompat-matrix "$bundle/matrix.yaml" --qcompat-report "$rep" -n "$workers" "${resume[@]}" > "/tmp/rep-$name.txt" 2>&1
   echo "== $name: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 30 "/tmp/rep-$name.txt"
   cp "/tmp/rep-$name.txt" "$OUT/$name.txt"; cp "$rep/report.json" "$OUT/$name.json" || exit 1
-  cp "$rep/report.json" "$profile"  # what these cells used: the next run's worker count starts from it
+  mkdir -p "$QCOMPAT_CACHE_DIR"; cp "$rep/report.json" "$profile"  # what these cells used: the next run's worker count starts from it
   # The slowest vLLM cell's log shows where a first start spends its time.
   slow=$($py - "$rep/report.json" <<'PY'
 import json, sys
@@ -125,7 +126,8 @@ PY
   ;;
 bench)
   $py -c "import vllm" 2>/dev/null  # read the engine's files once, so the first variant does not pay the disk alone
-  $py benchmarks/bench_gpu.py "$bundle/matrix.yaml" --out /tmp/bench --budget "$budget" | tail -n 40
+  # docs/gpu/bench.yaml's cells, with their checkpoints from BUNDLE (the same model ids)
+  $py benchmarks/bench_gpu.py docs/gpu/bench.yaml --bundle "$bundle/matrix.yaml" --out /tmp/bench --budget "$budget" | tail -n 40
   cp /tmp/bench/gpu-cost.json /tmp/bench/gpu-cost.md "$OUT/"
   for v in /tmp/bench/*/report.json; do cp "$v" "$OUT/bench-$(basename "$(dirname "$v")").json"; done
   cp /tmp/bench/after-warm/report.json "$QCOMPAT_CACHE_DIR/gpu-cells.json" 2>/dev/null
