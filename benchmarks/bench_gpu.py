@@ -78,12 +78,12 @@ def variant_matrix(matrix: Path, out: Path, before: bool, bundle: Path | None = 
 
 
 def run_variant(name: str, matrix: Path, out: Path, workers: int, cache: Path, env_extra: dict[str, str],
-                budget: float) -> dict[str, Any]:
+                budget: float, select: str | None = None) -> dict[str, Any]:
     rep = out / name
     shutil.rmtree(rep, ignore_errors=True)
     env = dict(os.environ, QCOMPAT_CACHE_DIR=str(cache), **env_extra)
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN", "--qcompat-matrix", str(matrix),
-           "--qcompat-report", str(rep), "-n", str(workers)]
+           "--qcompat-report", str(rep), "-n", str(workers), *(["-k", select] if select else [])]
     if importlib_plugin_missing():
         cmd[3:3] = ["-p", "pytest_qcompat.plugin"]
     t0 = time.perf_counter()
@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, help="a bundle's matrix.yaml holding this matrix's checkpoints (qcompat bundle)")
     ap.add_argument("--variants", default="before,after-cold,after-warm")
     ap.add_argument("--budget", type=float, default=300, help="seconds each variant may run (SIGINT then)")
+    ap.add_argument("--cache", type=Path, help="the cache folder of the runs (default OUT/cache)")
     args = ap.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -181,12 +182,23 @@ def main(argv: list[str] | None = None) -> int:
            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     runs: list[dict[str, Any]] = []
     measured: list[dict[str, Any]] = []
+    # One cache folder. The engine's limits (prediction work, the same on both paths) are read once by a one-cell
+    # run first; a cold variant then starts without the compile and JIT caches (gpu-jit, vllm), a warm one with
+    # what the cold run left.
+    cache = (args.cache or out / "cache").resolve()
+    shutil.rmtree(cache, ignore_errors=True)
+    first = yaml.safe_load(args.matrix.read_text())["models"][0]["id"]
+    print(f"== limits: one cell of {first}, one worker", flush=True)
+    t0 = time.perf_counter()
+    run_variant("limits", variant_matrix(args.matrix, out, False, args.bundle), out, 1, cache, {}, args.budget,
+                select=f"{first} and none")
+    env["limits_s"] = round(time.perf_counter() - t0, 1)
     for name in args.variants.split(","):
         before = name.startswith("before")
         matrix = variant_matrix(args.matrix, out, before, args.bundle)
-        cache = out / ("cache-before" if before else "cache-after")
         if name.endswith("cold") or before:
-            shutil.rmtree(cache, ignore_errors=True)
+            for sub in ("gpu-jit", "vllm"):
+                shutil.rmtree(cache / sub, ignore_errors=True)
         if before:
             workers, extra = max(1, gpus) * BEFORE_WORKERS_PER_GPU, {"QCOMPAT_PRELOAD": "shallow"}
             why = f"{workers}: the constant {BEFORE_WORKERS_PER_GPU} a GPU"
@@ -200,14 +212,19 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(run)
         s = summarize(run, gpus)
         print(json.dumps({k: v for k, v in s.items() if k != "phases_median_s"}), flush=True)
+        md = write_summary(runs, env, gpus, out)  # after every variant: a run cut short keeps what it measured
+    print(md)
+    return 0
+
+
+def write_summary(runs: list[dict[str, Any]], env: dict[str, Any], gpus: int, out: Path) -> str:
     summaries = [summarize(r, gpus) for r in runs]
     for s, r in zip(summaries, runs):
         s["workers_why"] = r["workers_why"]
     (out / "gpu-cost.json").write_text(json.dumps({"environment": env, "variants": summaries}, indent=1))
     md = markdown(summaries, env)
     (out / "gpu-cost.md").write_text(md)
-    print(md)
-    return 0
+    return md
 
 
 def _gpu_name() -> str:

@@ -150,20 +150,44 @@ def engine_limits(kind: str, python: str | None, versions: dict[str, str], cpu_f
     python = python or sys.executable
     key = _limits_key(python, versions, cpu_flags, reader)
     path = cache_root() / "limits" / f"{kind}-{key}.json"
-    data = None
-    if path.exists():
-        try:
-            data = json.loads(path.read_text()) or None
-        except ValueError:
-            data = None
-    if data is None:
-        data = _read(python, reader, path)
+    with one_reader(path):  # xdist workers start together: one reads, the others wait and take its file
+        data = None
+        if path.exists():
+            try:
+                data = json.loads(path.read_text()) or None
+            except ValueError:
+                data = None
+        if data is None:
+            data = _read(python, reader, path)
     if data is None:
         return None
     limits = Limits(data, kind, python, key)
     if checkpoints:
         checkpoint_walks(limits, checkpoints)
     return limits
+
+
+class one_reader:
+    """An exclusive lock on PATH.lock for the time of a read: 14 xdist workers that all miss the same limits cache
+    would otherwise start 14 engine interpreters at once (on the H200, no cell ran for the first 170 s)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(str(path) + ".lock")
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a")
+        fcntl.flock(self.fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+        return False
 
 
 def checkpoint_walks(limits: dict[str, Any], configs: dict[str, dict[str, Any]]) -> None:
@@ -182,6 +206,12 @@ def checkpoint_walks(limits: dict[str, Any], configs: dict[str, dict[str, Any]])
                       for cid in missing})
         return
     folder = cache_root() / "limits"
+    with one_reader(folder / f"{limits.kind}-{limits.key}-walks"):
+        _checkpoint_walks(limits, walks, missing, folder, reader)
+
+
+def _checkpoint_walks(limits: Limits, walks: dict[str, Any], missing: dict[str, dict[str, Any]], folder: Path,
+                      reader: str) -> None:
     todo = {}
     for cid, cfg in missing.items():
         cached = folder / f"{limits.kind}-{limits.key}-walk-{cid}.json"

@@ -127,13 +127,13 @@ PY
 bench)
   $py -c "import vllm" 2>/dev/null  # read the engine's files once, so the first variant does not pay the disk alone
   # docs/gpu/bench.yaml's cells, with their checkpoints from BUNDLE (the same model ids)
-  $py benchmarks/bench_gpu.py docs/gpu/bench.yaml --bundle "$bundle/matrix.yaml" --out /tmp/bench --budget "$budget" | tail -n 40
-  cp /tmp/bench/gpu-cost.json /tmp/bench/gpu-cost.md "$OUT/"
-  for v in /tmp/bench/*/report.json; do cp "$v" "$OUT/bench-$(basename "$(dirname "$v")").json"; done
-  cp /tmp/bench/after-warm/report.json "$QCOMPAT_CACHE_DIR/gpu-cells.json" 2>/dev/null
-  # The warm caches the benchmark filled serve the runs after it on this machine.
-  [ -d /tmp/bench/cache-after/gpu-jit ] && mkdir -p "$QCOMPAT_CACHE_DIR" && cp -r /tmp/bench/cache-after/gpu-jit "$QCOMPAT_CACHE_DIR/"
-  du -sh /tmp/bench/cache-after/* 2>/dev/null
+  # Into $OUT as it goes (each variant's report and the summary so far), so a call cut short keeps what it measured.
+  $py benchmarks/bench_gpu.py docs/gpu/bench.yaml --bundle "$bundle/matrix.yaml" --out "$OUT/bench" --cache /tmp/bench-cache \
+    --variants "${VARIANTS:-before,after-cold,after-warm}" --budget "$budget" | tail -n 40
+  mkdir -p "$QCOMPAT_CACHE_DIR"
+  # The caches the benchmark filled serve the runs after it on this machine.
+  [ -d /tmp/bench-cache/gpu-jit ] && cp -r /tmp/bench-cache/gpu-jit /tmp/bench-cache/limits "$QCOMPAT_CACHE_DIR/"
+  du -sh /tmp/bench-cache/* 2>/dev/null; rm -rf "$OUT"/bench/*/logs "$OUT"/bench/*.yaml
   ;;
 *) echo "unknown mode $mode"; exit 2 ;;
 esac

@@ -57,6 +57,7 @@ def serve(kinds: list[str]) -> int:
     # The session gives emulated GPU cells their own server that imports only the engine's entry modules; the
     # others import deeper (the engine's GPU list) and learn the rest from their cells (learn_imports).
     deep = os.environ.get("QCOMPAT_PRELOAD", "deep") == "deep"
+    deeper: list[str] = []
     for kind in kinds:
         try:
             from ..engines import load_engine_class
@@ -64,8 +65,8 @@ def serve(kinds: list[str]) -> int:
             preload.extend(cls.preload)
             if not on_gpu:  # e.g. bitsandbytes initialises CUDA at import, which would make forking unsafe
                 preload.extend(cls.preload_cpu_only)
-            if on_gpu and deep:
-                preload.extend(cls.preload_gpu)
+            elif deep:
+                deeper.extend(cls.preload_gpu)
         except BaseException as exc:  # noqa: BLE001
             failed[kind] = f"{type(exc).__name__}: {exc}"
     for mod in preload:
@@ -74,6 +75,11 @@ def serve(kinds: list[str]) -> int:
             loaded.append(mod)
         except BaseException as exc:  # noqa: BLE001 - a missing engine shows up per cell, not here
             failed[mod] = f"{type(exc).__name__}: {exc}"
+    # Deeper modules only where a probe shows that their import starts neither CUDA nor a thread (on the H200 one of
+    # them initialised CUDA, and every cell then paid a fresh interpreter: 7,500 imports, 30-60 s).
+    unsafe: set[str] = set()
+    loaded.extend(safe_import(deeper, unsafe))
+    failed.update({m: "not preloaded: its import starts CUDA or a thread" for m in unsafe})
     for kind in kinds:  # one-off work every cell would repeat (e.g. torch.compile of a sampler kernel)
         try:
             from ..engines import load_engine_class
@@ -88,7 +94,6 @@ def serve(kinds: list[str]) -> int:
     fork_safe = not (torch is not None and torch.cuda.is_initialized())
     proto.write(json.dumps({"event": "ready", "pid": os.getpid(), "preloaded": loaded, "preload_errors": failed,
                             "fork": fork_safe}) + "\n")
-    unsafe: set[str] = set()
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -129,37 +134,63 @@ def serve(kinds: list[str]) -> int:
 
 def learn_imports(path: str, unsafe: set[str]) -> bool:
     """Import in this warm server what a finished cell imported (the model's class, the attention backend, the
-    quantization method, ...), so the next cells fork with it: ~1-2 s a vLLM cell on CPU. A forked probe first
-    imports the same modules and reports whether that started CUDA or a thread (either would make forking cells
-    unsafe); a set that does is remembered in `unsafe` and never imported here. Returns whether forking is safe."""
+    quantization method, ...), so the next cells fork with it: ~1-2 s a vLLM cell on CPU, seconds more on GPUs.
+    Returns whether forking is (still) safe."""
     try:
         with open(path) as fh:
             names = [n for n in fh.read().split() if n not in sys.modules and n != "__main__"]
         os.remove(path)
     except OSError:
         names = []
-    names = [n for n in names if n not in unsafe]
-    torch = sys.modules.get("torch")
-    if names:
-        probe = os.fork()
-        if probe == 0:
-            code = 0
-            try:
-                threads = len(os.listdir("/proc/self/task"))
-                _import_quietly(names)
-                torch_now = sys.modules.get("torch")
-                if (torch_now is not None and torch_now.cuda.is_initialized()) or len(os.listdir("/proc/self/task")) > threads:
-                    code = 3
-            except BaseException:  # noqa: BLE001
-                code = 4
-            os._exit(code)
-        _, status = os.waitpid(probe, 0)
-        if os.waitstatus_to_exitcode(status) == 0:
-            _import_quietly(names)
-        else:
-            unsafe.update(names)
+    safe_import(names, unsafe)
     torch = sys.modules.get("torch")
     return not (torch is not None and torch.cuda.is_initialized())
+
+
+MAX_PROBES = 8
+
+
+def safe_import(names: list[str], unsafe: set[str]) -> list[str]:
+    """Import `names` in this server, in order, except those whose import would make forking cells unsafe: a
+    forked probe imports them one by one and stops at the first that initialises CUDA or starts a thread (on the
+    GPU machine a module of a GPU load can do either); this process then imports what came before it, remembers
+    the culprit in `unsafe` (never imported here) and probes the rest again. Returns the modules imported."""
+    todo = [n for n in names if n not in unsafe and n not in sys.modules]
+    done: list[str] = []
+    for _ in range(MAX_PROBES):
+        if not todo:
+            break
+        read, write = os.pipe()
+        probe = os.fork()
+        if probe == 0:
+            os.close(read)
+            culprit = len(todo)
+            try:
+                threads = len(os.listdir("/proc/self/task"))
+                for i, name in enumerate(todo):
+                    _import_quietly([name])
+                    torch = sys.modules.get("torch")
+                    if (torch is not None and torch.cuda.is_initialized()) or len(os.listdir("/proc/self/task")) > threads:
+                        culprit = i
+                        break
+            except BaseException:  # noqa: BLE001
+                culprit = 0
+            os.write(write, str(culprit).encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as fh:
+            answer = fh.read().strip()
+        os.waitpid(probe, 0)
+        culprit = int(answer) if answer.isdigit() else 0
+        _import_quietly(todo[:culprit])
+        done.extend(todo[:culprit])
+        if culprit >= len(todo):
+            break
+        unsafe.add(todo[culprit])
+        todo = [n for n in todo[culprit + 1:] if n not in sys.modules]
+    else:
+        unsafe.update(todo)  # too many culprits: leave the rest to the cells
+    return done
 
 
 def _import_quietly(names: list[str]) -> None:
