@@ -14,7 +14,8 @@ the medians of each start-up phase (worker import, CUDA init, weight load, memor
 the rest of the engine start, first token, generation, scoring, process exit). Ratios are against `before`.
 
     python benchmarks/bench_gpu.py MATRIX [--bundle BUNDLE/matrix.yaml] --out DIR [--variants before,after-cold,after-warm]
-Writes DIR/gpu-cost.json and DIR/gpu-cost.md; each variant's report is DIR/<variant>/report.json.
+Writes DIR/gpu-cost.json and DIR/gpu-cost.md, each variant's report as DIR/<variant>.json (its run folder, with the
+logs, under --work).
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def variant_matrix(matrix: Path, out: Path, before: bool, bundle: Path | None = 
 
 
 def run_variant(name: str, matrix: Path, out: Path, workers: int, cache: Path, env_extra: dict[str, str],
-                budget: float, select: str | None = None) -> dict[str, Any]:
+                budget: float, select: str | None = None, keep: Path | None = None) -> dict[str, Any]:
     rep = out / name
     shutil.rmtree(rep, ignore_errors=True)
     env = dict(os.environ, QCOMPAT_CACHE_DIR=str(cache), **env_extra)
@@ -90,8 +91,10 @@ def run_variant(name: str, matrix: Path, out: Path, workers: int, cache: Path, e
     proc = subprocess.run(["timeout", "-s", "INT", "-k", "30", str(int(budget)), *cmd], env=env, cwd=ROOT,
                           capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    (out / f"{name}.txt").write_text(proc.stdout[-20000:] + proc.stderr[-5000:])
+    ((keep or out) / f"{name}.txt").write_text(proc.stdout[-20000:] + proc.stderr[-5000:])
     doc = json.loads((rep / "report.json").read_text())
+    if keep is not None:  # the report beside the summary; the run's folder (logs, shards) stays in the work folder
+        (keep / f"{name}.json").write_text(json.dumps(doc))
     return {"variant": name, "wall_s": round(wall, 2), "workers": workers, "exit": proc.returncode, "report": doc}
 
 
@@ -172,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, help="a bundle's matrix.yaml holding this matrix's checkpoints (qcompat bundle)")
     ap.add_argument("--variants", default="before,after-cold,after-warm")
     ap.add_argument("--budget", type=float, default=300, help="seconds each variant may run (SIGINT then)")
-    ap.add_argument("--cache", type=Path, help="the cache folder of the runs (default OUT/cache)")
+    ap.add_argument("--cache", type=Path, help="the cache folder of the runs (default WORK/cache)")
+    ap.add_argument("--work", type=Path, help="where the variants run (their report folders, logs); default OUT. OUT "
+                    "gets the summary, each variant's report.json as VARIANT.json and its pytest output as VARIANT.txt")
     args = ap.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -185,17 +190,19 @@ def main(argv: list[str] | None = None) -> int:
     # One cache folder. The engine's limits (prediction work, the same on both paths) are read once by a one-cell
     # run first; a cold variant then starts without the compile and JIT caches (gpu-jit, vllm), a warm one with
     # what the cold run left.
-    cache = (args.cache or out / "cache").resolve()
+    work = (args.work or out).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    cache = (args.cache or work / "cache").resolve()
     shutil.rmtree(cache, ignore_errors=True)
     first = yaml.safe_load(args.matrix.read_text())["models"][0]["id"]
     print(f"== limits: one cell of {first}, one worker", flush=True)
     t0 = time.perf_counter()
-    run_variant("limits", variant_matrix(args.matrix, out, False, args.bundle), out, 1, cache, {}, args.budget,
+    run_variant("limits", variant_matrix(args.matrix, work, False, args.bundle), work, 1, cache, {}, args.budget,
                 select=f"{first} and none")
     env["limits_s"] = round(time.perf_counter() - t0, 1)
     for name in args.variants.split(","):
         before = name.startswith("before")
-        matrix = variant_matrix(args.matrix, out, before, args.bundle)
+        matrix = variant_matrix(args.matrix, work, before, args.bundle)
         if name.endswith("cold") or before:
             for sub in ("gpu-jit", "vllm"):
                 shutil.rmtree(cache / sub, ignore_errors=True)
@@ -206,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             choice = choose_workers(cpus, gpus, gpu_mb, measured)
             workers, extra, why = choice.workers, {}, choice.explain(cpus, max(1, gpus), gpu_mb)
         print(f"== {name}: {why}", flush=True)
-        run = run_variant(name, matrix, out, workers, cache, extra, args.budget)
+        run = run_variant(name, matrix, work, workers, cache, extra, args.budget, keep=out)
         run["workers_why"] = why
         measured = measured or measured_cells([run["report"]])
         runs.append(run)

@@ -128,12 +128,13 @@ bench)
   $py -c "import vllm" 2>/dev/null  # read the engine's files once, so the first variant does not pay the disk alone
   # docs/gpu/bench.yaml's cells, with their checkpoints from BUNDLE (the same model ids)
   # Into $OUT as it goes (each variant's report and the summary so far), so a call cut short keeps what it measured.
-  $py benchmarks/bench_gpu.py docs/gpu/bench.yaml --bundle "$bundle/matrix.yaml" --out "$OUT/bench" --cache /tmp/bench-cache \
+  $py benchmarks/bench_gpu.py docs/gpu/bench.yaml --bundle "$bundle/matrix.yaml" --out "$OUT/bench" --work /tmp/bench \
+    --cache /tmp/bench-cache \
     --variants "${VARIANTS:-before,after-cold,after-warm}" --budget "$budget" | tail -n 40
   mkdir -p "$QCOMPAT_CACHE_DIR"
   # The caches the benchmark filled serve the runs after it on this machine.
   [ -d /tmp/bench-cache/gpu-jit ] && cp -r /tmp/bench-cache/gpu-jit /tmp/bench-cache/limits "$QCOMPAT_CACHE_DIR/"
-  du -sh /tmp/bench-cache/* 2>/dev/null; rm -rf "$OUT"/bench/*/logs "$OUT"/bench/*.yaml
+  du -sh /tmp/bench-cache/* 2>/dev/null
   ;;
 *) echo "unknown mode $mode"; exit 2 ;;
 esac
