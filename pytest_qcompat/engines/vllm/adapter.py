@@ -186,16 +186,16 @@ class startup_phases:
                 if original is None:
                     continue
 
-                def timed(*a, __original=original, __phase=phase, **k):
-                    if __phase in active:
-                        return __original(*a, **k)
-                    active.add(__phase)
+                def timed(*a, _original=original, _phase=phase, **k):
+                    if _phase in active:
+                        return _original(*a, **k)
+                    active.add(_phase)
                     t0 = time.perf_counter()
                     try:
-                        return __original(*a, **k)
+                        return _original(*a, **k)
                     finally:
-                        active.discard(__phase)
-                        self.into[__phase] = round(self.into.get(__phase, 0.0) + time.perf_counter() - t0, 4)
+                        active.discard(_phase)
+                        self.into[_phase] = round(self.into.get(_phase, 0.0) + time.perf_counter() - t0, 4)
                 self.saved.append((cls, method, original))
                 setattr(cls, method, timed)
         return self
