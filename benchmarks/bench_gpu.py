@@ -106,7 +106,7 @@ def importlib_plugin_missing() -> bool:
 def summarize(run: dict[str, Any], gpus: int) -> dict[str, Any]:
     cells = run["report"]["cells"]
     ran = [c for c in cells if (c.get("metrics") or {}).get("cell_s") is not None]
-    vllm = [c for c in ran if c.get("engine_kind", c["id"]).startswith("vllm") or "vllm" in c["id"]]
+    vllm = [c for c in ran if (c.get("engine_kind") or c.get("engine")) == "vllm"]
     phases: dict[str, float | None] = {}
     for phase in PHASES:
         values = []
@@ -133,7 +133,7 @@ def summarize(run: dict[str, Any], gpus: int) -> dict[str, Any]:
         "vllm_cells": len(vllm),
         "vllm_cell_median_s": round(statistics.median(c["metrics"]["cell_s"] for c in vllm), 2) if vllm else None,
         "vllm_cell_max_s": round(max(c["metrics"]["cell_s"] for c in vllm), 2) if vllm else None,
-        "transformers_cell_median_s": _median([c["metrics"]["cell_s"] for c in ran if "transformers" in c["id"]]),
+        "transformers_cell_median_s": _median([c["metrics"]["cell_s"] for c in ran if (c.get("engine_kind") or c.get("engine")) == "transformers"]),
         "modules_imported_median": _median([c["metrics"].get("modules_imported") for c in vllm]),
         "cores_per_cell_median": _median([c["metrics"]["cpu_s"] / c["metrics"]["cell_s"] for c in ran
                                           if c["metrics"].get("cpu_s") and c["metrics"].get("cell_s")]),

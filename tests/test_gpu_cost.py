@@ -89,7 +89,7 @@ def test_bench_before_variant_restores_vllms_defaults_and_keeps_paths(tmp_path):
 
 def test_bench_summary_counts_gpu_seconds_and_phases():
     bench = _bench()
-    cells = [{"id": f"m{i}-none-bfloat16-vllm-sm_90", "status": "passed",
+    cells = [{"id": f"m{i}-none-bfloat16-vllm-sm_90", "engine": "vllm", "status": "passed",
               "metrics": {"cell_s": 4.0 + i, "wall_s": 5.0 + i, "cpu_s": 3.0, "ttft_s": 0.1, "worker_start_s": 20.0 if i == 0 else None,
                           "phases": {"weight_load_s": 1.0, "warmup_s": 0.5, "other_start_s": 0.2}}} for i in range(3)]
     cells.append({"id": "m-none-bfloat16-vllm-sm_70", "status": "failed", "metrics": {}})  # predicted: not run
