@@ -252,7 +252,14 @@ RULES: tuple[Rule, ...] = (
     Rule("missing-package/bitsandbytes-cuda-library", "missing-package", MISSING_HINT,
          (r"bitsandbytes was compiled without GPU support", r"Could not find the bitsandbytes CUDA binary",
           r"CUDA Setup failed despite GPU being available", r"Could not load bitsandbytes native library",
-          r"CUDA SETUP: Required library version not found"),
+          r"CUDA SETUP: Required library version not found",
+          # bitsandbytes cuda_setup (<= 0.43) and cextension.py (>= 0.44): the CUDA library or the runtime it links was not found
+          r"CUDA SETUP: (?:CUDA detection failed|Something unexpected happened|Problem: The main issue seems to be that the main CUDA)",
+          r"CUDA Setup failed despite (?:GPU|CUDA) being available", r"No libcudart\.so found|libcudart\.so not found",
+          r"\b(?:CUDA|ROCm|HIP) SETUP: WARNING! \w+ runtime files not found", r"No compatible (?:CUDA|ROCm|HIP|XPU) binary found at",
+          r"\b(?:CUDA|ROCm) binary not found", r"(?:CUDA|ROCm) \d+\.x runtime libraries were not found",
+          r"Native code method attempted to call: lib\.\w+", r"Failed to load CPU-only bitsandbytes library",
+          r"bitsandbytes: failed to load backend"),
          1, "bitsandbytes cextension / cuda_setup (the CUDA library was not found; the CPU library was loaded instead)"),
     Rule("no-kernel-image/bitsandbytes-native-library", "no-kernel-image", NO_KERNEL_HINT,
          (r"compiled without GPU support", r"libbitsandbytes_cpu\.\w+: undefined symbol", r"Error named symbol not found at line \d+ in file .*\.cu"),
@@ -288,6 +295,17 @@ RULES: tuple[Rule, ...] = (
          "vllm/distributed/device_communicators/shm_broadcast.py (a worker stopped reading: a hang)"),
     Rule("version-mismatch/xformers-built-for", "version-mismatch", VERSION_HINT, (r"xFormers was built for",), 1,
          "xformers' check of the torch/CUDA/Python it was built for"),
+    Rule("arch-unsupported/tgi-automodel", "arch-unsupported", ARCH_HINT,
+         # TGI falls back to transformers' AutoModel for an architecture it has no flash implementation of; that path
+         # cannot shard (text_generation_server/models/__init__.py get_model, models/causal_lm.py)
+         (r"sharded is not supported for (?:AutoModel|this model)", r"does not support Tensor Parallelism",
+          r"Currently only `?\w+`? is supported as an activation", r"`ssm` models have been deprecated"),
+         1, "TGI server/text_generation_server/models/__init__.py (get_model), models/custom_modeling/*"),
+    Rule("quant-method-unknown/tgi-marlin-repack", "quant-method-unknown", QUANT_METHOD_HINT,
+         (r"Checkpoints with asymmetric weights are not supported", r"Repacking [^\n]{0,60}as Marlin is not supported",
+          r"only supports w(?:Na8|8a8) int checkpoints", r"Unsupported weights loader: ", r"GPTQMarlinLinear only supports",
+          r"Sharding is currently not supported with `?exl2`? quantization"),
+         1, "TGI server/text_generation_server/layers/marlin/*.py, layers/compressed_tensors/*.py, launcher/src/main.rs"),
     Rule("attention-backend/flash-attention-xformers", "attention-backend", ATTENTION_HINT,
          (r"No valid attention backend", r"FlashAttention only supports", r"FlashAttention backward for head dim",
           r"Expected is_sm\w+ to be true", r"Expected [^\n]{0,80}\bis_sm\w*[^\n]{0,80} to be true", r"No operator found for `memory_efficient_attention",
@@ -299,6 +317,29 @@ RULES: tuple[Rule, ...] = (
          1, "vllm/attention/selector.py; flash-attention flash_api.cpp; xformers dispatch"),
 
     # ============================== layer 2: cause families across engines ==========================================
+    Rule("loader-mismatch/tgi-accelerate-weights", "loader-mismatch", LOADER_HINT,
+         (r"Checkpoint does not have compressed-tensors configuration", r"Cannot parse compressed-tensors configuration",
+          # accelerate's dispatch: the device_map or the module tree does not match the checkpoint's tensors
+          r"device_map provided does not give any device for the following parameters", r"doesn't have any device set",
+          r"does not have a parameter or a buffer named", r"The `device_map` does not contain the module"),
+         2, "TGI layers/compressed_tensors/loader.py; accelerate utils/modeling.py set_module_tensor_to_device / check_device_map"),
+    Rule("oom/accelerate-offload-dir", "oom", OOM_HINT,
+         # accelerate's device_map="auto" put modules on disk: the model does not fit in GPU and CPU memory
+         (r"need an `offload_dir` to dispatch this model", r"submodules? (?:will )?(?:need to )?be offloaded to disk",
+          r"the following submodules need to be offloaded"),
+         2, "accelerate big_modeling.py dispatch_model / utils/modeling.py"),
+    Rule("quant-capability/accelerate-no-gpu", "quant-capability", CAPABILITY_HINT,
+         (r"(?:GPU|XPU)(?: or (?:Intel )?XPU)? is needed for quantization", r"No GPU (?:or Intel XPU )?found\. A GPU"),
+         2, "accelerate utils/bnb.py load_and_quantize_model"),
+    Rule("attention-backend/sglang-tgi-backend-gate", "attention-backend", ATTENTION_HINT,
+         # SGLang's attention registry asserts the GPU / model kind per backend and names the flag to change
+         (r"Backend requires SM\s*[<>]=?\s*\d+", r"(?:please |try )?(?:use|set|pass) `?--attention-backend\b",
+          r"backend can only be used with (?:non-)?MLA models", r"only MLA model supported",
+          r"(?:invalid|unknown|unsupported) attention backend\b", r"only \w+ (?:attention )?backends? supports?\b",
+          # TGI's attention kernels (layers/attention/*.py)
+          r"is only available with flash attn v2", r"Flash decoding requires Flash Attention", r"Prefix caching is only supported with flashinfer",
+          r"doesn't support flash/paged attention", r"Paged attention doesn't support softcapping", r"softcap is (?:only|not) available"),
+         2, "sglang srt/layers/attention/attention_registry.py; TGI text_generation_server/layers/attention/*"),
     Rule("version-mismatch/entry-point-not-found", "version-mismatch", VERSION_HINT,
          (r"0xc0000139\b|\b3221225785\b", r"(?:procedure )?entry ?point[^\n]{0,60}(?:not found|could not be located)",
           # ERROR_PROC_NOT_FOUND: the DLL is there but lacks a symbol (Windows' "undefined symbol")
@@ -487,6 +528,7 @@ RULES: tuple[Rule, ...] = (
           near(r"\bslots?\b", r"no (?:free |idle |available )?slots?|all slots are (?:busy|occupied|in use)|slot unavailable", 40),
           # a prompt longer than the engine will hold: "Input prompt (5000 tokens) is too long and exceeds limit of 4096"
           then(r"\b(?:prompt|input)\b", r"is too long[^\n]{0,20}(?:exceed\w*|\(\d+ tokens, max)", 40),
+          then(r"\b(?:prompt|input)(?: length| tokens?)?\b", r"exceeds? the (?:maximum|max) (?:allowed )?(?:length|context|input|number of tokens)", 60),
           near(r"(?:available |the |maximum )?context (?:size|window|length)|\bn_ctx\b|\bctx[-_]size\b", r"exceed\w*|too (?:small|short)|not enough|insufficient|increas\w+|(?:larger|longer|greater) than", 60),
           near(r"max[_ ](?:seq(?:uence)?[_ ](?:len|length)|model[_ ]len|total[_ ](?:num[_ ])?tokens|num[_ ]batched[_ ]tokens)", r"larger than|greater than|smaller than|exceeds?|too (?:small|large)|not enough|must be (?:less|smaller|lower)", 80)),
          2, "vLLM, SGLang, TGI, llama.cpp / llama-server (KV slots), TensorRT-LLM: the KV cache cannot hold the batch"),
@@ -538,7 +580,7 @@ RULES: tuple[Rule, ...] = (
           near(r"\b(?:nvcc|gcc|g\+\+|cmake|ninja|nvidia-smi|hipcc|clang)\b", r"not found|No such file or directory|is not recognized as an internal or external command", 60),
           near(r"CUDA_HOME|CUDA_PATH|ROCM_HOME|ROCM_PATH", r"not set|does not exist|(?:cannot|could not|unable to) (?:be )?find|not found", 40),r"Visual C\+\+ [\d.]+ or greater is required", r"CUDA_PATH (?:is )?not set",
           r"(?:could not|cannot|unable to) (?:find|locate) (?:the )?(?:nvcc|gcc|g\+\+|cmake|ninja|hipcc|clang|CUDA|ROCm)\b(?! (?:device|GPU|kernel))",
-          r"(?:could not|cannot|unable to) find (?:the )?[\w.-]+ (?:binary|executable)|(?:binary|executable)[^\n]{0,40}not found", r"could not find plugin|plugin \S+ (?:was )?not found", r"\b(?:is|are|was|were) not installed", r"`?[\w-]+`? was not found in (?:the|your) environment", r"\bnot installed\b", r"requires? `?[\w-]+`? to be installed", r"pip install (?:-U |--upgrade )?['\"`]?[\w-]+",
+          r"(?:could not|cannot|unable to) find (?:the )?[\w.-]+ (?:binary|executable)|(?:binary|executable)[^\n]{0,40}not found", r"could not find plugin|plugin \S+ (?:was )?not found", r"\b(?:is|are|was|were) not installed", r"`?[\w-]+`? was not found in (?:the|your) environment", r"\bnot installed\b", r"requires? `?[\w-]+`? to be installed", then(r"\brequires?\b", r"\bto be installed\b", 60), r"pip install (?:-U |--upgrade )?['\"`]?[\w-]+",
           near(r"extension|kernels?", r"not (?:found|installed|available|built|compiled)|could not be (?:loaded|imported|found)|failed to (?:load|import)", 40)),
          2, "Python imports; the dynamic loader (ld.so, LoadLibrary); compiled extensions of AutoAWQ, AutoGPTQ, exllama"),
     Rule("loader-mismatch/checkpoint-tensors", "loader-mismatch", LOADER_HINT,

@@ -20,8 +20,10 @@ DEV, TEST = ERRORS / "dev.yaml", ERRORS / "test.yaml"
 # Thresholds on the corpus (measured numbers are in README.md, "Why a cell failed"). Issue 21 asks for 0.90 on the test
 # split; the rules reached 0.850 with 10.8% unknown at first and 0.871 with 9.3% unknown after the cross-engine families
 # were widened (dev 0.976 of 373); round 2 (dev 394 texts, label fixes to the corpus conventions) measured dev 0.997 and
-# test still 0.871 / 9.3% unknown, so these guard that level against regressions and the issue's goal stays open.
-MIN_DEV_ACCURACY, MIN_TEST_ACCURACY, MAX_TEST_UNKNOWN_RATE = 0.98, 0.86, 0.10
+# test still 0.871 / 9.3% unknown; round 3 (rules from the engines' own source messages: TGI, SGLang, accelerate,
+# bitsandbytes) measured dev 0.997 and test 0.887 / 7.7% unknown. These guard that level against regressions; the
+# issue's goal of 0.90 stays open.
+MIN_DEV_ACCURACY, MIN_TEST_ACCURACY, MAX_TEST_UNKNOWN_RATE = 0.98, 0.875, 0.087
 
 REAL = [
     ("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your Tesla V100-SXM2-16GB GPU "
