@@ -259,7 +259,11 @@ RULES: tuple[Rule, ...] = (
           r"\b(?:CUDA|ROCm|HIP) SETUP: WARNING! \w+ runtime files not found", r"No compatible (?:CUDA|ROCm|HIP|XPU) binary found at",
           r"\b(?:CUDA|ROCm) binary not found", r"(?:CUDA|ROCm) \d+\.x runtime libraries were not found",
           r"Native code method attempted to call: lib\.\w+", r"Failed to load CPU-only bitsandbytes library",
-          r"bitsandbytes: failed to load backend"),
+          r"bitsandbytes: failed to load backend",
+          # bitsandbytes/cextension.py (ErrorHandlerMockBNBNativeLibrary, CPU-only fallback) and diagnostics/cuda.py, read this round
+          r"not available in CPU-only version of bitsandbytes", r"bitsandbytes native library functionality but it's not available",
+          r"Forgot to compile the bitsandbytes library", r"tried to find a compatible (?:CUDA|ROCm|HIP) binary but none could be loaded",
+          r"No compatible (?:CUDA|ROCm) library found \(tried: libbitsandbytes", r"bitsandbytes is running as CPU-only"),
          1, "bitsandbytes cextension / cuda_setup (the CUDA library was not found; the CPU library was loaded instead)"),
     Rule("no-kernel-image/bitsandbytes-native-library", "no-kernel-image", NO_KERNEL_HINT,
          (r"compiled without GPU support", r"libbitsandbytes_cpu\.\w+: undefined symbol", r"Error named symbol not found at line \d+ in file .*\.cu"),
@@ -329,8 +333,9 @@ RULES: tuple[Rule, ...] = (
           r"the following submodules need to be offloaded"),
          2, "accelerate big_modeling.py dispatch_model / utils/modeling.py"),
     Rule("quant-capability/accelerate-no-gpu", "quant-capability", CAPABILITY_HINT,
-         (r"(?:GPU|XPU)(?: or (?:Intel )?XPU)? is needed for quantization", r"No GPU (?:or Intel XPU )?found\. A GPU"),
-         2, "accelerate utils/bnb.py load_and_quantize_model"),
+         (r"(?:GPU|XPU)(?: or (?:Intel )?XPU)? is needed for (?:\w+ )?quantization", r"No GPU (?:or (?:Intel )?XPU )?found\. A GPU"),
+         2, "accelerate utils/bnb.py load_and_quantize_model; transformers quantizers/quantizer_finegrained_fp8.py "
+            "('No GPU or XPU found. A GPU or XPU is needed for FP8 quantization.')"),
     Rule("attention-backend/sglang-tgi-backend-gate", "attention-backend", ATTENTION_HINT,
          # SGLang's attention registry asserts the GPU / model kind per backend and names the flag to change
          (r"Backend requires SM\s*[<>]=?\s*\d+", r"(?:please |try )?(?:use|set|pass) `?--attention-backend\b",
@@ -519,7 +524,7 @@ RULES: tuple[Rule, ...] = (
          2, "engines and adapters that do not implement a quantization method (vLLM platforms, transformers, PEFT, TGI)"),
     Rule("kv-cache/no-space", "kv-cache", KV_HINT,
          (near(KV, r"not enough|insufficient|no (?:free|available)|(?:is )?full\b|exhaust\w*|too small|failed to find|no (?:space|room|slot)"
-               r"|(?:cannot|can't|could not|unable to) (?:allocate|fit|find)|out of|needs to be increased|preempted|run out|ran out|exceed\w*|capacity|more than (?:the )?(?:available|free)", 80),
+               r"|(?:cannot|can't|could not|unable to|impossible to) (?:allocate|fit|find)|out of|needs to be increased|preempted|run out|ran out|exceed\w*|capacity|more than (?:the )?(?:available|free)", 80),
           r"failed to find (?:a )?(?:free )?(?:memory )?(?:KV )?slot",
           near(r"max[_-]?(?:total[_-]?tokens|batch[_-]?(?:total|prefill)[_-]?tokens|input[_-]?(?:tokens|length))", r"must be (?:<|>|less|greater|smaller|larger|at most|lower)|decrease", 60),
           near(r"not enough memory|no (?:free |available )?memory|insufficient memory", r"mem[-_]fraction[-_]static", 60),
@@ -587,7 +592,9 @@ RULES: tuple[Rule, ...] = (
          (r"KeyError: '[^']*\.(weight|bias|qweight|qzeros|scales|g_idx|weight_scale|input_scale|weight_format)[^']*'",
           r"Cannot find any of .* in the model's state dict", r"There is no module or parameter named", r"size mismatch for",
           r"Error\(s\) in loading state_dict", r"(?:unexpected|missing) key\(?s\)? in (?:state_dict|checkpoint)", r"load_format .* is not compatible",
-          r"Expected .* to be quantized|weights? (are|is) not quantized", r"\bweight \S+ does not exist",
+          r"Expected .* to be quantized|weights? (are|is) not quantized",
+          # transformers quantizers/quantizer_finegrained_fp8.py create_quantized_param (a pre-quantized checkpoint with a bf16 weight)
+          r"Expect(?:ed)? quantized weights? but got an? unquantized weight", r"\bweight \S+ does not exist",
           near(r"\btensors?\b|\bweights?\b|\bcheckpoint\b|state_dict|safetensors|\bgguf\b", r"wrong shape|shape mismatch|not found in|(?:is )?missing from|unexpected key|(?:does not|doesn't) exist", 60),
           near(r"\b(?:q_?weight|\w*q_?zeros|scales|g_idx|weight_scale|input_scale|absmax)\b", r"incompatible|mismatch|wrong|unexpected|does not match", 40),
           r"missing tensor", r"failed to read (?:the )?(?:key-value|tensor|header|magic|gguf)", r"not within (?:the )?file bounds",
