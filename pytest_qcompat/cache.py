@@ -1,8 +1,11 @@
 """Where pytest-qcompat keeps what it builds (tiny models, engine limits, engine caches): outside the tree."""
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
 def cache_root() -> Path:
@@ -32,3 +35,17 @@ def gpu_jit_env(root: Path | str | None = None, environ: dict[str, str] | None =
     if "CUDA_CACHE_PATH" in env and not environ.get("CUDA_CACHE_MAXSIZE"):
         env["CUDA_CACHE_MAXSIZE"] = str(4 << 30)
     return env
+
+
+@contextmanager
+def locked(path: Path | str) -> Iterator[None]:
+    """An exclusive lock on PATH across processes (xdist workers, parallel sessions) for the time of one build or
+    read: the others wait, then find what the first one wrote."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

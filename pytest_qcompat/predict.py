@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_root
+from .cache import cache_root, locked
 from .cells import Cell
 from .engines import facts_for
 from .engines.facts import NoPrediction, Prediction
@@ -150,7 +150,9 @@ def engine_limits(kind: str, python: str | None, versions: dict[str, str], cpu_f
     python = python or sys.executable
     key = _limits_key(python, versions, cpu_flags, reader)
     path = cache_root() / "limits" / f"{kind}-{key}.json"
-    with one_reader(path):  # xdist workers start together: one reads, the others wait and take its file
+    # 14 xdist workers that all miss this cache would start 14 engine interpreters at once (on the H200 no cell ran
+    # for the first 170 s): one reads, the others wait and take its file.
+    with locked(str(path) + ".lock"):
         data = None
         if path.exists():
             try:
@@ -165,29 +167,6 @@ def engine_limits(kind: str, python: str | None, versions: dict[str, str], cpu_f
     if checkpoints:
         checkpoint_walks(limits, checkpoints)
     return limits
-
-
-class one_reader:
-    """An exclusive lock on PATH.lock for the time of a read: 14 xdist workers that all miss the same limits cache
-    would otherwise start 14 engine interpreters at once (on the H200, no cell ran for the first 170 s)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(str(path) + ".lock")
-
-    def __enter__(self):
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.path, "a")
-        fcntl.flock(self.fh, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        import fcntl
-
-        fcntl.flock(self.fh, fcntl.LOCK_UN)
-        self.fh.close()
-        return False
 
 
 def checkpoint_walks(limits: dict[str, Any], configs: dict[str, dict[str, Any]]) -> None:
@@ -206,7 +185,7 @@ def checkpoint_walks(limits: dict[str, Any], configs: dict[str, dict[str, Any]])
                       for cid in missing})
         return
     folder = cache_root() / "limits"
-    with one_reader(folder / f"{limits.kind}-{limits.key}-walks"):
+    with locked(folder / f"{limits.kind}-{limits.key}-walks.lock"):
         _checkpoint_walks(limits, walks, missing, folder, reader)
 
 

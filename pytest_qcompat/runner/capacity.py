@@ -14,7 +14,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,14 +79,12 @@ def choose_workers(cpus: int, gpus: int, gpu_mb: float | None, cells: list[dict[
 
 
 def gpu_memory_mb() -> tuple[int, float | None]:
-    """(GPUs, memory of the smallest in MB) from nvidia-smi; (0, None) without one."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=30).stdout.split()
-        sizes = [float(x) for x in out]
-        return len(sizes), (min(sizes) if sizes else None)
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return 0, None
+    """(GPUs this process sees, memory of the smallest in MB): the runner probe's nvidia-smi reading."""
+    from ..hardware import probe_gpus
+
+    gpus = probe_gpus()[0]
+    sizes = [g.memory_mib for g in gpus if g.memory_mib]
+    return len(gpus), (float(min(sizes)) if sizes else None)
 
 
 def main(argv: list[str] | None = None) -> int:

