@@ -22,6 +22,7 @@
 # llm-compressor and the llama.cpp converter). The engines come from the environment, or, on this workplace's
 # GPU machine, from wheels staged into /tmp/qstage as ../shared/gpu/README.md says (installed here on first use).
 set -uo pipefail
+started=$(date +%s)
 mode=${1:?usage: gpu-check.sh matrix|multi BUNDLE [SECONDS]}
 bundle=${2:?the bundle folder made by qcompat bundle}
 budget=${3:-480}
@@ -72,9 +73,15 @@ run_bundle() { # MATRIX OUT: make MATRIX's checkpoints (and real models' checked
     > "$OUT/bundle-$(basename "$2").txt" 2>&1
   echo "== bundle $1 -> $2: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 12 "$OUT/bundle-$(basename "$2").txt"
 }
+walk=""
 if [ "$mode" = real ]; then  # bundle here, then the matrix: one device call does both
+  # vLLM's dispatch walk for every produced method on sm_70..sm_120 (issue 20), beside the bundle's CPU work
+  $py -m pytest_qcompat.engines.vllm.limits > "$OUT/vllm-dispatch-walk.txt" 2>&1 & walk=$!
   run_bundle "$bundle" "$budget"
   bundle=$budget budget=${4:-480} mode=matrix
+  # One device call has a wall limit (CALL_LIMIT): the matrix gets what the bundle left, minus time to copy reports.
+  left=$(( ${CALL_LIMIT:-590} - ($(date +%s) - started) - 25 ))
+  [ "$left" -lt "$budget" ] && { echo "matrix budget $budget s -> $left s (the bundle took its share of the call)"; budget=$left; }
 fi
 case "$mode" in
 bundle)
@@ -89,11 +96,13 @@ matrix)
   cat "$OUT/workers-$name.txt"; [ "${workers:-0}" -ge 1 ] 2>/dev/null || workers=1
   resume=()
   if [ -f "$rep/report.json" ]; then cp "$rep/report.json" "/tmp/rep-$name-before.json"; resume=(--qcompat-resume "/tmp/rep-$name-before.json"); fi
-  echo "matrix: $bundle/matrix.yaml, -n $workers on $gpus GPUs, budget $budget s ${resume[*]}"
+  # SELECT=EXPR runs the cells pytest -k EXPR picks (e.g. the card's own target first; a later run resumes the rest)
+  select=(); [ -n "${SELECT:-}" ] && select=(-k "$SELECT")
+  echo "matrix: $bundle/matrix.yaml, -n $workers on $gpus GPUs, budget $budget s ${resume[*]} ${select[*]}"
   # SIGINT at the budget: pytest stops, and cells not run yet are recorded as such in a complete report.
   t0=$(date +%s)
   timeout -s INT -k 30 "$budget" $py -m pytest "${plugin[@]}" -p no:cacheprovider -q -rN \
-    --qcompat-matrix "$bundle/matrix.yaml" --qcompat-report "$rep" -n "$workers" "${resume[@]}" > "/tmp/rep-$name.txt" 2>&1
+    --qcompat-matrix "$bundle/matrix.yaml" --qcompat-report "$rep" -n "$workers" "${resume[@]}" "${select[@]}" > "/tmp/rep-$name.txt" 2>&1
   echo "== $name: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 30 "/tmp/rep-$name.txt"
   cp "/tmp/rep-$name.txt" "$OUT/$name.txt"; cp "$rep/report.json" "$OUT/$name.json" || exit 1
   mkdir -p "$QCOMPAT_CACHE_DIR"; cp "$rep/report.json" "$profile"  # what these cells used: the next run's worker count starts from it
@@ -134,8 +143,11 @@ bench)
   mkdir -p "$QCOMPAT_CACHE_DIR"
   # The caches the benchmark filled serve the runs after it on this machine.
   [ -d /tmp/bench-cache/gpu-jit ] && cp -r /tmp/bench-cache/gpu-jit /tmp/bench-cache/limits "$QCOMPAT_CACHE_DIR/"
+  # and its fast-path cells are the first measured profile for the worker count of the matrix runs after it
+  for v in after-warm after-cold; do [ -f "$OUT/bench/$v.json" ] && { cp "$OUT/bench/$v.json" "$QCOMPAT_CACHE_DIR/gpu-cells.json"; break; }; done
   du -sh /tmp/bench-cache/* 2>/dev/null
   ;;
 *) echo "unknown mode $mode"; exit 2 ;;
 esac
+[ -n "$walk" ] && { wait "$walk"; echo "dispatch walk: $(wc -l < "$OUT/vllm-dispatch-walk.txt") lines"; }
 ls -la "$OUT"

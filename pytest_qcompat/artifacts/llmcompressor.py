@@ -16,14 +16,39 @@ CALIBRATION_SAMPLES = 16
 MAX_SEQ_LEN = 64
 
 
-def _recipe(method: str):
+GROUP_SIZES = (128, 64, 32)  # W4A16 group sizes vLLM's Marlin/Machete kernels take, llm-compressor's preset first
+
+
+def w4a16_group_size(in_features: list[int]) -> int:
+    """The largest usable group size that divides every quantized Linear's input width. The W4A16 preset's 128 does
+    not divide SmolLM2-135M's hidden size 576 (llm-compressor refuses: "columns=576, group_size=128"); a user
+    quantizing it picks 64."""
+    for size in GROUP_SIZES:
+        if all(n % size == 0 for n in in_features):
+            return size
+    raise ValueError(f"no W4A16 group size of {GROUP_SIZES} divides the Linear input widths {sorted(set(in_features))}")
+
+
+def _w4a16(model) -> dict:
+    """W4A16 (llm-compressor's preset) as config_groups, with a group size this model's layers allow."""
+    import torch
+    from compressed_tensors.quantization import preset_name_to_scheme
+
+    widths = [m.in_features for name, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and not name.endswith("lm_head")]
+    scheme = preset_name_to_scheme("W4A16", ["Linear"])
+    scheme.weights.group_size = w4a16_group_size(widths)
+    return {"group_0": scheme}
+
+
+def _recipe(method: str, model):
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
     if method == "gptq":
-        return [GPTQModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"])], True
+        return [GPTQModifier(config_groups=_w4a16(model), ignore=["lm_head"])], True
     if method == "awq":
         from llmcompressor.modifiers.awq import AWQModifier
-        return [AWQModifier(targets=["Linear"], scheme="W4A16", ignore=["lm_head"])], True
+        return [AWQModifier(config_groups=_w4a16(model), ignore=["lm_head"])], True
     if method == "w8a8-int8":
         return [GPTQModifier(targets="Linear", scheme="W8A8", ignore=["lm_head"])], True
     if method == "fp8":
@@ -44,7 +69,7 @@ def produce(source: str, out: str, method: str) -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    recipe, calibrate = _recipe(method)
+    recipe, calibrate = _recipe(method, model)
     kwargs = {}
     if calibrate:
         texts = (CORPUS * ((CALIBRATION_SAMPLES // len(CORPUS)) + 1))[:CALIBRATION_SAMPLES]
