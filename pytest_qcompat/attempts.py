@@ -27,6 +27,7 @@ from .taxonomy import classify
 
 # Failure classes that say nothing about the cell: the runner's problem; its one re-run decides.
 RUNNER_PROBLEMS = frozenset({"port-in-use"})
+CANNOT_RUN_PREFIX = "crashed: could not run the cell"  # results.interpret: no cell process was ever started
 # Failures of a kernel or its launch: in an emulated cell they may come from the emulation itself.
 KERNEL_FAILURES = frozenset({"no-kernel-image", "engine-bug", "crash"})
 KERNEL_TEXT = ("device-side assert", "illegal memory access", "Triton Error", "no kernel image", "invalid device function",
@@ -62,11 +63,11 @@ def decide(ctx: CellContext, request: dict[str, Any], execute: Execute, log_name
     """One verdict for a request: re-runs for runner problems and timeouts, then what the run cannot decide."""
     name = log_name or ctx.cell_id
     result = execute(request, name, ctx.timeout)
-    if result.error_class in RUNNER_PROBLEMS:
+    if runner_problem(result):
         first = result
         result = execute(request, f"{name}.rerun", ctx.timeout)
         result.metrics["rerun_after"] = {"error_class": first.error_class, "message": (first.message or "")[:300]}
-        if result.error_class in RUNNER_PROBLEMS:
+        if runner_problem(result):
             return make_inconclusive(result, f"runner problem ({result.error_class}) on the run and on its re-run: "
                                              "this runner cannot decide the cell")
     if result.status == "timed_out":
@@ -76,6 +77,10 @@ def decide(ctx: CellContext, request: dict[str, Any], execute: Execute, log_name
         if result.status == "timed_out":
             return make_inconclusive(result, f"timed out after {ctx.timeout:g} s and again after {2 * ctx.timeout:g} s on "
                                              "its re-run: a hang or a slow runner, which one run cannot tell")
+    if result.status == "failed" and (result.message or "").startswith("ProducerFailed"):
+        lines = [ln.strip() for ln in (result.message or "").split(":", 1)[-1].splitlines() if ln.strip()]
+        said = lines[0].split(":")[0] + ": " + lines[-1] if len(lines) > 1 else "".join(lines)
+        return make_inconclusive(result, f"the checkpoint could not be made on this runner, so no engine ran ({said[:300]})")
     if result.status == "failed" and (result.message or "").startswith("BaseCheckFailed"):
         return make_inconclusive(result, "base checkpoint failed its check against the GGUF: "
                                          + (result.message or "").split("GGUF", 1)[-1].lstrip(" :"))
@@ -88,6 +93,13 @@ def decide(ctx: CellContext, request: dict[str, Any], execute: Execute, log_name
         if ctx.evidence == "emulated" and _kernel_failure(result, text):
             return _check_emulation(ctx, request, execute, result, name)
     return result
+
+
+def runner_problem(result: CellResult) -> bool:
+    """A failure of the runner, not of the cell: a port taken by another process, or a worker server that could not
+    start the cell's process (busy past the cell's timeout, or dead before the fork; pool.WorkerServer.run)."""
+    return (result.error_class in RUNNER_PROBLEMS
+            or (result.status == "crashed" and (result.message or "").startswith(CANNOT_RUN_PREFIX)))
 
 
 def _kernel_failure(result: CellResult, text: str) -> bool:

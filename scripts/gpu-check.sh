@@ -92,7 +92,14 @@ matrix)
   rep=/tmp/rep-$name
   # How many cells at once: from the cores and GPU memory earlier cells here used (runner/capacity.py).
   profile=${QCOMPAT_CACHE_DIR}/gpu-cells.json
-  workers=${WORKERS:-$($py -m pytest_qcompat.runner.capacity "$profile" "$rep/report.json" 2>"$OUT/workers-$name.txt")}
+  # The cells this run will start (run on the card or emulated; SELECT as a plain substring of the id): with that
+  # count, capacity.py picks the workers with the shortest estimated run, servers' start-up included.
+  ncells=$(timeout 120 $py -m pytest_qcompat.cli plan --json "$bundle/matrix.yaml" 2>/dev/null | SELECT="${SELECT:-}" $py -c '
+import json, os, sys
+sel = os.environ["SELECT"]
+print(sum(c["verdict"] in ("run", "emulate") and (not sel or sel in c["cell_id"]) for c in json.load(sys.stdin)["cells"]))' 2>/dev/null)
+  cellsarg=(); [ "${ncells:-0}" -ge 1 ] 2>/dev/null && cellsarg=(--cells "$ncells")
+  workers=${WORKERS:-$($py -m pytest_qcompat.runner.capacity "${cellsarg[@]}" "$profile" "$rep/report.json" 2>"$OUT/workers-$name.txt")}
   cat "$OUT/workers-$name.txt"; [ "${workers:-0}" -ge 1 ] 2>/dev/null || workers=1
   resume=()
   if [ -f "$rep/report.json" ]; then cp "$rep/report.json" "/tmp/rep-$name-before.json"; resume=(--qcompat-resume "/tmp/rep-$name-before.json"); fi

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from pytest_qcompat.cache import gpu_jit_env
-from pytest_qcompat.runner.capacity import CONTEXT_MB, SPARE_CORES, choose_workers, measured_cells
+from pytest_qcompat.runner.capacity import CONTEXT_MB, MAX_PER_GPU, SPARE_CORES, choose_workers, makespan, measured_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +51,29 @@ def test_without_measurements_one_core_a_cell_and_cpu_cells_do_not_count():
     choice = choose_workers(cpus=16, gpus=1, gpu_mb=None, cells=[])
     assert choice.workers == 16 - SPARE_CORES and choice.measured_cells == 0
     assert "no measured cells yet" in choice.explain(16, 1, None)
+
+
+def test_with_the_cells_to_run_known_server_start_up_counts():
+    # H200 run of 2026-12-01: 16 CPUs, 26 workers chosen from the cells' cores alone; every server's start-up
+    # (vLLM's imports) then competed for the cores and 30 cells ran in 428 s. A measured start-up cost and the
+    # number of cells to run make the count the one with the shortest estimated run.
+    def started(cpu_s, cell_s, start_cpu):
+        cell = gpu_cell(cpu_s, cell_s)
+        cell["metrics"]["worker_start_cpu_s"] = start_cpu
+        return cell
+
+    cells = measured_cells([{"cells": [started(3.0, 10.0, 35.0) for _ in range(8)]}])
+    most = choose_workers(cpus=16, gpus=1, gpu_mb=143_000, cells=cells)
+    assert most.workers == min(MAX_PER_GPU, int((16 - SPARE_CORES) / 0.3)) and most.makespan_s is None  # as before
+    few = choose_workers(cpus=16, gpus=1, gpu_mb=143_000, cells=cells, cells_to_run=14)
+    many = choose_workers(cpus=16, gpus=1, gpu_mb=143_000, cells=cells, cells_to_run=2000)
+    assert few.workers == 14 and few.by == "start-up" and few.start_cpu_s == 35.0  # one cell each, no queue
+    assert few.workers <= many.workers <= most.workers
+    # the estimate the choice minimises: a larger start-up cost never asks for more workers
+    dear = measured_cells([{"cells": [started(3.0, 10.0, 200.0) for _ in range(8)]}])
+    assert choose_workers(16, 1, 143_000, dear, 2000).workers <= many.workers
+    assert "a worker's start 35 CPU-s" in few.explain(16, 1, 143_000)
+    assert makespan(14, 14, 0.3, 10.0, 35.0, 16) < makespan(46, 14, 0.3, 10.0, 35.0, 16)
 
 
 def test_capacity_cli_prints_a_count_and_why(tmp_path):

@@ -237,6 +237,47 @@ def test_a_missing_declared_requirement_is_the_runners_gap():
     assert result.error_class == "missing-package" and result.metrics["undecided"]["status"] == "failed"
 
 
+def test_a_worker_server_that_could_not_start_the_cell_is_the_runners_problem():
+    # A loaded GPU machine (26 servers importing vLLM at once) kept a server from forking the cell in time: no cell
+    # process ever ran, so it is re-run once and, if that fails the same way, inconclusive, never a "crash" verdict.
+    cannot = "crashed: could not run the cell: worker server did not fork the cell within the cell's timeout (10 s)"
+    pool = FakePool(lambda n, r: ("crashed", "crash", cannot))
+    result = attempts.decide(ctx(), request(), pool)
+    assert result.status == "inconclusive" and len(pool.calls) == 2 and "runner problem" in result.reason
+    once = FakePool(lambda n, r: ("crashed", "crash", cannot) if n == 1 else ("passed", None, None))
+    assert attempts.decide(ctx(), request(), once).status == "passed"
+    # a cell process that did start and died is the cell's own crash: no re-run
+    died = FakePool(lambda n, r: ("crashed", "crash", "crashed: the cell's process was killed by SIGSEGV"))
+    assert attempts.decide(ctx(), request(), died).status == "crashed" and len(died.calls) == 1
+
+
+def test_a_checkpoint_llm_compressor_could_not_make_decides_nothing_about_the_engine():
+    message = ("ProducerFailed: llm-compressor failed to produce awq: Traceback (most recent call last):\n  File x\n"
+               "_pickle.PicklingError: Can't pickle <class 'MonthDayNano'>: it's not found as builtins.MonthDayNano\n")
+    pool = FakePool(lambda n, r: ("failed", "unknown", message))
+    result = attempts.decide(ctx(quantization="awq"), request(quantization="awq"), pool)
+    assert result.status == "inconclusive" and len(pool.calls) == 1
+    assert result.reason == ("the checkpoint could not be made on this runner, so no engine ran (llm-compressor failed "
+                             "to produce awq: _pickle.PicklingError: Can't pickle <class 'MonthDayNano'>: it's not found "
+                             "as builtins.MonthDayNano)")
+
+
+def test_llm_compressor_failing_raises_producer_failed(tmp_path, monkeypatch):
+    # A real interpreter that answers the version query and then fails like a broken llm-compressor environment.
+    from pytest_qcompat import artifacts
+    fake = tmp_path / "llmc-python"
+    fake.write_text("#!/bin/sh\nif [ \"$1\" = -c ]; then echo 0.14.0.1 0.19.0; exit 0; fi\n"
+                    "echo 'RuntimeError: tn.k_proj (columns=576, group_size=128)' >&2; exit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("QCOMPAT_LLMCOMPRESSOR_PYTHON", str(fake))
+    monkeypatch.setenv("QCOMPAT_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "base"
+    src.mkdir()
+    (src / "config.json").write_text("{}")
+    with pytest.raises(artifacts.ProducerFailed, match="llm-compressor failed to produce gptq: .*group_size=128"):
+        artifacts.produce_cached(str(src), "gptq")
+
+
 def test_a_kernel_failure_only_under_emulation_is_an_artifact():
     assert_msg = "RuntimeError: Triton Error [CUDA]: device-side assert triggered"
     pool = FakePool(lambda n, r: ("failed", "engine-bug", assert_msg) if r["emulate_capability"] else ("passed", None, None))

@@ -71,8 +71,13 @@ def tool_version(tool: str) -> str:
     return "llmcompressor {} compressed-tensors {}".format(*out.stdout.split())
 
 
+class ProducerFailed(RuntimeError):
+    """llm-compressor, a tool apart from the engines, failed to make the checkpoint: the cell never reached its
+    engine, so the run says nothing about the engine (attempts.decide: inconclusive, with the producer's error)."""
+
+
 def produce_cached(source: str, method: str, device: str = "cpu") -> tuple[Path, bool]:
-    """(checkpoint folder, whether it was already cached)."""
+    """(checkpoint folder, whether it was already cached). llm-compressor's failure raises ProducerFailed."""
     tool = PRODUCERS.get(method)
     if tool is None:
         raise ValueError(f"Unknown quantization method: no producer for {method!r}")
@@ -82,7 +87,7 @@ def produce_cached(source: str, method: str, device: str = "cpu") -> tuple[Path,
     out = cache_root() / "artifacts" / f"{method}-{hashlib.sha256(key_src.encode()).hexdigest()[:16]}"
     if (out / "qcompat-artifact.json").exists():
         return out, True
-    if tool == "bnb":
+    if tool == "bnb":  # bitsandbytes and llama.cpp's converter are the engines' own parts: their refusals are findings
         from .bnb import produce
         produce(source, out, params["method"], quant_type=params.get("quant_type", "nf4"),
                 double_quant=params.get("double_quant", False), device=device)
@@ -94,7 +99,7 @@ def produce_cached(source: str, method: str, device: str = "cpu") -> tuple[Path,
         res = subprocess.run([llmcompressor_python(), "-m", "pytest_qcompat.artifacts.llmcompressor", source, str(out), method],
                              capture_output=True, text=True, env=worker_process_env())
         if res.returncode != 0:
-            raise RuntimeError(f"llm-compressor failed to produce {method}: {res.stderr[-3000:]}")
+            raise ProducerFailed(f"llm-compressor failed to produce {method}: {res.stderr[-3000:]}")
     return out, False
 
 

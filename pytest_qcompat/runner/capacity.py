@@ -6,7 +6,11 @@ machine. Each finished cell records `cpu_s`, `cell_s` and `peak_gpu_mb`; a repor
 runner (or the first cells of this one) says how many cores and how much GPU memory one cell keeps busy, and so how
 many fit:
 
-    python -m pytest_qcompat.runner.capacity [REPORT.json ...]   prints the worker count, then why (stderr)
+    python -m pytest_qcompat.runner.capacity [--cells N] [REPORT.json ...]   prints the worker count, then why
+
+Each worker also starts a server once (the engine's imports: ~35 CPU-s for vLLM). On an H200 with 16 CPUs, 26 workers
+starting together took 136 s before their first vLLM cell, and 30 cells ran in 428 s: with N cells to run, the count
+is the one with the shortest estimated run (`makespan`), start-up included, not the most that fit.
 """
 from __future__ import annotations
 
@@ -36,15 +40,19 @@ class WorkerChoice:
     workers: int
     cores_per_cell: float
     gpu_mb_per_cell: float | None
-    by: str  # "cpu" or "gpu memory": which resource set the number
+    by: str  # "cpu", "gpu memory" or "start-up": which bound set the number
     measured_cells: int
+    start_cpu_s: float | None = None  # a server's start-up CPU seconds (median of the measured ones)
+    makespan_s: float | None = None  # the estimated run of cells_to_run cells with this many workers
 
     def explain(self, cpus: int, gpus: int, gpu_mb: float | None) -> str:
         mem = f", {self.gpu_mb_per_cell:.0f} MB of GPU memory" if self.gpu_mb_per_cell else ""
         basis = (f"measured on {self.measured_cells} GPU cells" if self.measured_cells
                  else "no measured cells yet: the default")
+        start = (f", a worker's start {self.start_cpu_s:.0f} CPU-s, about {self.makespan_s:.0f} s in all"
+                 if self.makespan_s is not None else "")
         return (f"{self.workers} workers for {gpus} GPU(s), {cpus} CPUs{f', {gpu_mb:.0f} MB a GPU' if gpu_mb else ''}: "
-                f"a cell keeps {self.cores_per_cell:.2f} cores busy{mem} ({basis}); limited by {self.by}")
+                f"a cell keeps {self.cores_per_cell:.2f} cores busy{mem}{start} ({basis}); limited by {self.by}")
 
 
 def measured_cells(reports: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -58,7 +66,18 @@ def measured_cells(reports: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def choose_workers(cpus: int, gpus: int, gpu_mb: float | None, cells: list[dict[str, Any]]) -> WorkerChoice:
+def makespan(workers: int, cells_to_run: int, cores: float, cell_s: float, start_cpu_s: float, cpus: int) -> float:
+    """Estimated seconds to run cells_to_run cells on `workers` workers: every server's start-up competes for the
+    cores first, then each worker runs its share of cells, each slowed in proportion once the cells together want
+    more cores than there are."""
+    avail = max(1, cpus - SPARE_CORES)
+    start = start_cpu_s * max(1.0, workers / avail)
+    per_cell = cell_s * max(1.0, workers * cores / avail)
+    return start + math.ceil(cells_to_run / workers) * per_cell
+
+
+def choose_workers(cpus: int, gpus: int, gpu_mb: float | None, cells: list[dict[str, Any]],
+                   cells_to_run: int | None = None) -> WorkerChoice:
     """Workers = the fewest of: spare CPUs / cores a cell keeps busy; per GPU, the memory left above vLLM's start
     check / GPU memory a cell holds; MAX_PER_GPU a GPU. Medians of the cores (a few long cells stay idle on the
     card), the 90th percentile of memory (a cell that does not fit fails)."""
@@ -75,7 +94,19 @@ def choose_workers(cpus: int, gpus: int, gpu_mb: float | None, cells: list[dict[
         if gpu_mb:
             by_mem = gpus * max(1, math.floor(gpu_mb * (1 - START_FREE_FRACTION) / mem))
     workers = max(1, min(by_cpu, by_mem, MAX_PER_GPU * gpus))
-    return WorkerChoice(workers, round(cores, 3), mem, "cpu" if by_cpu <= by_mem else "gpu memory", len(cells))
+    by = "cpu" if by_cpu <= by_mem else "gpu memory"
+    starts = [m["worker_start_cpu_s"] for m in cells if m.get("worker_start_cpu_s")]
+    if not cells_to_run or not starts:
+        return WorkerChoice(workers, round(cores, 3), mem, by, len(cells))
+    # With the cells to run known: the count with the shortest estimated run (the fewest within 5% of it: fewer
+    # servers, less memory, the same time).
+    start_cpu = statistics.median(starts)
+    cell_s = statistics.median(m["cell_s"] for m in cells)
+    spans = {w: makespan(w, cells_to_run, cores, cell_s, start_cpu, cpus) for w in range(1, workers + 1)}
+    best = min(spans.values())
+    chosen = min(w for w, t in spans.items() if t <= best * 1.05)
+    return WorkerChoice(chosen, round(cores, 3), mem, by if chosen == workers else "start-up", len(cells),
+                        round(start_cpu, 1), round(spans[chosen], 1))
 
 
 def gpu_memory_mb() -> tuple[int, float | None]:
@@ -88,7 +119,13 @@ def gpu_memory_mb() -> tuple[int, float | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pytest_qcompat.runner.capacity")
+    parser.add_argument("--cells", type=int, help="how many cells the run will start (run or emulated)")
+    parser.add_argument("reports", nargs="*", type=Path)
+    args = parser.parse_args(argv)
+    paths = args.reports
     docs = []
     for p in paths:
         try:
@@ -97,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             pass  # a report that is not there yet (the first run) leaves the default
     gpus, gpu_mb = gpu_memory_mb()
     cpus = os.cpu_count() or 1
-    choice = choose_workers(cpus, gpus, gpu_mb, measured_cells(docs))
+    choice = choose_workers(cpus, gpus, gpu_mb, measured_cells(docs), args.cells)
     print(choice.workers)
     print(choice.explain(cpus, max(1, gpus), gpu_mb), file=sys.stderr)
     return 0

@@ -135,9 +135,11 @@ class WarmWorker:
         try:
             self.proc.stdin.write((json.dumps(msg) + "\n").encode())
             self.proc.stdin.flush()
-            started = self._read(time.monotonic() + 60)
+            # The server answers once it has forked; a busy machine (many servers importing at once) can delay that,
+            # so the wait is the cell's own timeout, not a constant (a constant 60 s failed cells on a loaded H200).
+            started = self._read(t0 + timeout)
             if started is None:
-                raise WorkerDied("worker server did not fork the cell within 60 s")
+                raise WorkerDied(f"worker server did not fork the cell within the cell's timeout ({timeout:g} s)")
             pid = self.current_pid = started["pid"]
             exited = self._read(t0 + timeout)
             timed_out = exited is None
@@ -149,6 +151,8 @@ class WarmWorker:
             outcome = _load(result_path)
             if started_server and outcome is not None:  # the first cell of a server also waited for its imports
                 outcome.setdefault("metrics", {})["worker_start_s"] = self.ready_s
+                if self.ready.get("cpu_s") is not None:  # its CPU: what many servers starting at once compete for
+                    outcome["metrics"]["worker_start_cpu_s"] = self.ready["cpu_s"]
             return RawRun(outcome, code, timed_out, time.monotonic() - t0, tail(log_path), log_path, pid=pid)
         except (WorkerDied, BrokenPipeError, OSError) as exc:
             if self.current_pid:

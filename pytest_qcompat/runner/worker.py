@@ -11,6 +11,7 @@ import ctypes
 import importlib
 import json
 import os
+import resource
 import signal
 import sys
 import traceback
@@ -92,7 +93,10 @@ def serve(kinds: list[str]) -> int:
     # cell gets a fresh interpreter instead, with the same protocol.
     torch = sys.modules.get("torch")
     fork_safe = not (torch is not None and torch.cuda.is_initialized())
+    # The server's start-up CPU, its import probes included (runner/capacity.py weighs it against the cells').
+    start_cpu = sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
     proto.write(json.dumps({"event": "ready", "pid": os.getpid(), "preloaded": loaded, "preload_errors": failed,
+                            "cpu_s": round(start_cpu, 3),
                             "fork": fork_safe}) + "\n")
     for line in sys.stdin:
         if not line.strip():
