@@ -16,6 +16,12 @@ the rest of the engine start, first token, generation, scoring, process exit). R
     python benchmarks/bench_gpu.py MATRIX [--bundle BUNDLE/matrix.yaml] --out DIR [--variants before,after-cold,after-warm]
 Writes DIR/gpu-cost.json and DIR/gpu-cost.md, each variant's report as DIR/<variant>.json (its run folder, with the
 logs, under --work).
+
+One device call may be too short for all three (on the H200 a cold start of 12-26 vLLM servers took 136 s before the
+first cell): run them in several calls on the same machine with the same --work, e.g. `--variants before`, then
+`--variants after-cold,after-warm`. Each finished variant is kept in WORK/variants.json and the summary covers every
+variant measured there; the engine's limits (prediction work, the same for every variant) are read once, by the first
+call (`--prewarm-budget`), and kept; `--fresh` starts over.
 """
 from __future__ import annotations
 
@@ -39,7 +45,7 @@ from pytest_qcompat.runner.capacity import choose_workers, gpu_memory_mb, measur
 BEFORE_WORKERS_PER_GPU = 12  # the constant scripts/gpu-check.sh used before issue 23
 # The adapter's fast-path arguments; None removes an argument (the adapter drops None), which is vLLM's default.
 BEFORE_ARGS = {"optimization_level": None, "max_num_batched_tokens": None}
-PHASES = ("worker_start_s", "device_init_s", "weight_load_s", "memory_profile_s", "kv_cache_s", "warmup_s",
+PHASES = ("worker_start_s", "worker_start_cpu_s", "device_init_s", "weight_load_s", "memory_profile_s", "kv_cache_s", "warmup_s",
           "other_start_s", "ttft_s", "generate_s", "score_s", "exit_s")
 
 
@@ -114,7 +120,7 @@ def summarize(run: dict[str, Any], gpus: int) -> dict[str, Any]:
             m = c["metrics"]
             if phase == "exit_s":
                 v = (m.get("wall_s") or 0) - (m.get("cell_s") or 0) if m.get("wall_s") else None
-            elif phase in ("worker_start_s", "ttft_s", "generate_s", "score_s"):
+            elif phase in ("worker_start_s", "worker_start_cpu_s", "ttft_s", "generate_s", "score_s"):
                 v = m.get(phase)
             else:
                 v = (m.get("phases") or {}).get(phase)
@@ -175,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, help="a bundle's matrix.yaml holding this matrix's checkpoints (qcompat bundle)")
     ap.add_argument("--variants", default="before,after-cold,after-warm")
     ap.add_argument("--budget", type=float, default=300, help="seconds each variant may run (SIGINT then)")
+    ap.add_argument("--prewarm-budget", type=float, default=300,
+                    help="seconds the one-cell run that reads the engine's limits may take (not measured)")
+    ap.add_argument("--fresh", action="store_true", help="forget the variants and limits of earlier calls in --work")
     ap.add_argument("--cache", type=Path, help="the cache folder of the runs (default WORK/cache)")
     ap.add_argument("--work", type=Path, help="where the variants run (their report folders, logs); default OUT. OUT "
                     "gets the summary, each variant's report.json as VARIANT.json and its pytest output as VARIANT.txt")
@@ -193,13 +202,26 @@ def main(argv: list[str] | None = None) -> int:
     work = (args.work or out).resolve()
     work.mkdir(parents=True, exist_ok=True)
     cache = (args.cache or work / "cache").resolve()
-    shutil.rmtree(cache, ignore_errors=True)
-    first = yaml.safe_load(args.matrix.read_text())["models"][0]["id"]
-    print(f"== limits: one cell of {first}, one worker", flush=True)
-    t0 = time.perf_counter()
-    run_variant("limits", variant_matrix(args.matrix, work, False, args.bundle), work, 1, cache, {}, args.budget,
-                select=f"{first} and none")
-    env["limits_s"] = round(time.perf_counter() - t0, 1)
+    kept = work / "variants.json"  # the variants earlier calls measured on this machine
+    if args.fresh or not kept.exists():
+        shutil.rmtree(cache, ignore_errors=True)
+        kept.unlink(missing_ok=True)
+    else:
+        earlier = json.loads(kept.read_text())
+        env = {**earlier["environment"], "when": env["when"]}
+        wanted = set(args.variants.split(","))
+        for run in earlier["runs"]:
+            if run["variant"] not in wanted:
+                run["report"] = json.loads((work / run["variant"] / "report.json").read_text())
+                runs.append(run)
+        measured = measured_cells([r["report"] for r in runs])
+    if not (cache / "limits").is_dir():
+        first = yaml.safe_load(args.matrix.read_text())["models"][0]["id"]
+        print(f"== limits: one cell of {first}, one worker", flush=True)
+        t0 = time.perf_counter()
+        run_variant("limits", variant_matrix(args.matrix, work, False, args.bundle), work, 1, cache, {},
+                    args.prewarm_budget, select=f"{first} and none")
+        env["limits_s"] = round(time.perf_counter() - t0, 1)
     for name in args.variants.split(","):
         before = name.startswith("before")
         matrix = variant_matrix(args.matrix, work, before, args.bundle)
@@ -220,11 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         s = summarize(run, gpus)
         print(json.dumps({k: v for k, v in s.items() if k != "phases_median_s"}), flush=True)
         md = write_summary(runs, env, gpus, out)  # after every variant: a run cut short keeps what it measured
-    print(md)
+        kept.write_text(json.dumps({"environment": env, "runs": [{k: v for k, v in r.items() if k != "report"}
+                                                                 for r in runs]}))
+    print(md if runs else "no variant measured")
     return 0
 
 
 def write_summary(runs: list[dict[str, Any]], env: dict[str, Any], gpus: int, out: Path) -> str:
+    runs = sorted(runs, key=lambda r: not r["variant"].startswith("before"))  # ratios are against `before`
     summaries = [summarize(r, gpus) for r in runs]
     for s, r in zip(summaries, runs):
         s["workers_why"] = r["workers_why"]

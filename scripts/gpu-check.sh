@@ -12,7 +12,9 @@
 #                                                       recorded), and the one-GPU cells with -n 1 vs -n 2
 #   bash scripts/gpu-check.sh bench BUNDLE [SECONDS]    benchmarks/bench_gpu.py on docs/gpu/bench.yaml with BUNDLE's
 #                                                       checkpoints: the path before issue 23 vs the fast path, cold
-#                                                       and warm (SECONDS a variant)
+#                                                       and warm (SECONDS a variant). One call may not hold all three:
+#                                                       VARIANTS=before, then VARIANTS=after-cold,after-warm in a
+#                                                       second call (the same machine keeps the first's results)
 #
 # Workers: runner/capacity.py picks how many cells run at once from what earlier cells on this machine measured
 # (cores and GPU memory a cell keeps busy; $QCOMPAT_CACHE_DIR/gpu-cells.json keeps them between runs). WORKERS=N
@@ -146,7 +148,7 @@ bench)
   # Into $OUT as it goes (each variant's report and the summary so far), so a call cut short keeps what it measured.
   $py benchmarks/bench_gpu.py docs/gpu/bench.yaml --bundle "$bundle/matrix.yaml" --out "$OUT/bench" --work /tmp/bench \
     --cache /tmp/bench-cache \
-    --variants "${VARIANTS:-before,after-cold,after-warm}" --budget "$budget" | tail -n 40
+    --variants "${VARIANTS:-before,after-cold,after-warm}" --budget "$budget" --prewarm-budget "${PREWARM:-300}" | tail -n 40
   mkdir -p "$QCOMPAT_CACHE_DIR"
   # The caches the benchmark filled serve the runs after it on this machine.
   [ -d /tmp/bench-cache/gpu-jit ] && cp -r /tmp/bench-cache/gpu-jit /tmp/bench-cache/limits "$QCOMPAT_CACHE_DIR/"

@@ -76,6 +76,14 @@ class ProducerFailed(RuntimeError):
     engine, so the run says nothing about the engine (attempts.decide: inconclusive, with the producer's error)."""
 
 
+def traceback_excerpt(stderr: str, head: int = 1200, tail: int = 1800) -> str:
+    """The start of the last traceback (where the producer was when it failed) and the end (the error): a deep
+    pickling failure's tail alone showed only pickle's own frames (H200, 2026-12-01)."""
+    start = stderr.rfind("Traceback (most recent call last):")
+    text = stderr[start:] if start >= 0 else stderr
+    return text if len(text) <= head + tail else f"{text[:head]}\n  ...\n{text[-tail:]}"
+
+
 def produce_cached(source: str, method: str, device: str = "cpu") -> tuple[Path, bool]:
     """(checkpoint folder, whether it was already cached). llm-compressor's failure raises ProducerFailed."""
     tool = PRODUCERS.get(method)
@@ -99,7 +107,7 @@ def produce_cached(source: str, method: str, device: str = "cpu") -> tuple[Path,
         res = subprocess.run([llmcompressor_python(), "-m", "pytest_qcompat.artifacts.llmcompressor", source, str(out), method],
                              capture_output=True, text=True, env=worker_process_env())
         if res.returncode != 0:
-            raise ProducerFailed(f"llm-compressor failed to produce {method}: {res.stderr[-3000:]}")
+            raise ProducerFailed(f"llm-compressor failed to produce {method}: {traceback_excerpt(res.stderr)}")
     return out, False
 
 
