@@ -134,6 +134,9 @@ def test_vllm_cells_record_their_start_up_and_later_cells_fork_with_learned_impo
         assert m["cpu_s"] > 0 and m["modules_imported"] >= 0, cell["id"]
         if cell["status"] == "passed":
             assert {"weight_load_s", "kv_cache_s", "other_start_s"} <= set(m["phases"]), cell["id"]
+    # the first cell of each server carries the server's start-up, wall and CPU (capacity.py weighs the CPU)
+    starts = [c["metrics"] for c in ran if c["metrics"].get("worker_start_s")]
+    assert starts and all(m["worker_start_cpu_s"] > 0 for m in starts), starts
     imported = sorted(c["metrics"]["modules_imported"] for c in ran)
     # The first cell of a warm server imports the engine's deeper modules (hundreds); the server then imports them
     # itself, so most later cells import next to nothing.
