@@ -170,6 +170,13 @@ RULES: tuple[Rule, ...] = (
           r"EADDRNOTAVAIL", r"\bport\b[^\n]{0,30}\bin use\b",
           r"only one usage of each socket address"),
          1, "OS errno EADDRINUSE (torch.distributed TCPStore, uvicorn, vLLM get_open_port, Rust std::io)"),
+    Rule("port-in-use/sglang-wait-port", "port-in-use", PORT_HINT,
+         # SGLang names the port by its argument ("dist_init_port at 30000 is not available in 30 seconds. nccl_port is
+         # used by a process already. ..."), so "port" is glued to the name and the generic port rules miss it
+         (r"\b\w+_port at \d+ is not available\b", r"\b\w+_port is used by a process already", r"\w+_port \d+ is already in use"),
+         1, "sglang python/sglang/srt/utils/network.py wait_port_available (\"{port_name} at {port} is not available in "
+            "{timeout_s} seconds. {port_name} is used by a process already\"); python/sglang/srt/entrypoints/engine.py "
+            "(\"engine_info_bootstrap_port {port} is already in use\")"),
     Rule("remote-code-required/transformers", "remote-code-required",
          "The model ships custom code: review it, then set `trust_remote_code: true` on this model in matrix.yaml.",
          (r"requires you to execute the (configuration|modeling) file", r"contains custom code which must be executed",
@@ -192,6 +199,13 @@ RULES: tuple[Rule, ...] = (
          "4-bit with float32): an engine bug; try another dtype or engine version and report it upstream.",
          (r"assert param_(data|slice)\.shape == loaded_weight\.shape", r"Attempted to load weight \(torch\.Size",
           r"weight shape mismatch: parameter has"), 1, "vllm/model_executor/layers/linear.py weight_loader"),
+    Rule("engine-bug/triton-out-of-resources", "engine-bug", ENGINE_BUG_HINT,
+         # a Triton kernel whose tile config (block sizes, num_stages) needs more shared memory / registers than this GPU
+         # has: the engine's kernel config is wrong for the GPU (like CUDA's "too many resources requested for launch");
+         # torch's jiterator raises the same words as an OutOfMemoryError, so this comes before the oom family
+         (r"\bOutOfResources\b", r"out of resource: [^\n]{0,60}Required: \d+,? Hardware limit:? ?\d+"),
+         1, "triton python/triton/runtime/errors.py OutOfResources (\"out of resource: {name}, Required: {required}, "
+            "Hardware limit: {limit}. Reducing block sizes or `num_stages` may help.\"); torch aten/src/ATen/native/cuda/jit_utils.cpp"),
     # --- dtype
     Rule("dtype-unsupported-by-model/vllm-float16", "dtype-unsupported-by-model",
          "The model refuses this dtype (numerical instability): use bfloat16, or float32 where bfloat16 is unavailable.",
@@ -205,6 +219,12 @@ RULES: tuple[Rule, ...] = (
           r"CUBLAS_STATUS_NOT_SUPPORTED.*(bf16|CUDA_R_16BF)"),
          1, "vllm/platforms/cuda.py check_if_supports_dtype; torch cuBLAS", asks={"dtype": "float16"},
          fallback="This GPU refuses the dtype even in float16: try float32."),
+    Rule("dtype-unsupported-by-gpu/vllm-xpu-bf16", "dtype-unsupported-by-gpu",
+         "This GPU cannot run bfloat16 correctly: use dtype float16 (or float32).",
+         (r"have bfloat16 accuracy known issue", r"You can use float16 instead by explicitly setting the `?dtype`? flag"),
+         1, "vllm/platforms/xpu.py check_if_supports_dtype (\"Intel Arc A770 have bfloat16 accuracy known issue. You can use "
+            "float16 instead by explicitly setting the `dtype` flag in CLI, for example: --dtype=half.\")",
+         asks={"dtype": "float16"}, fallback="This GPU refuses the dtype even in float16: try float32."),
     # --- quantization: GPU gate, activation dtype, method
     Rule("quant-capability/vllm-min-capability", "quant-capability", CAPABILITY_HINT,
          (r"The quantization method [\w-]+ is not supported for the current GPU", r"Minimum capability: \d+\.? Current capability: \d+",
@@ -219,6 +239,10 @@ RULES: tuple[Rule, ...] = (
           # vLLM's GPU kernels with float32 activations: Marlin and Machete (seen on vLLM 0.25, H100)
           r"marlin_gemm.*c must be passed for W4A8", r"not implemented for atype = Float"),
          1, "vllm/config/model.py _verify_quantization (quant_cls.get_supported_act_dtypes); vLLM CPU/Marlin kernels"),
+    Rule("quant-dtype/transformers-quantizer-dtype", "quant-dtype", QUANT_DTYPE_HINT,
+         (r"You cannot use any type other than torch\.\w+ for",),
+         1, "transformers src/transformers/quantizers/quantizer_spqr.py (\"You cannot use any type other than torch.float16 "
+            "for SpQR. Please set it to torch.float16 explicitly.\")"),
     Rule("quant-method-unknown/vllm-transformers", "quant-method-unknown", QUANT_METHOD_HINT,
          (r"Unknown quantization method", r"Unknown quantization type", r"not a valid QuantizationMethod",
           r"is not supported (?:on|for) (?:this|the current) platform",
@@ -245,6 +269,15 @@ RULES: tuple[Rule, ...] = (
          (r"larger than the maximum number of tokens that can be stored in KV cache", r"No available memory for the cache blocks",
           r"max seq len .* is larger than", r"failed to decode, ret = 1\b", r"context shift is disabled", r"Not enough memory to handle \d+ total tokens", r"Preemptions detected"),
          1, "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory; TGI warmup"),
+    Rule("kv-cache/sglang-context-pool", "kv-cache", KV_HINT,
+         # SGLang's context/pool checks; the first one says the override "may lead to incorrect model outputs", which is
+         # not a wrong output (vLLM's "User-specified max_model_len ... greater than the derived max_model_len" is kv-cache)
+         (r"context_length \(\d+\) is greater than the derived context_length", r"SWA pool \(\d+ tokens\) cannot hold even one request",
+          r"exceeds the maximum number of tokens: \d+ > \d+"),
+         1, "sglang python/sglang/srt/configs/model_config.py _derive_context_length (\"User-specified context_length (...) is "
+            "greater than the derived context_length (...)\"); srt/model_executor/pool_configurator.py validate_swa_pool_size "
+            "(\"SWA pool (... tokens) cannot hold even one request\"); srt/disaggregation/prefill.py, decode.py (\"Request ... "
+            "exceeds the maximum number of tokens: ... > ...\")"),
     Rule("oom/tgi-prefill", "oom", OOM_HINT, (r"Not enough memory to handle \d+ prefill tokens",), 1, "TGI warmup"),
     # --- packages and builds
     # bitsandbytes falls back to its CPU library when the CUDA library for this CUDA version cannot be found or loaded
@@ -321,6 +354,20 @@ RULES: tuple[Rule, ...] = (
          1, "vllm/attention/selector.py; flash-attention flash_api.cpp; xformers dispatch"),
 
     # ============================== layer 2: cause families across engines ==========================================
+    # transformers' own version checks raise ImportError, but the package is there in the wrong version
+    Rule("version-mismatch/transformers-require-version", "version-mismatch", VERSION_HINT,
+         (r"is required for a normal functioning of this module, but found", r">=\s*v?\d+(?:\.\d+)* is required but found",
+          r"\bversion should be >=", r"only available in (?:PyTorch|torch|[\w-]+) >=\s*v?\d", r"require users to upgrade torch to at least"),
+         2, "transformers src/transformers/utils/versions.py require_version (\"{requirement} is required for a normal "
+            "functioning of this module, but found {pkg}=={got_ver}\"); utils/import_utils.py (\"Disabling PyTorch because "
+            "PyTorch >= 2.5 is required but found ...\", \"we now require users to upgrade torch to at least v2.6\"); "
+            "quantizers/quantizer_gptq.py (\"The gptqmodel version should be >= ..., optimum version should >= ...\"); "
+            "integrations/finegrained_fp8.py (\"... which is only available in PyTorch >= 2.7 (found ...)\")"),
+    Rule("loader-mismatch/tgi-uninitialized-parameters", "loader-mismatch", LOADER_HINT,
+         # parameters left on the meta device: the checkpoint has no tensor for them (layout or prefix mismatch)
+         (r"found uninitialized parameters in model",),
+         2, "TGI server/text_generation_server/models/model.py Model.check_initialized (\"found uninitialized parameters in "
+            "model {name}: [...]\")"),
     Rule("loader-mismatch/tgi-accelerate-weights", "loader-mismatch", LOADER_HINT,
          (r"Checkpoint does not have compressed-tensors configuration", r"Cannot parse compressed-tensors configuration",
           # accelerate's dispatch: the device_map or the module tree does not match the checkpoint's tensors
@@ -336,6 +383,12 @@ RULES: tuple[Rule, ...] = (
          (r"(?:GPU|XPU)(?: or (?:Intel )?XPU)? is needed for (?:\w+ )?quantization", r"No GPU (?:or (?:Intel )?XPU )?found\. A GPU"),
          2, "accelerate utils/bnb.py load_and_quantize_model; transformers quantizers/quantizer_finegrained_fp8.py "
             "('No GPU or XPU found. A GPU or XPU is needed for FP8 quantization.')"),
+    Rule("quant-capability/transformers-quantizer-device", "quant-capability", CAPABILITY_HINT,
+         (r"quantization is only supported on (?:a )?(?:GPU|CUDA|XPU)", r"quantization requires an? [\w ]{0,30}\bGPU\b",
+          r"No MPS device found"),
+         2, "transformers src/transformers/quantizers/quantizer_higgs.py (\"HIGGS quantization is only supported on GPU\"), "
+            "quantizer_fp_quant.py (\"FPQuant quantization is only supported on GPU or Intel XPU\"), quantizer_metal.py "
+            "(\"Metal quantization requires an Apple Silicon GPU (MPS). No MPS device found.\")"),
     Rule("attention-backend/sglang-tgi-backend-gate", "attention-backend", ATTENTION_HINT,
          # SGLang's attention registry asserts the GPU / model kind per backend and names the flag to change
          (r"Backend requires SM\s*[<>]=?\s*\d+", r"(?:please |try )?(?:use|set|pass) `?--attention-backend\b",
@@ -638,6 +691,12 @@ RULES: tuple[Rule, ...] = (
           r"cannot be accessed from Triton", r"(?:doesn't|does not) have storage", r"Inference tensors cannot be saved for backward",
           r"Trying to resize storage that is not resizable"),
          2, "torch shape/dtype checks raised inside an engine's forward"),
+    Rule("engine-bug/torch-autograd-inference-tensor", "engine-bug", ENGINE_BUG_HINT,
+         # torch's autograd / InferenceMode checks and size arithmetic raised from the engine's own code
+         (r"Inplace update to inference tensor outside InferenceMode", r"leaf Variable that requires grad is being used in an in-place operation",
+          r"integer multiplication overflow"),
+         2, "torch wheel libtorch_cpu.so / libc10.so (\"Inplace update to inference tensor outside InferenceMode is not allowed.\", "
+            "\"a leaf Variable that requires grad is being used in an in-place operation.\", \"numel: integer multiplication overflow\")"),
     Rule("timeout/hang", "timeout", TIMEOUT_HINT,
          (r"Watchdog caught collective operation timeout", r"\bTimeoutError\b", r"\btimed out\b", r"before timing out",
           r"\btimeout (?:expired|exceeded|reached|while)", r"deadline exceeded", r"\b(?:Read|Connect)Timeout\b|TimeoutException"),

@@ -21,9 +21,10 @@ DEV, TEST = ERRORS / "dev.yaml", ERRORS / "test.yaml"
 # split; the rules reached 0.850 with 10.8% unknown at first and 0.871 with 9.3% unknown after the cross-engine families
 # were widened (dev 0.976 of 373); round 2 (dev 394 texts, label fixes to the corpus conventions) measured dev 0.997 and
 # test still 0.871 / 9.3% unknown; round 3 (rules from the engines' own source messages: TGI, SGLang, accelerate,
-# bitsandbytes) measured dev 0.997 and test 0.887 / 7.7% unknown. These guard that level against regressions; the
-# issue's goal of 0.90 stays open.
-MIN_DEV_ACCURACY, MIN_TEST_ACCURACY, MAX_TEST_UNKNOWN_RATE = 0.98, 0.875, 0.087
+# bitsandbytes) measured dev 0.997 and test 0.887 / 7.7% unknown; round 4 (more rules quoted from engine source: SGLang
+# ports and pools, transformers version checks and quantizers, TGI, Triton, torch) measured dev 0.997 and test 0.892 /
+# 7.2% unknown. These guard that level against regressions; the issue's goal of 0.90 stays open.
+MIN_DEV_ACCURACY, MIN_TEST_ACCURACY, MAX_TEST_UNKNOWN_RATE = 0.98, 0.89, 0.073
 
 REAL = [
     ("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your Tesla V100-SXM2-16GB GPU "
@@ -363,3 +364,43 @@ def test_a_generic_message_yields_to_the_cause_its_traceback_names():
     assert explain_failure(message, detail).error_class == "kv-cache"
     # ...but a specific message keeps its class whatever the traceback mentions
     assert explain_failure("CUDA out of memory.", detail).error_class == "oom"
+
+
+# Round 4: rules whose patterns are quoted from the engines' own source (the rule's `source` names the file); each
+# message below is that source text with its placeholders filled in, so the rule is checked on the words it cites.
+ENGINE_SOURCE_MESSAGES = [
+    ("ValueError: dist_init_port at 30000 is not available in 30 seconds. nccl_port is used by a process already.",
+     "port-in-use", "port-in-use/sglang-wait-port"),
+    ("RuntimeError: engine_info_bootstrap_port 8998 is already in use. When running multiple instances on the same node, "
+     "each instance must use a different --engine-info-bootstrap-port.", "port-in-use", "port-in-use/sglang-wait-port"),
+    ("ImportError: tokenizers>=0.21,<0.22 is required for a normal functioning of this module, but found tokenizers==0.20.3.",
+     "version-mismatch", "version-mismatch/transformers-require-version"),
+    ("Disabling PyTorch because PyTorch >= 2.5 is required but found 2.3.1", "version-mismatch",
+     "version-mismatch/transformers-require-version"),
+    ("ImportError: The gptqmodel version should be >= 1.4.3, optimum version should >= 1.24.0", "version-mismatch",
+     "version-mismatch/transformers-require-version"),
+    ("ValueError: Warning: User-specified context_length (40000) is greater than the derived context_length (32768). This may "
+     "lead to incorrect model outputs or CUDA errors.", "kv-cache", "kv-cache/sglang-context-pool"),
+    ("ValueError: SWA pool (1024 tokens) cannot hold even one request: the prefill admission floor is sliding_window_size "
+     "(4096) + page_size (1). Increase --swa-full-tokens-ratio or the total KV budget.", "kv-cache", "kv-cache/sglang-context-pool"),
+    ("RuntimeError: found uninitialized parameters in model FlashLlamaForCausalLM: ['lm_head.weight']", "loader-mismatch",
+     "loader-mismatch/tgi-uninitialized-parameters"),
+    ("NotImplementedError: HIGGS quantization is only supported on GPU. Please use a different quantizer.", "quant-capability",
+     "quant-capability/transformers-quantizer-device"),
+    ("RuntimeError: Metal quantization requires an Apple Silicon GPU (MPS). No MPS device found.", "quant-capability",
+     "quant-capability/transformers-quantizer-device"),
+    ("ValueError: You cannot use any type other than torch.float16 for SpQR. Please set it totorch.float16 explicitly.",
+     "quant-dtype", "quant-dtype/transformers-quantizer-dtype"),
+    ("triton.runtime.errors.OutOfResources: out of resource: shared memory, Required: 98304, Hardware limit: 65536. "
+     "Reducing block sizes or `num_stages` may help.", "engine-bug", "engine-bug/triton-out-of-resources"),
+    ("RuntimeError: Inplace update to inference tensor outside InferenceMode is not allowed.You can make a clone to get a "
+     "normal tensor before doing inplace update.", "engine-bug", "engine-bug/torch-autograd-inference-tensor"),
+    ("ValueError: Intel Arc A770 have bfloat16 accuracy known issue. You can use float16 instead by explicitly setting the "
+     "`dtype` flag in CLI, for example: --dtype=half.", "dtype-unsupported-by-gpu", "dtype-unsupported-by-gpu/vllm-xpu-bf16"),
+]
+
+
+@pytest.mark.parametrize("text,expected,rule_id", ENGINE_SOURCE_MESSAGES, ids=[r[2] + str(i) for i, r in enumerate(ENGINE_SOURCE_MESSAGES)])
+def test_engine_source_messages_classify(text, expected, rule_id):
+    found = explain(text)
+    assert (found.error_class, found.rule_id) == (expected, rule_id)
