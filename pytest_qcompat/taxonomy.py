@@ -160,8 +160,12 @@ RULES: tuple[Rule, ...] = (
     Rule("wrong-output/runner-check", "wrong-output", WRONG_OUTPUT_HINT, (r"^wrong output",), 1, "pytest-qcompat checks"),
     # NaN/inf logits reach the sampler: torch.multinomial's checks (the device-side assert that follows is their consequence)
     Rule("wrong-output/nan-probabilities", "wrong-output", WRONG_OUTPUT_HINT,
-         (r"probability tensor contains either `?inf`?, `?nan`?", r"MultinomialKernel\.cu|binarySearchForMultinomial", r"invalid multinomial distribution"),
-         1, "torch.multinomial (sampling from NaN/inf probabilities)"),
+         (r"probability tensor contains either `?inf`?, `?nan`?", r"MultinomialKernel\.cu|binarySearchForMultinomial", r"invalid multinomial distribution",
+          # torch.distributions (Categorical) validating the sampler's probs/logits
+          then(r"Expected parameter (?:probs|logits)\b", r"to satisfy the constraint \w+\(\), but found invalid values", 300)),
+         1, "torch.multinomial (sampling from NaN/inf probabilities); torch 2.13 torch/distributions/distribution.py "
+            "Distribution.__init__ (\"Expected parameter {param} ({type} of shape {shape}) of distribution {dist} to satisfy "
+            "the constraint {constraint}, but found invalid values: {value}\")"),
     Rule("oom/runner-sigkill", "oom",
          "The process was killed by SIGKILL, most often the out-of-memory killer: use a smaller model, a 4-bit method or more host memory.",
          (r"killed by SIGKILL",), 1, "pytest-qcompat runner; Linux OOM killer"),
@@ -243,13 +247,29 @@ RULES: tuple[Rule, ...] = (
          (r"You cannot use any type other than torch\.\w+ for",),
          1, "transformers src/transformers/quantizers/quantizer_spqr.py (\"You cannot use any type other than torch.float16 "
             "for SpQR. Please set it to torch.float16 explicitly.\")"),
+    Rule("quant-dtype/bitsandbytes-ops-dtype", "quant-dtype", QUANT_DTYPE_HINT,
+         # bitsandbytes' registered ops check the activation (A) / gradient (g) dtype before calling the kernel
+         (r"\b[Ag] must be (?:float16|bfloat16)(?:, (?:float16|bfloat16|float32))*(?:,? or (?:float16|bfloat16|float32))?, got torch\.\w+",),
+         1, "bitsandbytes 0.50.2 bitsandbytes/_ops.py (\"A must be float16, bfloat16, or float32, got {A.dtype}\", \"g must be "
+            "bfloat16, float16, or float32, got {g.dtype}\"); backends/cuda/ops.py int8_vectorwise_quant (\"A must be float16, "
+            "got {A.dtype}\")"),
+    Rule("quant-capability/bitsandbytes-device-quant-type", "quant-capability", CAPABILITY_HINT,
+         # the device's backend implements only NF4: FP4 (or another 4-bit type) is a method this device lacks
+         (r"quant_type must be nf4 on (?:CPU|XPU|HPU)", r"backend only supports quant_type '?nf4'?"),
+         1, "bitsandbytes 0.50.2 bitsandbytes/backends/hpu/ops.py (\"HPU backend only supports quant_type 'nf4', got "
+            "{quant_type!r}\"); backends/triton/ops.py (\"quant_type must be nf4 on CPU, got {quant_type}\", \"quant_type must "
+            "be nf4 on XPU, got {quant_type}\")"),
     Rule("quant-method-unknown/vllm-transformers", "quant-method-unknown", QUANT_METHOD_HINT,
          (r"Unknown quantization method", r"Unknown quantization type", r"not a valid QuantizationMethod",
           r"is not supported (?:on|for) (?:this|the current) platform",
           r"cannot quantize on the fly|for on-the-fly loading in transformers",
           # vLLM without a GGUF loader hands the .gguf to transformers as if it were config JSON
-          r"config file at '[^']*\.gguf' is not a valid JSON file"),
-         1, "vllm/config/model.py _verify_quantization; transformers AutoQuantizationConfig"),
+          r"config file at '[^']*\.gguf' is not a valid JSON file",
+          # bitsandbytes 4-bit takes only its two data types
+          r"quant_type must be '?nf4'? or '?fp4'?, got"),
+         1, "vllm/config/model.py _verify_quantization; transformers AutoQuantizationConfig; bitsandbytes 0.50.2 "
+            "bitsandbytes/functional.py quantize_4bit / dequantize_4bit and _ops.py (\"quant_type must be 'nf4' or 'fp4', got "
+            "{quant_type!r}\")"),
     # --- tokenizer / architecture
     Rule("missing-package/sentencepiece", "missing-package", MISSING_HINT,
          (r"need to have sentencepiece installed", r"requires the SentencePiece library", near(r"sentencepiece", r"not (?:installed|found)|pip install|have sentencepiece installed", 60)),
@@ -278,6 +298,12 @@ RULES: tuple[Rule, ...] = (
             "greater than the derived context_length (...)\"); srt/model_executor/pool_configurator.py validate_swa_pool_size "
             "(\"SWA pool (... tokens) cannot hold even one request\"); srt/disaggregation/prefill.py, decode.py (\"Request ... "
             "exceeds the maximum number of tokens: ... > ...\")"),
+    Rule("kv-cache/llama-server-kv-size", "kv-cache", KV_HINT,
+         # llama-server: llama_decode found no room in the KV cache even at batch size 1; an embedding/rerank input
+         # longer than the physical batch (n_ubatch)
+         (r"Input prompt is too big compared to KV size", r"input is too large to process\. increase the physical batch size"),
+         1, "llama.cpp examples/server/server.cpp update_slots (\"Input prompt is too big compared to KV size. Please try "
+            "increasing KV size.\", \"input is too large to process. increase the physical batch size\")"),
     Rule("oom/tgi-prefill", "oom", OOM_HINT, (r"Not enough memory to handle \d+ prefill tokens",), 1, "TGI warmup"),
     # --- packages and builds
     # bitsandbytes falls back to its CPU library when the CUDA library for this CUDA version cannot be found or loaded
