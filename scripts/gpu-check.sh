@@ -95,8 +95,9 @@ matrix)
   # How many cells at once: from the cores and GPU memory earlier cells here used (runner/capacity.py).
   profile=${QCOMPAT_CACHE_DIR}/gpu-cells.json
   # The cells this run will start (run on the card or emulated; SELECT as a plain substring of the id): with that
-  # count, capacity.py picks the workers with the shortest estimated run, servers' start-up included.
-  ncells=$(timeout 120 $py -m pytest_qcompat.cli plan --json "$bundle/matrix.yaml" 2>/dev/null | SELECT="${SELECT:-}" $py -c '
+  # count, capacity.py picks the workers with the shortest estimated run, servers' start-up included. The plan reads
+  # the engines' limits (and walks the bundle's checkpoints) into $QCOMPAT_CACHE_DIR, where the run finds them.
+  ncells=$(timeout 300 $py -m pytest_qcompat.cli plan --json "$bundle/matrix.yaml" 2>/dev/null | SELECT="${SELECT:-}" $py -c '
 import json, os, sys
 sel = os.environ["SELECT"]
 print(sum(c["verdict"] in ("run", "emulate") and (not sel or sel in c["cell_id"]) for c in json.load(sys.stdin)["cells"]))' 2>/dev/null)
