@@ -651,6 +651,9 @@ RULES: tuple[Rule, ...] = (
           near(r"\blib[\w.+-]*\.(?:so|dll|dylib)\b|\.dll\b|\b(?:shared|dynamic|native|CUDA) librar(?:y|ies)\b", r"not found|(?:cannot|could not|unable to|failed to) (?:be )?(?:find|found|open|opened|load|loaded|locate|located)|no such file|missing", 60),
           r"DLL load failed", r"Library not loaded", r"Could not find module '[^']+'", r"specified module could not be found|WinError 126",
           r"cannot find -l\w+",
+          # an engine's compiled ops module that did not load: TGI custom_modeling/flash_mistral_modeling.py ("Could not load
+          # `vllm._custom_ops`. Full error: ..."); vllm platforms/cpu.py ("Failed to import from vllm._C: ...")
+          r"(?:Could not|Failed to|Unable to) (?:load|import)(?: from)? `?[\w.]+\.(?:_C\w*|_custom_ops|_ops|_kernels?)\b`?",
           r"name '\w*(?:_ext|_cuda\w*|_C|_kernels?|cuda\w*|_ops)' is not defined", r"\w+_cuda\w*\"? not defined",
           r"(?:found )?no NVIDIA driver|NVIDIA driver (?:is )?not (?:found|installed)", r"CUDA_HOME (?:does not exist|is not set|environment variable is not set)",
           r"\bnvcc\b[^\n]{0,20}not found|command not found", r"CUDA ?Toolkit not found|Could NOT find CUDAToolkit|No CMAKE_CUDA_COMPILER could be found",
@@ -737,8 +740,18 @@ RULES: tuple[Rule, ...] = (
                r"|\bdifferent\b|inconsisten\w*|accuracy drop|quality drop|\bdegrad\w*|\bworse\b|(?:low|lower|poor) (?:accuracy|quality)"
                r"|random (?:\w+ )?(?:tokens|characters|text|words)|nonsens\w*|#{4,}|only (?:whitespace|spaces|newlines)|always the same"
                r"|without stopping|(?:keeps?|kept) (?:generating|repeating)", 60),
-          near(r"\bperplexity\b|\bppl\b", r"explod\w*|very high|huge|skyrocket\w*|\binf\b|\bnan\b|much (?:higher|worse)", 60)),
-         2, "user reports of NaN/empty/garbled generations"),
+          near(r"\bperplexity\b|\bppl\b", r"explod\w*|very high|huge|skyrocket\w*|\binf\b|\bnan\b|much (?:higher|worse)", 60),
+          # an engine that checks what it produced: ollama server/routes.go ("embedding contains NaN or Inf values")
+          then(r"\b(?:embeddings?|logits|hidden[_ ]states?|outputs?)\b", r"\bcontains? (?:NaN|Inf)\b", 20)),
+         2, "user reports of NaN/empty/garbled generations; ollama server/routes.go output check"),
+    Rule("engine-bug/engine-says-internal-error", "engine-bug", ENGINE_BUG_HINT,
+         # the engine's own words that a state it reached is its bug, not the user's setup
+         (r"\bThis should (?:not|never) happen\b", r"\bplease file a bug report\s*[.!]", r"\bthis is a bug!"),
+         2, "vllm v1/core/kv_cache_utils.py (\"The block already has a hash. This should not happen.\"); vllm lmcache_integration/"
+            "vllm_v1_adapter.py (\"... expected number of tokens! This should not happen!\"); transformers models/whisper/"
+            "generation_whisper.py (\"Internal error in dynamic time warping. ... Please file a bug report.\"); unsloth "
+            "unsloth/models/llama.py (\"Unsloth: Unsuccessfully patched Trainer! Please file a bug report!\"); torch "
+            "_inductor/kernel/flex/flex_attention.py (\"joint_subgraph_buffer is None - this is a bug!\")"),
     Rule("crash/signal", "crash", CRASH_HINT,
          (r"^crashed", r"Segmentation fault", r"core dumped", r"Fatal Python error", r"SIGSEGV|SIGABRT|SIGBUS|SIGILL|SIGFPE",
           r"Caught signal \d+", r"(?:with|by) signal \d+", r"died, exit code: -\d+", r"worker died or was killed", r"crashed unexpectedly",

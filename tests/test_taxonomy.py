@@ -75,6 +75,15 @@ REAL = [
     ("crashed: the cell's process was killed by SIGSEGV", "crash"),
     ("llama_model_load: error loading model: error loading model architecture: unknown model architecture: 'foo'", "arch-unsupported"),
     ("something nobody has seen before", "unknown"),
+    # engines saying the state they reached is their own bug (vllm kv_cache_utils.py, unsloth models/llama.py, torch inductor)
+    ("AssertionError: The block already has a hash. This should not happen.", "engine-bug"),
+    ("RuntimeError: Unsloth: Unsuccessfully patched Trainer! Please file a bug report!", "engine-bug"),
+    ("joint_subgraph_buffer is None - this is a bug!", "engine-bug"),
+    # an engine's compiled ops module that did not load (TGI flash_mistral_modeling.py, vllm platforms/cpu.py)
+    ("ImportError: Could not load `vllm._custom_ops`. Full error: libcudart.so.12", "missing-package"),
+    ("WARNING cpu.py:645] Failed to import from vllm._C: RuntimeError('x')", "missing-package"),
+    # ollama server/routes.go checks the embedding it produced
+    ("Error: embedding contains NaN or Inf values", "wrong-output"),
 ]
 
 
