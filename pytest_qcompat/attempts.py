@@ -22,12 +22,11 @@ from . import checks
 from .quality import compare_scores
 from .engines.facts import EngineFacts, TriedFix
 from .names import capability_of
-from .results import CellResult, make_inconclusive, missing_requirement_named
+from .results import CANNOT_RUN_PREFIX, CellResult, make_inconclusive, missing_requirement_named
 from .taxonomy import classify
 
 # Failure classes that say nothing about the cell: the runner's problem; its one re-run decides.
 RUNNER_PROBLEMS = frozenset({"port-in-use"})
-CANNOT_RUN_PREFIX = "crashed: could not run the cell"  # results.interpret: no cell process was ever started
 # Failures of a kernel or its launch: in an emulated cell they may come from the emulation itself.
 KERNEL_FAILURES = frozenset({"no-kernel-image", "engine-bug", "crash"})
 KERNEL_TEXT = ("device-side assert", "illegal memory access", "Triton Error", "no kernel image", "invalid device function",

@@ -14,6 +14,8 @@ from .taxonomy import explain, explain_failure
 SCHEMA = "qcompat/1"
 # inconclusive: the cell ran but the run cannot decide it (an emulation artifact, a runner problem, a missing
 # declared requirement of the engine); pytest reports it as skipped with the reason, tables show "?".
+# The message of a cell whose process was never started (the worker server failed first): attempts.runner_problem.
+CANNOT_RUN_PREFIX = "crashed: could not run the cell"
 Status = Literal["passed", "failed", "skipped", "crashed", "timed_out", "inconclusive"]
 Evidence = Literal["verified", "emulated", "predicted", "none"]
 BAD: tuple[Status, ...] = ("failed", "crashed", "timed_out")
@@ -115,7 +117,7 @@ def interpret(cell: Cell, raw, timeout: float, evidence: Evidence) -> CellResult
                                    message=msg, stderr_tail=raw.log_tail, **common)
     if raw.outcome is None:
         if raw.worker_error and raw.returncode is None and raw.pid is None:
-            msg = f"crashed: could not run the cell: {raw.worker_error}"
+            msg = f"{CANNOT_RUN_PREFIX}: {raw.worker_error}"
         elif raw.returncode is not None and raw.returncode < 0:
             name = _signal_name(raw.returncode)
             msg = f"crashed: the cell's process was killed by {name}"
