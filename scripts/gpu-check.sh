@@ -68,7 +68,17 @@ run_bundle() { # MATRIX OUT: make MATRIX's checkpoints (and real models' checked
   local bpath=$PYTHONPATH
   [ -d /tmp/bsite/transformers ] && bpath=/tmp/bsite:$bpath
   if [ -d /tmp/llmc/llmcompressor ] && [ -z "${QCOMPAT_LLMCOMPRESSOR_PYTHON:-}" ]; then
-    printf '#!/bin/sh\nPYTHONPATH=/tmp/llmc:%s exec %s "$@"\n' "$PYTHONPATH" "$(command -v "$py")" > /tmp/llmc-python
+    # Its path entries are reached through links whose path says "site-packages": datasets fingerprints its
+    # calibration set with dill, and dill pickles by value every module whose file is under neither sys.prefix nor
+    # a "site-packages" path, down to pyarrow's MonthDayNano, which cannot be pickled ("Can't pickle <class
+    # 'MonthDayNano'>: it's not found as builtins.MonthDayNano"; unslothai/unsloth#9791). Reproduced on CPU with a
+    # venv's site-packages reached through a plain-named link; a "site-packages" link fixes it.
+    local links=/tmp/llmc-links/site-packages lpath="" i=0 d
+    rm -rf /tmp/llmc-links; mkdir -p $links
+    for d in /tmp/llmc ${PYTHONPATH//:/ }; do
+      [ -n "$d" ] || continue; i=$((i + 1)); ln -sfn "$(readlink -f "$d")" "$links/$i"; lpath=${lpath:+$lpath:}$links/$i
+    done
+    printf '#!/bin/sh\nPYTHONPATH=%s exec %s "$@"\n' "$lpath" "$(command -v "$py")" > /tmp/llmc-python
     chmod +x /tmp/llmc-python; export QCOMPAT_LLMCOMPRESSOR_PYTHON=/tmp/llmc-python
   fi
   PYTHONPATH=$bpath $py -m pytest_qcompat.cli bundle "$1" -o "$2" --device cuda --jobs "${JOBS:-8}" \
