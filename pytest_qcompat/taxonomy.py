@@ -287,14 +287,25 @@ RULES: tuple[Rule, ...] = (
     # --- memory
     Rule("kv-cache/vllm-tgi", "kv-cache", KV_HINT,
          (r"larger than the maximum number of tokens that can be stored in KV cache", r"No available memory for the cache blocks",
-          r"max seq len .* is larger than", r"failed to decode, ret = 1\b", r"context shift is disabled", r"Not enough memory to handle \d+ total tokens", r"Preemptions detected"),
-         1, "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory; TGI warmup"),
+          r"max seq len .* is larger than", r"failed to decode, ret = 1\b", r"context shift is disabled", r"Not enough memory to handle \d+ total tokens", r"Preemptions detected",
+          # transformers' generate: the prompt alone fills the length the cache/generation was sized for
+          r"Input length of (?:decoder_)?input_ids is \d+, but `?max_length`? is set to \d+"),
+         1, "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory; TGI warmup; transformers src/transformers/generation/"
+            "utils.py _validate_generated_length (\"Input length of {input_ids_string} is {input_ids_length}, but `max_length` is "
+            "set to {generation_config.max_length}. This can lead to unexpected behavior. ...\")"),
     Rule("kv-cache/sglang-context-pool", "kv-cache", KV_HINT,
          # SGLang's context/pool checks; the first one says the override "may lead to incorrect model outputs", which is
          # not a wrong output (vLLM's "User-specified max_model_len ... greater than the derived max_model_len" is kv-cache)
          (r"context_length \(\d+\) is greater than the derived context_length", r"SWA pool \(\d+ tokens\) cannot hold even one request",
-          r"exceeds the maximum number of tokens: \d+ > \d+"),
-         1, "sglang python/sglang/srt/configs/model_config.py _derive_context_length (\"User-specified context_length (...) is "
+          r"exceeds the maximum number of tokens: \d+ > \d+",
+          # the KV token pool (token_to_kv_pool_allocator) or the request-slot pool has no room: the scheduler retracts
+          # requests, or the allocation helper raises
+          r"\b(?:Prefill|Decode) out of memory\b", r"alloc_req_slots runs out of memory"),
+         1, "sglang python/sglang/srt/mem_cache/common.py alloc_paged_token_slots_extend / alloc_paged_token_slots_decode "
+            "(\"Prefill out of memory. Try to lower your batch size.\", \"Decode out of memory. Try to lower your batch size.\"), "
+            "alloc_req_slots (\"alloc_req_slots runs out of memory. Please set a smaller number for `--max-running-requests`.\"); "
+            "srt/managers/scheduler.py update_running_batch (\"Decode out of memory happened, #retracted_reqs: ...\"); "
+            "python/sglang/srt/configs/model_config.py _derive_context_length (\"User-specified context_length (...) is "
             "greater than the derived context_length (...)\"); srt/model_executor/pool_configurator.py validate_swa_pool_size "
             "(\"SWA pool (... tokens) cannot hold even one request\"); srt/disaggregation/prefill.py, decode.py (\"Request ... "
             "exceeds the maximum number of tokens: ... > ...\")"),
@@ -544,8 +555,11 @@ RULES: tuple[Rule, ...] = (
           near(r"\bmodels?\b|" + MODEL_NAME, r"(?:strongly )?recommended (?:to (?:use|run|load)(?: it)? (?:in |with )?|dtype (?:is )?)(?:torch\.)?(?:bfloat16|bf16|float32|fp32)\b", 60),
           # "Gemma 3 is broken with fp16", "Phi-3 does not work in float16"
           near(r"\bmodels?\b|\b\w+For(?:CausalLM|ConditionalGeneration)\b|" + MODEL_NAME,
-               r"(?:broken|(?:does not|doesn't|do not|don't|won't) work|not working|fails?|crash\w*) (?:with|in|on|under|using|when using) (?:--)?(?:dtype[= ])?(?:torch\.)?(?:float16|fp16|f16|half)\b", 60)),
-         2, "models that overflow in float16 (gemma2/3, plamo2, glm4)", asks={"dtype": "bfloat16"},
+               r"(?:broken|(?:does not|doesn't|do not|don't|won't) work|not working|fails?|crash\w*) (?:with|in|on|under|using|when using) (?:--)?(?:dtype[= ])?(?:torch\.)?(?:float16|fp16|f16|half)\b", 60),
+          # "Unsloth: Using float16 precision for gemma3 won't work! Using float32." (the object is a model, not a device)
+          then(r"\b(?:float16|fp16|half)(?: precision)? for (?!(?:this|your|the) (?:GPU|device|card|hardware)\b)[\w.-]+", r"\b(?:won't|will not|does not|doesn't|cannot|can't) work\b", 20)),
+         2, "models that overflow in float16 (gemma2/3, plamo2, glm4); unsloth unsloth/models/vision.py (\"Unsloth: Using float16 "
+            "precision for {model_type_arch} won't work! Using float32.\")", asks={"dtype": "bfloat16"},
          fallback="The model refuses this dtype: try float32."),
     Rule("loader-mismatch/module-without-weight", "loader-mismatch", LOADER_HINT,
          # the loaded module has no such tensor: the checkpoint's layout is not the one this loader builds
@@ -594,6 +608,9 @@ RULES: tuple[Rule, ...] = (
                REFUSED, 60),
           then(r"\bno\b", r"(?:" + QUANT + r")?[^\n]{0,20}\b(?:compatible|matching|suitable)\b[^\n]{0,20}(?:scheme|quantization method|linear method)", 20),
           r"(?:does not|doesn't) support \w+ quantization( yet)?", r"Unsupported quantization",
+          # a bit width the method's kernels or quantizer do not implement: AutoAWQ awq/modules/linear/gemm.py, exllamav2.py
+          # ("Only 4-bit are supported for now."); optimum optimum/gptq/quantizer.py ("only support quantize to [2,3,4,8] bits.")
+          r"\bonly \d+(?:/\d+)*[- ]?bits? (?:is|are) supported\b", r"only support quantize to \[[\d, ]+\] bits",
           near(QUANT, r"only \d+(?:/\d+)*[- ]?bits?\b|(?:bits?|group[_ ]size|desc_act|act[_ ]order|zero[_ ]point)\b[^\n]{0,30}(?:" + REFUSED + r"|must be|only)", 60),
           then(r"\b(?:awq|gptq|gguf|exl2|hqq|aqlm|eetq|bitsandbytes|marlin|fp8|int4|int8|nf4|fp4|mxfp4|nvfp4|squeezellm|"
                r"compressed[-_]tensors|torchao|quanto|smoothquant|w8a8|w4a16)\b", REFUSED, 40),
@@ -614,8 +631,12 @@ RULES: tuple[Rule, ...] = (
           then(r"\b(?:prompt|input)\b", r"is too long[^\n]{0,20}(?:exceed\w*|\(\d+ tokens, max)", 40),
           then(r"\b(?:prompt|input)(?: length| tokens?)?\b", r"exceeds? the (?:maximum|max) (?:allowed )?(?:length|context|input|number of tokens)", 60),
           near(r"(?:available |the |maximum )?context (?:size|window|length)|\bn_ctx\b|\bctx[-_]size\b", r"exceed\w*|too (?:small|short)|not enough|insufficient|increas\w+|(?:larger|longer|greater) than", 60),
-          near(r"max[_ ](?:seq(?:uence)?[_ ](?:len|length)|model[_ ]len|total[_ ](?:num[_ ])?tokens|num[_ ]batched[_ ]tokens)", r"larger than|greater than|smaller than|exceeds?|too (?:small|large)|not enough|must be (?:less|smaller|lower)", 80)),
-         2, "vLLM, SGLang, TGI, llama.cpp / llama-server (KV slots), TensorRT-LLM: the KV cache cannot hold the batch"),
+          near(r"max[_ ](?:seq(?:uence)?[_ ](?:len|length)|model[_ ]len|total[_ ](?:num[_ ])?tokens|num[_ ]batched[_ ]tokens)", r"larger than|greater than|smaller than|exceeds?|too (?:small|large)|not enough|must be (?:less|smaller|lower)", 80),
+          # servers that cut the prompt to the context they were started with (the cache is smaller than the prompt)
+          r"\btruncating input prompt\b", r"\binput truncated, n_ctx = \d+"),
+         2, "vLLM, SGLang, TGI, llama.cpp / llama-server (KV slots), TensorRT-LLM: the KV cache cannot hold the batch; ollama "
+            "runner/llamarunner/runner.go NewSequence (slog.Warn(\"truncating input prompt\", \"limit\", ..., \"prompt\", ...)); "
+            "llama.cpp tools/server/server.cpp update_slots (\"input truncated, n_ctx = %d, n_keep = %d, n_left = %d, ...\")"),
     Rule("oom/free-memory-at-start", "oom", FREE_MEMORY_HINT,
          (near(r"free (?:GPU |device )?memory|available (?:GPU |device )?memory|memory (?:available|free)", r"less than|lower than|below|not enough|insufficient|desired", 60),
           near(r"\bmemory\b", r"(?:occupied|used|held) by other processes", 80),
@@ -667,7 +688,9 @@ RULES: tuple[Rule, ...] = (
           near(r"\b(?:nvcc|gcc|g\+\+|cmake|ninja|nvidia-smi|hipcc|clang)\b", r"not found|No such file or directory|is not recognized as an internal or external command", 60),
           near(r"CUDA_HOME|CUDA_PATH|ROCM_HOME|ROCM_PATH", r"not set|does not exist|(?:cannot|could not|unable to) (?:be )?find|not found", 40),r"Visual C\+\+ [\d.]+ or greater is required", r"CUDA_PATH (?:is )?not set",
           r"(?:could not|cannot|unable to) (?:find|locate) (?:the )?(?:nvcc|gcc|g\+\+|cmake|ninja|hipcc|clang|CUDA|ROCm)\b(?! (?:device|GPU|kernel))",
-          r"(?:could not|cannot|unable to) find (?:the )?[\w.-]+ (?:binary|executable)|(?:binary|executable)[^\n]{0,40}not found", r"could not find plugin|plugin \S+ (?:was )?not found", r"\b(?:is|are|was|were) not installed", r"`?[\w-]+`? was not found in (?:the|your) environment", r"\bnot installed\b", r"requires? `?[\w-]+`? to be installed", then(r"\brequires?\b", r"\bto be installed\b", 60), r"pip install (?:-U |--upgrade )?['\"`]?[\w-]+",
+          r"(?:could not|cannot|unable to) find (?:the )?[\w.-]+ (?:binary|executable)|(?:binary|executable)[^\n]{0,40}not found", r"could not find plugin|plugin \S+ (?:was )?not found", r"\b(?:is|are|was|were) not installed", r"`?[\w-]+`? was not found in (?:the|your) environment", r"\bnot installed\b", r"requires? `?[\w-]+`? to be installed",
+          # AutoAWQ awq/modules/linear/{gemm,gemv,exllama,exllamav2,marlin}.py ("External AWQ kernels are not properly installed.")
+          r"\bnot (?:properly|correctly) installed\b", then(r"\brequires?\b", r"\bto be installed\b", 60), r"pip install (?:-U |--upgrade )?['\"`]?[\w-]+",
           near(r"extension|kernels?", r"not (?:found|installed|available|built|compiled)|could not be (?:loaded|imported|found)|failed to (?:load|import)", 40)),
          2, "Python imports; the dynamic loader (ld.so, LoadLibrary); compiled extensions of AutoAWQ, AutoGPTQ, exllama"),
     Rule("loader-mismatch/checkpoint-tensors", "loader-mismatch", LOADER_HINT,
@@ -702,8 +725,10 @@ RULES: tuple[Rule, ...] = (
           r"CUDA error: (?:invalid configuration argument|invalid resource handle|launch failure|invalid argument)",
           r"Triton Error \[CUDA\]: (?:invalid argument|misaligned|an illegal)",
           r"cudaError(?:LaunchFailure|IllegalAddress|IllegalInstruction|MisalignedAddress|Assert)\b", r"\bXid\b[^\n]{0,40}\b(?:13|31|43)\b",
-          r"Graphics (?:SM )?(?:\w+ )?Exception", r"kernel execution error"),
-         2, "CUDA cudaErrorIllegalAddress / device-side assert; ggml GGML_ASSERT"),
+          r"Graphics (?:SM )?(?:\w+ )?Exception", r"kernel execution error",
+          # Triton's MLIR lowering of the engine's kernel failed (python/src/ir.cc: throw std::runtime_error("PassManager::run failed"))
+          r"PassManager::run failed"),
+         2, "CUDA cudaErrorIllegalAddress / device-side assert; ggml GGML_ASSERT; triton python/src/ir.cc"),
     Rule("engine-bug/shape-dtype-mismatch", "engine-bug", SHAPE_BUG_HINT,
          (r"mat1 and mat2 shapes cannot be multiplied", r"The size of tensor a \(\d+\) must match the size of tensor b",
           r"shape '\[[^\]]*\]' is invalid for input of size", r"expected scalar type \w+ but found \w+",
@@ -718,13 +743,24 @@ RULES: tuple[Rule, ...] = (
           r"\bExpected (?:size|shape|input|tensor|a |an |all |both |each |query|key|value|\w+ (?:tensor|dim\w*|size|shape|dtype|device))[^\n]{0,100}(?:but (?:got|found)|to match)",
           r"stack expects each tensor to be equal size", r"same number of dimensions", r"to have \d+ channels, but got",
           r"cannot be accessed from Triton", r"(?:doesn't|does not) have storage", r"Inference tensors cannot be saved for backward",
-          r"Trying to resize storage that is not resizable"),
-         2, "torch shape/dtype checks raised inside an engine's forward"),
+          r"Trying to resize storage that is not resizable",
+          # torch's own dtype/shape/layout checks on what the engine handed it
+          r"Index put requires the source and destination dtypes match", r"can't be cast to the desired output type",
+          r"cannot reshape (?:tensor|array) of (?:size )?\d+", r"\b(?:must|should) be contiguous\b|\bis not contiguous\b|\bto be contiguous\b"),
+         2, "torch shape/dtype checks raised inside an engine's forward: aten/src/ATen/native/TensorAdvancedIndexing.cpp "
+            "(\"Index put requires the source and destination dtypes match, got {} for the destination and {} for the source.\"), "
+            "aten/src/ATen/native/TensorCompare.cpp / TensorIterator (\"result type {} can't be cast to the desired output type "
+            "{}\"), aten/src/ATen/InferSize.h (\"cannot reshape tensor of 0 elements into shape ...\"); flash-attention csrc/"
+            "flash_attn/flash_api.cpp and vLLM csrc CHECK_CONTIGUOUS (\"{x} must be contiguous\")"),
     Rule("engine-bug/torch-autograd-inference-tensor", "engine-bug", ENGINE_BUG_HINT,
          # torch's autograd / InferenceMode checks and size arithmetic raised from the engine's own code
          (r"Inplace update to inference tensor outside InferenceMode", r"leaf Variable that requires grad is being used in an in-place operation",
-          r"integer multiplication overflow"),
-         2, "torch wheel libtorch_cpu.so / libc10.so (\"Inplace update to inference tensor outside InferenceMode is not allowed.\", "
+          r"integer multiplication overflow", r"is a view and is being modified inplace", r"has been modified by an inplace operation",
+          r"Inference tensors do not track version counter"),
+         2, "torch torch/csrc/autograd/VariableTypeUtils.h (\"Output {} of {} is a view and is being modified inplace.\"), "
+            "torch/csrc/autograd/saved_variable.cpp (\"one of the variables needed for gradient computation has been modified by an "
+            "inplace operation\"), c10/core/TensorImpl.h (\"Inference tensors do not track version counter.\"); "
+            "torch wheel libtorch_cpu.so / libc10.so (\"Inplace update to inference tensor outside InferenceMode is not allowed.\", "
             "\"a leaf Variable that requires grad is being used in an in-place operation.\", \"numel: integer multiplication overflow\")"),
     Rule("timeout/hang", "timeout", TIMEOUT_HINT,
          (r"Watchdog caught collective operation timeout", r"\bTimeoutError\b", r"\btimed out\b", r"before timing out",
@@ -746,12 +782,15 @@ RULES: tuple[Rule, ...] = (
          2, "user reports of NaN/empty/garbled generations; ollama server/routes.go output check"),
     Rule("engine-bug/engine-says-internal-error", "engine-bug", ENGINE_BUG_HINT,
          # the engine's own words that a state it reached is its bug, not the user's setup
-         (r"\bThis should (?:not|never) happen\b", r"\bplease file a bug report\s*[.!]", r"\bthis is a bug!"),
+         (r"\bThis should (?:not|never) happen\b", r"\bplease file a bug report\s*[.!]", r"\bthis is a bug!",
+          # DeepSpeed's ZeRO-3 coordinator finds its own prefetch bookkeeping inconsistent at the end of a step
+          r"still have inflight params"),
          2, "vllm v1/core/kv_cache_utils.py (\"The block already has a hash. This should not happen.\"); vllm lmcache_integration/"
             "vllm_v1_adapter.py (\"... expected number of tokens! This should not happen!\"); transformers models/whisper/"
             "generation_whisper.py (\"Internal error in dynamic time warping. ... Please file a bug report.\"); unsloth "
             "unsloth/models/llama.py (\"Unsloth: Unsuccessfully patched Trainer! Please file a bug report!\"); torch "
-            "_inductor/kernel/flex/flex_attention.py (\"joint_subgraph_buffer is None - this is a bug!\")"),
+            "_inductor/kernel/flex/flex_attention.py (\"joint_subgraph_buffer is None - this is a bug!\"); deepspeed runtime/zero/"
+            "partitioned_param_coordinator.py reset_step (\"still have inflight params {...}\")"),
     Rule("crash/signal", "crash", CRASH_HINT,
          (r"^crashed", r"Segmentation fault", r"core dumped", r"Fatal Python error", r"SIGSEGV|SIGABRT|SIGBUS|SIGILL|SIGFPE",
           r"Caught signal \d+", r"(?:with|by) signal \d+", r"died, exit code: -\d+", r"worker died or was killed", r"crashed unexpectedly",

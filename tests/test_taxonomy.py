@@ -24,8 +24,11 @@ DEV, TEST = ERRORS / "dev.yaml", ERRORS / "test.yaml"
 # bitsandbytes) measured dev 0.997 and test 0.887 / 7.7% unknown; round 4 (more rules quoted from engine source: SGLang
 # ports and pools, transformers version checks and quantizers, TGI, Triton, torch) measured dev 0.997 and test 0.892 /
 # 7.2% unknown; round 5 (bitsandbytes op checks, llama-server KV limits, torch.distributions) left dev 0.997 and test
-# 0.892 / 7.2% unknown unchanged. These guard that level against regressions; the issue's goal of 0.90 stays open.
-MIN_DEV_ACCURACY, MIN_TEST_ACCURACY, MAX_TEST_UNKNOWN_RATE = 0.98, 0.89, 0.073
+# 0.892 / 7.2% unknown unchanged; round 9 (SGLang KV pool exhaustion, ollama/llama-server prompt truncation, transformers'
+# generate length check, torch dtype/reshape/contiguity/autograd checks, Triton pass failures, DeepSpeed ZeRO-3, unsloth's
+# float16 refusal, AutoAWQ/optimum bit widths and kernels) measured dev 0.998 and test 0.897 (174/194) / 6.7% (13/194)
+# unknown. These guard that level against regressions; the issue's goal of 0.90 stays open.
+MIN_DEV_ACCURACY, MIN_TEST_ACCURACY, MAX_TEST_UNKNOWN_RATE = 0.98, 0.896, 0.068
 
 REAL = [
     ("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your Tesla V100-SXM2-16GB GPU "
@@ -422,6 +425,33 @@ ENGINE_SOURCE_MESSAGES = [
     ("ValueError: Expected parameter probs (Tensor of shape (1, 32000)) of distribution Categorical(probs: torch.Size([1, 32000])) "
      "to satisfy the constraint Simplex(), but found invalid values:\ntensor([[nan, nan, nan]])", "wrong-output",
      "wrong-output/nan-probabilities"),
+    # round 9: KV pools and context limits, torch's checks inside an engine, method refusals (sources cited in taxonomy.py)
+    ("RuntimeError: Prefill out of memory. Try to lower your batch size.\nTry to allocate 8192 tokens.", "kv-cache",
+     "kv-cache/sglang-context-pool"),
+    ("Decode out of memory happened. #retracted_reqs: 1, #new_token_ratio: 0.9998 -> 1.0000", "kv-cache", "kv-cache/sglang-context-pool"),
+    ("RuntimeError: alloc_req_slots runs out of memory. Please set a smaller number for `--max-running-requests`.", "kv-cache",
+     "kv-cache/sglang-context-pool"),
+    ("ValueError: Input length of input_ids is 14317, but `max_length` is set to 8192. This can lead to unexpected behavior.",
+     "kv-cache", "kv-cache/vllm-tgi"),
+    ('level=WARN source=runner.go:129 msg="truncating input prompt" limit=2048 prompt=4938 keep=5 new=2048', "kv-cache",
+     "kv-cache/no-space"),
+    ("slot update_slots: id  0 | task 0 | input truncated, n_ctx = 2048, n_keep = 0, n_left = 2048, n_prompt_tokens = 1024",
+     "kv-cache", "kv-cache/no-space"),
+    ("RuntimeError: Index put requires the source and destination dtypes match, got Float for the destination and BFloat16 for "
+     "the source.", "engine-bug", "engine-bug/shape-dtype-mismatch"),
+    ("RuntimeError: result type Float can't be cast to the desired output type Long", "engine-bug", "engine-bug/shape-dtype-mismatch"),
+    ("RuntimeError: q must be contiguous", "engine-bug", "engine-bug/shape-dtype-mismatch"),
+    ("RuntimeError: Output 0 of SliceBackward0 is a view and is being modified inplace.", "engine-bug",
+     "engine-bug/torch-autograd-inference-tensor"),
+    ("RuntimeError: PassManager::run failed", "engine-bug", "engine-bug/kernel-fault"),
+    ("RuntimeError: still have inflight params [{'id': 3, 'status': 'INFLIGHT'}]", "engine-bug",
+     "engine-bug/engine-says-internal-error"),
+    ("Unsloth: Using float16 precision for gemma3 won't work! Using float32.", "dtype-unsupported-by-model",
+     "dtype-unsupported-by-model/refused"),
+    ("NotImplementedError: Only 4-bit are supported for now.", "quant-method-unknown", "quant-method-unknown/method-refused"),
+    ("ValueError: only support quantize to [2,3,4,8] bits.", "quant-method-unknown", "quant-method-unknown/method-refused"),
+    ("ModuleNotFoundError: External Marlin kernels are not properly installed.", "missing-package",
+     "missing-package/library-or-extension"),
 ]
 
 
