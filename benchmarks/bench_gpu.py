@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             for sub in ("gpu-jit", "vllm"):
                 shutil.rmtree(cache / sub, ignore_errors=True)
         if before:
-            workers, extra = max(1, gpus) * BEFORE_WORKERS_PER_GPU, {"QCOMPAT_PRELOAD": "shallow"}
+            workers = max(1, gpus) * BEFORE_WORKERS_PER_GPU
+            extra = {"QCOMPAT_PRELOAD": "shallow", "VLLM_USE_FLASHINFER_SAMPLER": "1"}  # vLLM's default sampler
             why = f"{workers}: the constant {BEFORE_WORKERS_PER_GPU} a GPU"
         else:
             choice = choose_workers(cpus, gpus, gpu_mb, measured)

@@ -91,9 +91,7 @@ if [ "$mode" = real ]; then  # bundle here, then the matrix: one device call doe
   $py -m pytest_qcompat.engines.vllm.limits > "$OUT/vllm-dispatch-walk.txt" 2>&1 & walk=$!
   run_bundle "$bundle" "$budget"
   bundle=$budget budget=${4:-480} mode=matrix
-  # One device call has a wall limit (CALL_LIMIT): the matrix gets what the bundle left, minus time to copy reports.
-  left=$(( ${CALL_LIMIT:-590} - ($(date +%s) - started) - 25 ))
-  [ "$left" -lt "$budget" ] && { echo "matrix budget $budget s -> $left s (the bundle took its share of the call)"; budget=$left; }
+  CALL_LIMIT=${CALL_LIMIT:-590}
 fi
 case "$mode" in
 bundle)
@@ -118,12 +116,25 @@ print(sum(c["verdict"] in ("run", "emulate") and (not sel or sel in c["cell_id"]
   if [ -f "$rep/report.json" ]; then cp "$rep/report.json" "/tmp/rep-$name-before.json"; resume=(--qcompat-resume "/tmp/rep-$name-before.json"); fi
   # SELECT=EXPR runs the cells pytest -k EXPR picks (e.g. the card's own target first; a later run resumes the rest)
   select=(); [ -n "${SELECT:-}" ] && select=(-k "$SELECT")
+  # One device call has a wall limit (CALL_LIMIT, when given): the matrix gets what the bundle and the plan left,
+  # minus the stop (SIGINT, then up to 30 s for cells to end, then SIGKILL) and the copy of the report. On the H200 a
+  # budget fixed before the plan ran past the call's limit: the call was killed and its report never written.
+  if [ -n "${CALL_LIMIT:-}" ]; then
+    left=$(( CALL_LIMIT - ($(date +%s) - started) - 60 ))
+    [ "$left" -lt "$budget" ] && { echo "matrix budget $budget s -> $left s (what the call has left)"; budget=$left; }
+  fi
   echo "matrix: $bundle/matrix.yaml, -n $workers on $gpus GPUs, budget $budget s ${resume[*]} ${select[*]}"
   # SIGINT at the budget: pytest stops, and cells not run yet are recorded as such in a complete report.
   t0=$(date +%s)
   timeout -s INT -k 30 "$budget" $py -m pytest "${plugin[@]}" -p no:cacheprovider -q -rN \
     --qcompat-matrix "$bundle/matrix.yaml" --qcompat-report "$rep" -n "$workers" "${resume[@]}" "${select[@]}" > "/tmp/rep-$name.txt" 2>&1
   echo "== $name: exit $? in $(( $(date +%s) - t0 )) s"; tail -n 30 "/tmp/rep-$name.txt"
+  if [ ! -f "$rep/report.json" ] && ls "$rep"/shards/*.json >/dev/null 2>&1; then
+    # pytest was killed before it wrote the report: every worker's shard holds its cells (run ones and not-run
+    # placeholders); merged by evidence, they are the report.
+    echo "no report.json (pytest killed): merging $(ls "$rep"/shards/*.json | wc -l) worker shards"
+    $py -m pytest_qcompat.cli merge "$rep"/shards/*.json -o "$rep/report.json"
+  fi
   cp "/tmp/rep-$name.txt" "$OUT/$name.txt"; cp "$rep/report.json" "$OUT/$name.json" || exit 1
   mkdir -p "$QCOMPAT_CACHE_DIR"; cp "$rep/report.json" "$profile"  # what these cells used: the next run's worker count starts from it
   # The slowest vLLM cell's log shows where a first start spends its time.

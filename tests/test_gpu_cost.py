@@ -141,3 +141,15 @@ def test_vllm_cells_record_their_start_up_and_later_cells_fork_with_learned_impo
     # The first cell of a warm server imports the engine's deeper modules (hundreds); the server then imports them
     # itself, so most later cells import next to nothing.
     assert imported[-1] > 100 and imported[len(imported) // 2] < imported[-1] / 4, imported
+
+
+def test_vllm_cells_on_cuda_skip_flashinfers_sampler_compile_unless_the_user_asks(monkeypatch):
+    """On the H200 the FlashInfer sampler's JIT (nvcc + ptxas of sampling.cu) held every cell of 12-14 cold workers
+    past 150-197 s; cells decode greedily, so vLLM's PyTorch sampler gives the same tokens without a compile."""
+    from pytest_qcompat.engines.vllm.facts import default_env
+
+    monkeypatch.delenv("VLLM_USE_FLASHINFER_SAMPLER", raising=False)
+    assert default_env("cuda")["VLLM_USE_FLASHINFER_SAMPLER"] == "0"
+    assert "VLLM_USE_FLASHINFER_SAMPLER" not in default_env("cpu")
+    monkeypatch.setenv("VLLM_USE_FLASHINFER_SAMPLER", "1")  # the user's choice (and the benchmark's `before`) wins
+    assert default_env("cuda")["VLLM_USE_FLASHINFER_SAMPLER"] == "1"

@@ -144,6 +144,39 @@ def test_sigkill_of_pytest_leaves_no_worker_and_a_valid_report(pytester):
     assert "not run" in cells_by_engine(doc)["hang"]["reason"]
 
 
+
+def test_sigkill_under_xdist_leaves_shards_that_merge_into_the_report(pytester):
+    """scripts/gpu-check.sh's fallback: a device call's wall limit SIGKILLed pytest -n 14 on the H200 before the
+    controller wrote report.json; each worker's shard holds its cells, and `qcompat merge` of the shards is the report."""
+    path = project(pytester, "  ok: {kind: 'fault_engines:FaultEngine', args: {fault: ok}}\n"
+                             "  hang: {kind: 'fault_engines:FaultEngine', args: {fault: hang}}\n", "timeout: 300\n")
+    proc = popen_pytest(path, "-n", "2")
+    shards = path / "qcompat-report" / "shards"
+
+    def ok_recorded() -> bool:
+        for shard in shards.glob("*.json"):
+            try:
+                cells = json.loads(shard.read_text())["cells"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if any(c["engine"] == "ok" and c["status"] == "passed" for c in cells):
+                return True
+        return False
+
+    wait_for(ok_recorded, what="the ok cell in a worker's shard")
+    wait_for(lambda: (path / "qcompat-report" / "logs" / "m-none-float32-hang-cpu.log").exists(), what="the hang to start")
+    os.killpg(proc.pid, signal.SIGKILL)  # pytest, its xdist workers and their cells at once: no one writes the report
+    proc.wait(timeout=30)
+    merged = path / "merged.json"
+    out = subprocess.run([sys.executable, "-m", "pytest_qcompat.cli", "merge", *map(str, sorted(shards.glob("*.json"))),
+                          "-o", str(merged)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(merged.read_text())
+    assert sorted(c["id"] for c in doc["cells"]) == ["m-none-float32-hang-cpu", "m-none-float32-ok-cpu"]  # each once
+    by_engine = cells_by_engine(doc)
+    assert by_engine["ok"]["status"] == "passed" and by_engine["ok"]["finished_at"]
+    assert by_engine["hang"]["status"] == "skipped" and by_engine["hang"]["reason_code"] == "not-run"
+
 # --- options ---------------------------------------------------------------------------------------------------
 
 def test_timeout_option_overrides_the_matrix(pytester):

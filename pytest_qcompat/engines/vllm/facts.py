@@ -43,6 +43,11 @@ def default_env(device: str) -> dict[str, str]:
     env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
     if device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
+    else:
+        # FlashInfer's top-k/top-p sampler is JIT-compiled (nvcc + ptxas of sampling.cu) at the first start on a
+        # machine: minutes on the H200 with several workers compiling at once, and no cell ran in 197 s. Cells
+        # decode greedily, so the sampler does not change a token; vLLM's PyTorch sampler needs no compile.
+        env["VLLM_USE_FLASHINFER_SAMPLER"] = os.environ.get("VLLM_USE_FLASHINFER_SAMPLER", "0")
     return env
 
 
