@@ -236,6 +236,11 @@ def _judge_quality(ctx: CellContext, request: dict[str, Any], result: CellResult
     if scores:
         quality.update(scores)
     result.metrics["quality"] = quality
+    problem = checks.score_broken(scores)
+    if problem:  # broken over a longer context, though the greedy outputs looked finite: a failure, not a quality loss
+        result.status, result.message = "failed", problem
+        result.error_class, result.hint = classify(problem)
+        return
     result.quality = "degraded" if reasons else ("ok" if base_out is not None else None)
 
 

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -83,6 +84,32 @@ def broken(outputs: list[dict[str, Any]], base: list[dict[str, Any]] | None = No
         return f"wrong output: degenerate output ({why}) for prompt {i} {out.get('prompt', '')!r}; it printed {out.get('text', '')!r}"
     return None
 
+
+
+# Knowing nothing about a text costs ln(256) nats a byte (every byte value equally likely); the unquantized bases
+# here score the shipped text at 0.58 (Gemma 3 270M) to ~2 (tiny random-weight models) nats a byte.
+UNIFORM_BYTE_NLL = math.log(256)
+
+
+def score_broken(quality: dict[str, Any] | None) -> str | None:
+    """Why the cell's teacher-forced score of the shipped text (quality.compare_scores) shows broken computation, or
+    None. Judged only where the base scored the text finitely: NaN/inf log-probabilities (no finite average), or a
+    text predicted worse than knowing nothing about it. Greedy outputs can look finite and even start plausibly while
+    the model overflows over a longer context: Gemma 3 270M bnb-8bit in float16 on the H200 printed " people of the
+    year 20뷔рор集英dirichlet..." with finite generation logits, and NaN on the 76-token text."""
+    if not quality or quality.get("nll_per_byte_base") is None or quality.get("ppl_base") is None:
+        return None
+    base = quality["nll_per_byte_base"]
+    if base >= UNIFORM_BYTE_NLL:
+        return None  # the base knows nothing about the text either: nothing to judge by
+    nll = quality.get("nll_per_byte")
+    if nll is None:
+        return ("wrong output: non-finite log-probabilities (NaN/inf) scoring the shipped text, which the unquantized "
+                f"base scores at perplexity {quality['ppl_base']}")
+    if nll >= UNIFORM_BYTE_NLL:
+        return (f"wrong output: {nll:.2f} nats per byte on the shipped text, worse than knowing nothing about it "
+                f"({UNIFORM_BYTE_NLL:.2f}, every byte equally likely); the unquantized base: {base:.2f}")
+    return None
 
 # --- known answers -------------------------------------------------------------------------------------------------
 

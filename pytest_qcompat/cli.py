@@ -87,7 +87,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     changed = reclassify(merged) if args.reclassify else 0
     write_json_atomic(Path(args.output), merged)
     print(f"merged {len(docs)} reports, {len(merged['cells'])} cells -> {args.output}"
-          + (f" ({changed} failures reclassified)" if args.reclassify else ""))
+          + (f" ({changed} cells reclassified or re-judged)" if args.reclassify else ""))
     return 0
 
 
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reports", nargs="+")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--reclassify", action="store_true",
-                   help="classify the stored failures again with this version's taxonomy (old class kept as reclassified_from)")
+                   help="classify the stored failures again with this version's taxonomy (old class kept as reclassified_from) and re-judge stored passes with its output checks (old verdict kept as rejudged_from)")
     p.set_defaults(func=cmd_merge)
     p = sub.add_parser("render", help="write report.md and report.html for a (merged) report.json")
     p.add_argument("report")

@@ -154,10 +154,14 @@ def interpret(cell: Cell, raw, timeout: float, evidence: Evidence) -> CellResult
 
 def reclassify(doc: dict[str, Any]) -> int:
     """Read every stored failure again with this version's taxonomy (its rules grow; a report keeps the engine's
-    message and log tail, so no re-run is needed). Returns how many cells changed class; each keeps its old class
-    under `reclassified_from`."""
+    message and log tail, so no re-run is needed). A stored pass whose quality record shows broken computation under
+    this version's checks becomes a failure (`rejudged_from`). Returns how many cells changed class or verdict; each
+    keeps its old class under `reclassified_from`."""
     changed = 0
     for cell in doc["cells"]:
+        if cell.get("status") == "passed" and _rejudge_pass(cell):
+            changed += 1
+            continue
         if cell.get("status") not in ("failed", "crashed", "timed_out"):
             continue
         found = explain_failure(cell.get("message") or "", cell.get("stderr_tail"), passed_args=cell.get("engine_args"))
@@ -169,6 +173,21 @@ def reclassify(doc: dict[str, Any]) -> int:
         elif cls_ == cell.get("error_class"):
             cell["error_rule"] = found.rule_id  # reports written before rule ids get them
     return changed
+
+
+def _rejudge_pass(cell: dict[str, Any]) -> bool:
+    """A stored pass whose own quality record shows broken computation under this version's checks (the record keeps
+    the scored numbers, so no re-run is needed) becomes the failure it is; the old verdict stays as `rejudged_from`."""
+    from .checks import score_broken  # checks imports nothing heavy; kept local so results stays a leaf module
+
+    problem = score_broken((cell.get("metrics") or {}).get("quality"))
+    if not problem:
+        return False
+    cell["rejudged_from"] = {"status": cell["status"], "quality": cell.get("quality")}
+    found = explain(problem)
+    cell.update(status="failed", quality=None, message=problem, error_class=found.error_class, hint=found.hint,
+                error_rule=found.rule_id)
+    return True
 
 
 _NO_MODULE = re.compile(r"No module named '([\w.]+)'")

@@ -173,3 +173,55 @@ def test_no_same_artifact_reference_is_said_not_judged():
                                                                    "reason": "vllm makes the fp8 artifact itself at load time"}
     r = _run(BASE.outputs, Refs(None))  # no base: quality is not judged, not "ok"
     assert r.status == "passed" and r.quality is None
+
+
+# --- broken over a longer context: the teacher-forced score of the shipped text ---------------------------------
+
+TEXT = "It is a truth universally acknowledged."  # 39 bytes
+BASE_SCORE = {"token_ids": [1, 2, 3, 4], "logprobs": [-2.0, -2.0, -2.0], "top_logprobs": [{"2": -2.0}, {"3": -2.0}, {"4": -2.0}]}
+
+
+def _run_scored(cell_logprobs):
+    ctx = CellContext("c", "bnb-8bit-prequant", "float16", "sm_90", "verified", facts_for("transformers"), 60.0,
+                      thresholds=checks.thresholds_for("real:gemma3-270m"))
+    request = {"cell": {"dtype": "float16"}, "engine": {"args": {}}, "generation": {}}
+    score = dict(BASE_SCORE, logprobs=cell_logprobs)
+    fluent = [out([1, 2, 3, 4], " Paris, France."), out([5, 6, 7, 8], " Tokyo, Japan.")]
+
+    def execute(req, name, timeout):
+        return CellResult("c", "m", "float16", "bnb-8bit-prequant", "transformers", "sm_90", "passed",
+                          evidence="verified", outputs=fluent, score=score)
+
+    base = ReferenceRun("m none float32 transformers", fluent, score=BASE_SCORE)
+    return attempts.run_cell(ctx, request, execute, Refs(base, text=TEXT))
+
+
+def test_nan_scoring_the_shipped_text_is_wrong_output_though_generation_looked_finite():
+    # Gemma 3 270M bnb-8bit float16 on the H200: finite generation logits, NaN over the 76-token text (published
+    # as "passed, degraded" before this check)
+    r = _run_scored([-2.0, float("nan"), -2.0])
+    assert (r.status, r.error_class, r.quality) == ("failed", "wrong-output", None)
+    assert "non-finite log-probabilities" in r.message and r.metrics["quality"]["ppl_base"]
+
+
+def test_worse_than_knowing_nothing_is_wrong_output_and_a_finite_loss_is_quality():
+    # 3 tokens at -80 nats over 39 bytes: 6.15 nats a byte > ln(256) = 5.55
+    r = _run_scored([-80.0, -80.0, -80.0])
+    assert (r.status, r.error_class) == ("failed", "wrong-output") and "worse than knowing nothing" in r.message
+    r = _run_scored([-3.0, -3.0, -3.0])  # perplexity 1.6x the base's: a cost, shown, not a failure
+    assert (r.status, r.quality) == ("passed", "ok") and r.metrics["quality"]["ppl_ratio"] > 1.6
+
+
+def test_a_stored_pass_is_rejudged_from_its_own_quality_record():
+    from pytest_qcompat.results import reclassify
+
+    broken = {"id": "a", "status": "passed", "quality": "degraded",
+              "metrics": {"quality": {"ppl": None, "ppl_base": 17.62, "nll_per_byte": None, "nll_per_byte_base": 0.58}}}
+    fine = {"id": "b", "status": "passed", "quality": "degraded",
+            "metrics": {"quality": {"ppl": 24.66, "ppl_base": 17.62, "nll_per_byte": 0.65, "nll_per_byte_base": 0.58}}}
+    no_base = {"id": "c", "status": "passed", "quality": None, "metrics": {"quality": {"ppl": None, "ppl_base": None}}}
+    doc = {"cells": [broken, fine, no_base]}
+    assert reclassify(doc) == 1
+    assert (broken["status"], broken["error_class"], broken["quality"]) == ("failed", "wrong-output", None)
+    assert broken["rejudged_from"] == {"status": "passed", "quality": "degraded"}
+    assert fine["status"] == no_base["status"] == "passed"

@@ -329,7 +329,7 @@
   // ---- details of one cell ---------------------------------------------------------------------------------
   const KNOWN = new Set(["id", "model", "dtype", "quantization", "engine", "target", "status", "evidence", "error_class", "hint", "message",
     "reason", "prediction", "metrics", "outputs", "engine_kind", "engine_version", "engine_args", "retry", "stderr_tail", "log", "runner",
-    "finished_at", "resumed_from", "shard", "xdist_worker", "merged_from", "superseded", "reclassified_from", "said_by"]);
+    "finished_at", "resumed_from", "shard", "xdist_worker", "merged_from", "superseded", "reclassified_from", "rejudged_from", "said_by"]);
   const copies = [];
   function copyButton(text, label) {
     copies.push(text);
@@ -413,8 +413,10 @@
         + (c.hint ? "<p>" + esc(c.hint) + "</p>" : "") + "</div>";
     } else if (j.o === "fail") {
       why = '<div class="why fail"><div><span class="cls">' + esc(c.error_class || "unknown") + "</span>"
-        + (c.reclassified_from ? ' <span class="muted">(was ' + esc(c.reclassified_from) + ")</span>" : "") + "</div>"
-        + "<p>" + esc(c.hint || "no hint for this class") + "</p></div>";
+        + (c.reclassified_from ? ' <span class="muted">(was ' + esc(c.reclassified_from) + ")</span>" : "")
+        + (c.rejudged_from ? ' <span class="muted">(recorded as ' + esc(c.rejudged_from.status)
+           + (c.rejudged_from.quality ? ", quality " + esc(c.rejudged_from.quality) : "") + "; re-judged from its stored scores)</span>" : "")
+        + "</div><p>" + esc(c.hint || "no hint for this class") + "</p></div>";
     } else {
       const ref = met.vs_reference, q = met.quality || {}, same = met.same_artifact;
       why = '<div class="why ok"><div><b>loads and generates</b>' + (c.quality ? " · quality <b>" + esc(c.quality) + "</b>" : "")
