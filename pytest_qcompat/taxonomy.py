@@ -183,14 +183,17 @@ RULES: tuple[Rule, ...] = (
             "(\"engine_info_bootstrap_port {port} is already in use\")"),
     Rule("remote-code-required/transformers", "remote-code-required",
          "The model ships custom code: review it, then set `trust_remote_code: true` on this model in matrix.yaml.",
-         (r"requires you to execute the (configuration|modeling) file", r"contains custom code which must be executed",
+         (r"requires you to execute the (?:configuration|modeling|tokenizer|feature extractor|image processor|processor|\w+) file",
+          r"contains custom code which must be executed",
           r"set the option `?trust_remote_code=True", r"trust_remote_code=True.*to (load|use) this (model|config)",
           r"passing the argument `trust_remote_code=True`", r"pass the argument `trust_remote_code=True`",
           then(r"\b(?:pass|set|use|add|enable|requires?|need)\b", r"`?-?-?trust[-_]remote[-_]code\b", 30),
           then(r"trust[-_]remote[-_]code", r"(?:is )?(?:not set|required|disabled|must be (?:set|true|enabled))", 30),
           # tokenizer classes that exist only in a repository's custom code
           r"Tokenizer class (?:QWen|ChatGLM\d*|Baichuan\d*|InternLM\d*|MiniCPM\w*|Xverse|Moss|Aquila|Orion|Skywork|Telechat|Hunyuan)Tokenizer does not exist"),
-         1, "transformers dynamic_module_utils.resolve_trust_remote_code; engines that run a repository's custom code",
+         1, "transformers dynamic_module_utils.resolve_trust_remote_code (\"Loading {model_name} requires you to execute the "
+            "{configuration|modeling|tokenizer} file in that repo on your local machine ...\"; vllm transformers_utils/tokenizer.py "
+            "get_tokenizer tests for \"requires you to execute the tokenizer file\"); engines that run a repository's custom code",
          asks={"trust_remote_code": True},
          fallback="The model needs custom code and trust_remote_code is already set: the custom code itself fails; see the log."),
     # --- engine bugs that carry an unmistakable signature (before the refusal rules they could resemble)
@@ -333,8 +336,15 @@ RULES: tuple[Rule, ...] = (
           # bitsandbytes/cextension.py (ErrorHandlerMockBNBNativeLibrary, CPU-only fallback) and diagnostics/cuda.py, read this round
           r"not available in CPU-only version of bitsandbytes", r"bitsandbytes native library functionality but it's not available",
           r"Forgot to compile the bitsandbytes library", r"tried to find a compatible (?:CUDA|ROCm|HIP) binary but none could be loaded",
-          r"No compatible (?:CUDA|ROCm) library found \(tried: libbitsandbytes", r"bitsandbytes is running as CPU-only"),
-         1, "bitsandbytes cextension / cuda_setup (the CUDA library was not found; the CPU library was loaded instead)"),
+          r"No compatible (?:CUDA|ROCm) library found \(tried: libbitsandbytes", r"bitsandbytes is running as CPU-only",
+          # bitsandbytes 0.39-0.41 cextension.py: no native library was loaded (lib is None), so touching its first function
+          # raises AttributeError, caught next to the "compiled without GPU support" warning and printed (print(str(ex)))
+          r"'NoneType' object has no attribute '(?:c(?:adam|quantize|dequantize|get_|igemm|gemm|prefetch|fill|double_row|transform|"
+          r"int8|spmm|momentum|rmsprop|lion|adagrad|percentile|histogram|elementwise|optimizer)\w*|get_context|get_cusparse)'"),
+         1, "bitsandbytes cextension / cuda_setup (the CUDA library was not found; the CPU library was loaded instead); "
+            "bitsandbytes 0.41 bitsandbytes/cextension.py (\"lib.cadam32bit_grad_fp32 # runs on an error if the library could not "
+            "be found -> COMPILED_WITH_CUDA=False\" ... except AttributeError as ex: warn(\"The installed version of bitsandbytes was "
+            "compiled without GPU support. ...\"); print(str(ex)))"),
     Rule("no-kernel-image/bitsandbytes-native-library", "no-kernel-image", NO_KERNEL_HINT,
          (r"compiled without GPU support", r"libbitsandbytes_cpu\.\w+: undefined symbol", r"Error named symbol not found at line \d+ in file .*\.cu"),
          1, "bitsandbytes kernels missing for this GPU"),
@@ -475,7 +485,8 @@ RULES: tuple[Rule, ...] = (
           r"requires \.target sm_\d+", r"not supported on \.target", r"is not a recognized processor for this target",
           r"NoBinaryForGpu", r"generated on an incompatible device|expecting compute \d\.\d got compute",
           near(r"\b(?:GPU |target )?SM ?\d{2,3}\b|\bsm_\d{2,3}\b", r"not supported by (?:this|the) (?:\w+ )?(?:release|build|version|wheel|binary)", 60),
-          r"unsupported (?:SM|GPU architecture)\b", near(r"\bgfx\d{3,4}\w*", REFUSED + r"|unsupported", 40), near(r"\bAVX[\w-]*|\bAMX\w*|\bF16C\b|\bNEON\b|\bSVE\b|instruction set|\bISA\b",
+          # (a quantized GEMM that names the SM it lacks is the method's capability gate, below)
+          r"unsupported (?:SM|GPU architecture)\b(?![^\n]{0,40}" + QUANT + ")", near(r"\bgfx\d{3,4}\w*", REFUSED + r"|unsupported", 40), near(r"\bAVX[\w-]*|\bAMX\w*|\bF16C\b|\bNEON\b|\bSVE\b|instruction set|\bISA\b",
                                   REFUSED + r"|(?:does not|doesn't) (?:have|support)|requires?|not (?:available|found|detected)", 60),
           r"kernel image is invalid", r"Unable to find code object for all current devices", r"TensileLibrary\w*\.dat",
           r"for GPU arch ?: ?gfx\w+", r"Could not run '[\w:.]+' with arguments from the '\w+' backend", near(r"(?:GPU|SM|CUDA|device|hardware|compute) arch(?:itecture)?s?\b|\barch(?:itecture)? sm_?\d+", REFUSED, 40),
@@ -517,10 +528,20 @@ RULES: tuple[Rule, ...] = (
           then(QUANT, REFUSED + r"[^\n]{0,20}\b(?:on|by|for|with) (?:this|your|the current|current|older|the) (?:GPU|device|card|hardware|architecture)", 60),
           # a kernel's TORCH_CHECK on the device generation ("Expected (...->major >= 9) to be true, but got false")
           then(r"\bExpected\b", r"(?:\bmajor\b|\bsm_?\d*\b|capability|\barch\b)[^\n]{0,15}>=?\s*\d+[^\n]{0,20}to be true", 60),
+          # a quantized GEMM runner's dispatch on the GPU generation: TensorRT-LLM "Arch unsupported for CUTLASS int8 GEMM",
+          # "... mixed type GEMM" (weight-only int4/int8), "... Fp8 Rowwise GEMM", "... FP8 Low Latency GEMM", "... FP4 GEMM"
+          then(r"\bArch(?:itecture)? (?:unsupported|not supported) for\b", QUANT + r"|mixed[- ]type|fused gated", 30),
+          # TensorRT-LLM cpp/tensorrt_llm/thop/fp8BlockScalingGemm.cpp (TORCH_CHECK(false, "Unsupported SM version for FP8
+          # block scaling GEMM"): kernels exist for SM 89/90/100 only)
+          then(r"\bunsupported (?:SM|GPU|arch\w*)(?: version)?\b", QUANT, 40),
           near(QUANT, r"\bAVX[\w-]*|\bAMX\w*|\bVNNI\b|instruction set|\bISA\b", 60),
           near(QUANT, r"(?:a |an )?GPU is (?:needed|required)|requires? (?:a |an )?(?:CUDA |NVIDIA )?GPU|No GPU found|only (?:works|runs|available) on (?:CUDA|GPU|NVIDIA)", 60),
           near(QUANT, r"(?:this|your|current|the) (?:GPU|device|card)[^\n]{0,30}(?:(?:does not|doesn't|do not|cannot|can't)(?: have)?(?: native)? support|lacks?(?: native)? support|has no (?:native )?support|not support)", 60)),
-         2, "FP8 / int8 / Marlin / AWQ kernels gated on compute capability (vLLM, SGLang, TensorRT-LLM, torch._scaled_mm)"),
+         2, "FP8 / int8 / Marlin / AWQ kernels gated on compute capability (vLLM, SGLang, TensorRT-LLM, torch._scaled_mm); "
+            "TensorRT-LLM cpp/tensorrt_llm/kernels/cutlass_kernels/int8_gemm/int8_gemm_template.h, fpA_intB_gemm/"
+            "fpA_intB_gemm_template.h, fp8_rowwise_gemm/fp8_rowwise_gemm_template.h, low_latency_gemm/fp8_low_latency_gemm_template.h, "
+            "fp4_gemm/fp4_gemm_template.h, cpp/tensorrt_llm/thop/fp8BlockScalingGemm.cpp (throw std::runtime_error(\"[TensorRT-LLM Error][CutlassInt8GemmRunner][GEMM Dispatch] "
+            "Arch unsupported for CUTLASS int8 GEMM\"), \"... Arch unsupported for CUTLASS mixed type GEMM\", ...)"),
     Rule("quant-capability/device-lacks-method", "quant-capability", CAPABILITY_HINT,
          (near(QUANT + r"|\bbnb_\w+|double_quant", r"(?:not (?:yet )?(?:supported|available)(?: yet)?|can ?not be used|can't be used) (?:for|on|with) (?:the )?(?:CPU|XPU|MPS|HPU|NPU|ROCm|HIP|AMD|Intel|Apple|Metal)", 60),),
          2, "quantization features a device type lacks (bitsandbytes on CPU/XPU, kernels on ROCm/MPS)"),
@@ -573,6 +594,15 @@ RULES: tuple[Rule, ...] = (
           r"compiled (?:using|with|against) NumPy 1\.x|numpy\.core\.multiarray failed to import",
           near(r"\bversion\b", r"\bmismatch\b|incompatible|not compatible|(?:does not|doesn't) match", 40),
           r"conflict is caused by|ResolutionImpossible|conflicting dependencies|dependency conflicts?",
+          # pip src/pip/_internal/resolution/resolvelib/factory.py _report_single_requirement_conflict ("Could not find a version
+          # that satisfies the requirement %s (from versions: %s)", "No matching distribution found for %s")
+          r"Could not find a version that satisfies the requirement", r"No matching distribution found for",
+          # "No module named 'a.b'": Python found package a (else it names 'a') but this release of it has no b (moved, removed
+          # or not yet added: torch 2.0 removed torch._six, numpy 2 renamed numpy.core to numpy._core); a compiled extension
+          # that was not built (vllm._C, awq_ext) is a missing package, and transformers.models.<type> an architecture
+          r"No module named '(?:torch|numpy|transformers|huggingface_hub|accelerate|peft|optimum|diffusers|trl|datasets|tokenizers|"
+          r"safetensors|pydantic|triton|vllm|sglang|deepspeed|bitsandbytes|llmcompressor|compressed_tensors)\."
+          r"(?!models\.\w+'|ops\b)(?![\w.]*(?:(?-i:_C)\w*|_ext|cuda\w*|kernels?|_ops|_custom_ops|flash_attn\w*)(?:'|\.))[\w.]+'",
           r"compiled with different CUDA (?:major )?versions",
           # TensorRT engines are tied to the TensorRT version that built them
           r"(?:failed to |unable to )?deserializ\w* (?:the |a )?(?:cuda |TensorRT |TRT )?engine|Engine deserialization failed",
@@ -598,7 +628,10 @@ RULES: tuple[Rule, ...] = (
           near(r"\bactivation(?: function)?\b|\brope[_ ](?:type|scaling)\b|position(?:al)? embeddings?|\blayer type\b", REFUSED, 60),
           r"\bunsupported model\b(?! (?:file|format|path|dir))", r"is not a registered model",
           r"\bmodel\b\W{0,3}['\"`]?[\w./-]+['\"`]?\s+(?:is |are )?(?:not (?:yet )?supported|unsupported)\b(?! (?:in|with|for) (?:float16|fp16|half))",
-          r"Can ?not map tensor", r"\bisn't supported yet", r"\bnot supported yet\b(?=[^\n]{0,60}(?:model|arch))",
+          r"Can ?not map tensor", r"\bisn't supported yet",
+          # the installed transformers has no module for this model type (the same cause as its "does not recognize this
+          # architecture": src/transformers/models/<model_type>/ arrives with the release that adds the architecture)
+          r"No module named 'transformers\.models\.\w+'", r"\bnot supported yet\b(?=[^\n]{0,60}(?:model|arch))",
           MODEL_NAME + r"['\"`]?(?: models?| architectures?)?\s+(?:is |are )?(?:not (?:yet |currently )?supported|unsupported)\b(?: yet)?"
           r"(?! (?:in|with|for|on) (?:float16|fp16|half|bfloat16|bf16|this (?:GPU|device)))" + NOT_QUANT),
          2, "vLLM/SGLang registries, TGI, llama.cpp converter, AutoAWQ/AutoGPTQ, ipex-llm, ollama"),
@@ -700,7 +733,7 @@ RULES: tuple[Rule, ...] = (
           r"Expected .* to be quantized|weights? (are|is) not quantized",
           # transformers quantizers/quantizer_finegrained_fp8.py create_quantized_param (a pre-quantized checkpoint with a bf16 weight)
           r"Expect(?:ed)? quantized weights? but got an? unquantized weight", r"\bweight \S+ does not exist",
-          near(r"\btensors?\b|\bweights?\b|\bcheckpoint\b|state_dict|safetensors|\bgguf\b", r"wrong shape|shape mismatch|not found in|(?:is )?missing from|unexpected key|(?:does not|doesn't) exist", 60),
+          near(r"\btensors?\b|\bweights?\b|\bcheckpoint\b|state_dict|safetensors|\bgguf\b", r"wrong shape|shape mismatch(?!: value tensor of shape)|not found in|(?:is )?missing from|unexpected key|(?:does not|doesn't) exist", 60),
           near(r"\b(?:q_?weight|\w*q_?zeros|scales|g_idx|weight_scale|input_scale|absmax)\b", r"incompatible|mismatch|wrong|unexpected|does not match", 40),
           r"missing tensor", r"failed to read (?:the )?(?:key-value|tensor|header|magic|gguf)", r"not within (?:the )?file bounds",
           r"(?:file|checkpoint|model|download) (?:is |was |seems )?(?:truncated|corrupt\w*|incomplete)", r"unexpected end of file",
@@ -712,7 +745,7 @@ RULES: tuple[Rule, ...] = (
           near(r"quantization[_ ]config", r"has no|is missing|missing|not found|does not contain", 60), r"has been correctly quantized",
           r"is on the meta device, we need a `value`", r"Cannot copy out of meta tensor", r"does not appear to have (?:a )?files? named",
           r"(?:model|checkpoint|weights?) (?:is|are) (?:not|already) quantized|make sure the model is (?:already )?quantized",
-          r"key not found in model", r"error loading model:\s*\S", r"failed to load model from"),
+          r"key not found in model"),
          2, "vLLM/transformers weight loading; llama.cpp llama_model_loader"),
     Rule("engine-bug/kernel-fault", "engine-bug", ENGINE_BUG_HINT,
          (r"an illegal memory access was encountered", r"illegal (?:memory access|instruction was encountered|address)", r"device-side assert(ion)? triggered",
@@ -746,9 +779,12 @@ RULES: tuple[Rule, ...] = (
           r"Trying to resize storage that is not resizable",
           # torch's own dtype/shape/layout checks on what the engine handed it
           r"Index put requires the source and destination dtypes match", r"can't be cast to the desired output type",
+          r"shape mismatch: value tensor of shape \[[^\]]*\] cannot be broadcast to indexing result of shape",
           r"cannot reshape (?:tensor|array) of (?:size )?\d+", r"\b(?:must|should) be contiguous\b|\bis not contiguous\b|\bto be contiguous\b"),
          2, "torch shape/dtype checks raised inside an engine's forward: aten/src/ATen/native/TensorAdvancedIndexing.cpp "
             "(\"Index put requires the source and destination dtypes match, got {} for the destination and {} for the source.\"), "
+            "aten/src/ATen/native/IndexingUtils / index_put_ (\"shape mismatch: value tensor of shape {} cannot be broadcast to "
+            "indexing result of shape {}\", raised from a sampler's or model's tensor[mask] = value), "
             "aten/src/ATen/native/TensorCompare.cpp / TensorIterator (\"result type {} can't be cast to the desired output type "
             "{}\"), aten/src/ATen/InferSize.h (\"cannot reshape tensor of 0 elements into shape ...\"); flash-attention csrc/"
             "flash_attn/flash_api.cpp and vLLM csrc CHECK_CONTIGUOUS (\"{x} must be contiguous\")"),
@@ -837,6 +873,14 @@ RULES: tuple[Rule, ...] = (
     Rule("missing-package/import-failed", "missing-package", MISSING_HINT,
          # a NameError in a library is most often a guarded import that failed
          (r"\bImportError\b", r"(?:Could not|Unable to|cannot|failed to) import\b", r"could not be imported", r"NameError: name '\w+' is not defined"), 3, "Python imports that fail for a reason not named above"),
+    Rule("loader-mismatch/llama.cpp-load-failed", "loader-mismatch", LOADER_HINT,
+         # llama.cpp's wrappers around whatever the loader threw: llama_model_load catches std::exception and prints
+         # "error loading model: %s" with e.what(); llama_load_model_from_file then says "failed to load model"; a cause named
+         # in the same text (a GGML_ASSERT, an allocation, an unknown architecture) answers first
+         (r"error loading model:\s*\S", r"failed to load model from"),
+         3, "llama.cpp src/llama.cpp llama_model_load (LLAMA_LOG_ERROR(\"%s: error loading model: %s\\n\", __func__, err.what())), "
+            "llama_model_load_from_file_impl (\"failed to load model\"); llama-cpp-python llama_cpp/_internals.py (\"Failed to load "
+            "model from file: {path_model}\")"),
     Rule("engine-bug/assertion", "engine-bug", ENGINE_BUG_HINT, (r"AssertionError", r"^\s*assert\s", r"\bassert(?:ion)? failed"),
          3, "engine assertions"),
     Rule("crash/died", "crash", CRASH_HINT, (r"\b(?:worker|process|shard|runner)\b[^\n]{0,40}\b(?:died|exited unexpectedly|was killed)",
@@ -856,6 +900,28 @@ def _norm(value: Any) -> Any:
         return {"half": "float16", "fp16": "float16", "bf16": "bfloat16", "float": "float32", "fp32": "float32",
                 "true": True, "false": False}.get(v, v)
     return value
+
+
+# Arguments a text shows were passed (a traceback's call line, the command line): a refusal that asks for them is not the
+# cause, exactly as with the cell's passed_args. transformers only raises its remote-code refusal (dynamic_module_utils.
+# resolve_trust_remote_code) while trust_remote_code is False, and vLLM wraps the tokenizer failure in its trust_remote_code
+# advice only `if not trust_remote_code` (transformers_utils/tokenizer.py get_tokenizer); with the argument on a call line
+# ("AutoTokenizer.from_pretrained(path, trust_remote_code=True)") or the command line ("vllm serve M --trust-remote-code"),
+# a "Tokenizer class X does not exist" is the tokenizer's cause, not the missing flag.
+_PASSED_IN_TEXT: tuple[tuple[str, object, re.Pattern[str]], ...] = (
+    ("trust_remote_code", True, re.compile(
+        r"^[^`\n]*\w\([^()\n]*\btrust_remote_code\s*=\s*True\b|"
+        r"^\s*(?:\$\s*)?(?:\w+=\S+\s+)*(?:vllm|python3?|sglang|text-generation-launcher|lmdeploy|trtllm-serve|docker)\b[^\n`]*\s--trust[-_]remote[-_]code\b",
+        re.IGNORECASE | re.MULTILINE)),
+)
+
+
+def _passed_in_text(text: str, passed_args: dict | None) -> dict | None:
+    passed = dict(passed_args or {})
+    for key, value, pattern in _PASSED_IN_TEXT:
+        if key not in passed and pattern.search(text):
+            passed[key] = value
+    return passed or passed_args
 
 
 def _already_passed(rule: Rule, passed_args: dict | None) -> bool:
@@ -879,6 +945,7 @@ def explain(text: str, passed_args: dict | None = None) -> Explanation:
     """Class, hint, rule and matched words for an error text. With passed_args (the engine arguments the cell used),
     a rule whose hint asks for arguments the cell already passed is skipped (see the module docstring)."""
     text = text or ""
+    passed_args = _passed_in_text(text, passed_args)
     skipped: tuple[Rule, tuple[re.Match[str], ...]] | None = None
     for rule in RULES:
         if skipped is not None and rule.layer == 3:

@@ -27,8 +27,11 @@ DEV, TEST = ERRORS / "dev.yaml", ERRORS / "test.yaml"
 # 0.892 / 7.2% unknown unchanged; round 9 (SGLang KV pool exhaustion, ollama/llama-server prompt truncation, transformers'
 # generate length check, torch dtype/reshape/contiguity/autograd checks, Triton pass failures, DeepSpeed ZeRO-3, unsloth's
 # float16 refusal, AutoAWQ/optimum bit widths and kernels) measured dev 0.998 and test 0.897 (174/194) / 6.7% (13/194)
-# unknown. These guard that level against regressions; the issue's goal of 0.90 stays open.
-MIN_DEV_ACCURACY, MIN_TEST_ACCURACY, MAX_TEST_UNKNOWN_RATE = 0.98, 0.896, 0.068
+# unknown; round 10 (precedence by the engines' meaning: bitsandbytes' lib-is-None AttributeError, TensorRT-LLM quantized
+# GEMM arch gates, torch's index_put shape check, llama.cpp's load wrappers demoted to layer 3, "No module named 'pkg.sub'",
+# pip's resolver, trust_remote_code shown passed in the text) measured dev 0.998 and test 0.902 (175/194) / 6.7% (13/194)
+# unknown. These guard that level against regressions.
+MIN_DEV_ACCURACY, MIN_TEST_ACCURACY, MAX_TEST_UNKNOWN_RATE = 0.98, 0.902, 0.068
 
 REAL = [
     ("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your Tesla V100-SXM2-16GB GPU "
@@ -452,6 +455,28 @@ ENGINE_SOURCE_MESSAGES = [
     ("ValueError: only support quantize to [2,3,4,8] bits.", "quant-method-unknown", "quant-method-unknown/method-refused"),
     ("ModuleNotFoundError: External Marlin kernels are not properly installed.", "missing-package",
      "missing-package/library-or-extension"),
+    # round 10: precedence by the engines' meaning (sources cited in taxonomy.py)
+    ("AttributeError: 'NoneType' object has no attribute 'cadam32bit_grad_fp32'", "missing-package",
+     "missing-package/bitsandbytes-cuda-library"),
+    ("[TensorRT-LLM][ERROR] Assertion failed: [TensorRT-LLM Error][CutlassInt8GemmRunner][GEMM Dispatch] Arch unsupported for "
+     "CUTLASS int8 GEMM", "quant-capability", "quant-capability/capability-gate"),
+    ("RuntimeError: Unsupported SM version for FP8 block scaling GEMM", "quant-capability", "quant-capability/capability-gate"),
+    ("RuntimeError: shape mismatch: value tensor of shape [5] cannot be broadcast to indexing result of shape [1, 1]", "engine-bug",
+     "engine-bug/shape-dtype-mismatch"),
+    ("llama_model_load: error loading model: ggml_backend_cuda_buffer_type_alloc_buffer: GGML_ASSERT(ctx->device >= 0) failed",
+     "engine-bug", "engine-bug/kernel-fault"),
+    ("ValueError: Failed to load model from file: /models/model.gguf", "loader-mismatch", "loader-mismatch/llama.cpp-load-failed"),
+    ("ModuleNotFoundError: No module named 'torch._six'", "version-mismatch", "version-mismatch/abi-api"),
+    ("ModuleNotFoundError: No module named 'vllm._moe_C'", "missing-package", "missing-package/library-or-extension"),
+    ("ERROR: No matching distribution found for vllm==0.2.0", "version-mismatch", "version-mismatch/abi-api"),
+    ("ValueError: Loading THUDM/chatglm3-6b requires you to execute the tokenizer file in that repo on your local machine.",
+     "remote-code-required", "remote-code-required/transformers"),
+    # trust_remote_code already on the call line: the missing class is the tokenizer's cause, not the flag
+    ("    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)\n"
+     "ValueError: Tokenizer class InternLM2Tokenizer does not exist or is not currently imported.", "tokenizer-unsupported",
+     "tokenizer-unsupported/llama.cpp-transformers"),
+    ("ValueError: Tokenizer class InternLM2Tokenizer does not exist or is not currently imported.", "remote-code-required",
+     "remote-code-required/transformers"),
 ]
 
 
