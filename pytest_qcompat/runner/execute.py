@@ -115,6 +115,8 @@ def run_cell(request: CellRequest, close: bool = True) -> CellOutcome:
             metrics["load_s"] = round(time.perf_counter() - t0, 4)
             # Start-up cost by phase (GPU cost benchmark): the engine's own phases, the rest of its start, and how
             # many modules this cell still had to import (the warm worker's preload covers the others).
+            if getattr(engine, "modelinfo", None):
+                metrics["modelinfo"] = engine.modelinfo
             if engine.phases:
                 metrics["phases"] = {**engine.phases, "other_start_s": round(max(0.0, metrics["load_s"] - sum(engine.phases.values())), 4)}
             metrics["modules_imported"] = len(sys.modules) - modules_before
