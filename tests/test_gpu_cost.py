@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pytest_qcompat.cache import gpu_jit_env
@@ -74,6 +76,18 @@ def test_with_the_cells_to_run_known_server_start_up_counts():
     assert choose_workers(16, 1, 143_000, dear, 2000).workers <= many.workers
     assert "a worker's start 35 CPU-s" in few.explain(16, 1, 143_000)
     assert makespan(14, 14, 0.3, 10.0, 35.0, 16) < makespan(46, 14, 0.3, 10.0, 35.0, 16)
+
+
+def test_a_workers_start_up_is_each_engine_servers_start_summed():
+    """The H200's cold run (runs/h200-real-models-llmc.json): transformers servers took ~8 CPU-s to start, vLLM's
+    ~45; a worker that runs both kinds starts both, so its start-up is their sum, not the median over all cells."""
+    doc = json.loads((ROOT / "docs" / "runs" / "h200-real-models-llmc.json").read_text())
+    cells = measured_cells([doc])
+    assert {m["engine"] for m in cells} == {"transformers", "vllm"}
+    choice = choose_workers(16, 1, 143_771, cells, cells_to_run=72)
+    by_kind = {k: sorted(m["worker_start_cpu_s"] for m in cells if m["engine"] == k) for k in ("transformers", "vllm")}
+    assert choice.start_cpu_s == pytest.approx(sum(statistics.median(v) for v in by_kind.values()), abs=0.1)
+    assert 50 < choice.start_cpu_s < 56
 
 
 def test_capacity_cli_prints_a_count_and_why(tmp_path):

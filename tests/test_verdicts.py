@@ -148,6 +148,13 @@ def test_gguf_in_vllm_needs_the_plugin_where_the_tree_has_none():
     # vLLM's order of checks: bfloat16 is refused at worker start, before any kernel runs
     assert facts.predict("sm_70", "auto", "gguf-q8_0", cuda, LLAMA).error_class == "dtype-unsupported-by-gpu"
     assert facts.predict("sm_70", "float16", "gguf-q8_0", cuda, LLAMA).error_class == "no-kernel-image"
+    # an F16 GGUF needs no GGUF kernel (plain torch matmuls): neither the CPU rule nor the kernels decide it, its
+    # loader does, which no limit reads (it passed for tiny Qwen2 and failed to load for tiny Llama on the CPU build)
+    f16_cpu = facts.predict("cpu", "auto", "gguf-f16", {**CPU_LIMITS, "gguf": {"plugin_installed": True, "plugin_builds": plugin}}, LLAMA)
+    assert isinstance(f16_cpu, NoPrediction) and "plain torch matmuls" in f16_cpu.reason
+    assert isinstance(facts.predict("sm_90", "auto", "gguf-f16", {**cuda, "gguf": {**cuda["gguf"], "plugin_min_capability": 60}}, LLAMA), NoPrediction)
+    # the gates before it still answer in vLLM's order
+    assert facts.predict("sm_70", "auto", "gguf-f16", cuda, LLAMA).error_class == "dtype-unsupported-by-gpu"
 
 
 def test_merge_drops_a_prediction_from_another_platform():

@@ -42,7 +42,7 @@ class WorkerChoice:
     gpu_mb_per_cell: float | None
     by: str  # "cpu", "gpu memory" or "start-up": which bound set the number
     measured_cells: int
-    start_cpu_s: float | None = None  # a server's start-up CPU seconds (median of the measured ones)
+    start_cpu_s: float | None = None  # a worker's start-up CPU seconds: each engine kind's server (medians), summed
     makespan_s: float | None = None  # the estimated run of cells_to_run cells with this many workers
 
     def explain(self, cpus: int, gpus: int, gpu_mb: float | None) -> str:
@@ -62,7 +62,7 @@ def measured_cells(reports: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         for cell in doc.get("cells", []):
             m = cell.get("metrics") or {}
             if m.get("cuda_visible_devices") is not None and m.get("cpu_s") and m.get("cell_s"):
-                out.append(m)
+                out.append({**m, "engine": cell.get("engine")})
     return out
 
 
@@ -95,12 +95,17 @@ def choose_workers(cpus: int, gpus: int, gpu_mb: float | None, cells: list[dict[
             by_mem = gpus * max(1, math.floor(gpu_mb * (1 - START_FREE_FRACTION) / mem))
     workers = max(1, min(by_cpu, by_mem, MAX_PER_GPU * gpus))
     by = "cpu" if by_cpu <= by_mem else "gpu memory"
-    starts = [m["worker_start_cpu_s"] for m in cells if m.get("worker_start_cpu_s")]
+    # A worker starts one server per engine kind it runs: its start-up is the sum of each kind's (on the H200 a
+    # transformers server took 8 CPU-s and a vLLM one 45; the median of both said 8).
+    starts: dict[Any, list[float]] = {}
+    for m in cells:
+        if m.get("worker_start_cpu_s"):
+            starts.setdefault(m.get("engine"), []).append(m["worker_start_cpu_s"])
     if not cells_to_run or not starts:
         return WorkerChoice(workers, round(cores, 3), mem, by, len(cells))
     # With the cells to run known: the count with the shortest estimated run (the fewest within 5% of it: fewer
     # servers, less memory, the same time).
-    start_cpu = statistics.median(starts)
+    start_cpu = sum(statistics.median(v) for v in starts.values())
     cell_s = statistics.median(m["cell_s"] for m in cells)
     spans = {w: makespan(w, cells_to_run, cores, cell_s, start_cpu, cpus) for w in range(1, workers + 1)}
     best = min(spans.values())

@@ -37,6 +37,10 @@ WALKED_METHODS = frozenset({"awq", "gptq", "w8a8-int8", "fp8"})
 CPU_OPS = {"CompressedTensorsWNA16": ("cpu_gemm_wna16",), "awq": ("cpu_gemm_wna16",), "gptq": ("cpu_gemm_wna16",)}
 
 
+# GGUF methods whose weights are stored unquantized (artifacts/gguf.py OUTTYPES: the converter writes f16).
+UNQUANTIZED_GGUF_METHODS = frozenset({"gguf-f16"})
+
+
 def default_env(device: str) -> dict[str, str]:
     """What a test run of vLLM needs (ENGINES.md): engine core in-process (fast start, real exceptions), a
     bounded CPU KV cache."""
@@ -126,7 +130,7 @@ class VllmFacts(EngineFacts):
                              f"{build} QUANTIZATION_METHODS and entry points vllm.general_plugins", platform)
             if not gguf.get("in_tree"):
                 gguf_plugin = builds_from_limits({"builds": gguf.get("plugin_builds") or []})
-                if platform == "cpu" and gguf_plugin:
+                if platform == "cpu" and gguf_plugin and method not in UNQUANTIZED_GGUF_METHODS:
                     archs_ = ", ".join(gguf_plugin[0].archs)
                     return _pred("failed", "no-kernel-image",
                                  f"{gguf_plugin[0].name} carries GPU kernels only ({archs_}, plus Triton): vLLM's CPU build "
@@ -168,6 +172,14 @@ class VllmFacts(EngineFacts):
         steps = [build]
         path = None
         # 4. building the model: vLLM's own scheme and kernel selection for this capability
+        if gguf_plugin is not None and method in UNQUANTIZED_GGUF_METHODS:
+            # Its linear layers are plain torch matmuls (vllm_gguf_plugin quantization/utils.py UNQUANTIZED_TYPES,
+            # linear.py): no GGUF kernel to read. Whether the plugin's loader maps this architecture's tensors is what
+            # decides it, and no limit says that (tiny Qwen2's F16 GGUF runs on the CPU build, tiny Llama's fails to
+            # load there and on the H200: "no module or parameter named 'embed_tokens.weight'").
+            return NoPrediction("no prediction: an F16 GGUF runs plain torch matmuls in vllm-gguf-plugin "
+                                "(UNQUANTIZED_TYPES: no GGUF kernel decides it); whether its loader maps this "
+                                "architecture's tensors only a run shows")
         if gguf_plugin is not None:
             lacking = missing_code(gguf_plugin, target) if cap else None
             if lacking is not None:
