@@ -63,22 +63,20 @@ def test_prefilled_model_info_is_what_vllms_own_inspection_writes(tmp_path):
     import subprocess
     import sys
 
+    # One interpreter: vLLM reads VLLM_CACHE_ROOT when it needs it, so each path gets its own root.
     code = """
 import os, sys, json
 os.environ["VLLM_CACHE_ROOT"] = sys.argv[1]
 from vllm.model_executor.models.registry import ModelRegistry
-if sys.argv[2] == "prefill":
-    from pytest_qcompat.engines.vllm.adapter import prefill_modelinfo
-    print(json.dumps(prefill_modelinfo(["LlamaForCausalLM"])))
-else:
-    ModelRegistry.models["LlamaForCausalLM"].inspect_model_cls()  # vLLM's path: a subprocess on a miss
+from pytest_qcompat.engines.vllm.adapter import prefill_modelinfo
+print(json.dumps(prefill_modelinfo(["LlamaForCausalLM"])))
+os.environ["VLLM_CACHE_ROOT"] = sys.argv[2]
+ModelRegistry.models["LlamaForCausalLM"].inspect_model_cls()  # vLLM's own path: a subprocess on a miss
 """
-    for mode in ("prefill", "vllm"):
-        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / mode), mode], capture_output=True, text=True,
-                             timeout=300)
-        assert out.returncode == 0, out.stderr[-2000:]
-        if mode == "prefill":
-            assert json.loads(out.stdout.strip().splitlines()[-1])["filled"] == ["LlamaForCausalLM"]
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "prefill"), str(tmp_path / "vllm")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["filled"] == ["LlamaForCausalLM"]
     ours = sorted((tmp_path / "prefill" / "modelinfos").iterdir())
     theirs = sorted((tmp_path / "vllm" / "modelinfos").iterdir())
     assert [f.name for f in ours] == [f.name for f in theirs] and len(ours) == 1

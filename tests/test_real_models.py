@@ -36,10 +36,16 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def built():
-    res = subprocess.run([sys.executable, "-c", BUILD, "smollm2-135m", "gemma3-270m"], capture_output=True, text=True,
-                         timeout=1200)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    # One process a model, both at once: much of a build is single-threaded (GGUF dequantizing, writing safetensors),
+    # so the two overlap on 2 cores (74 s instead of 92 s, measured with empty caches).
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD, name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("smollm2-135m", "gemma3-270m")]
+    out = {}
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=1200)
+        assert proc.returncode == 0, stderr[-3000:]
+        out.update(json.loads(stdout.strip().splitlines()[-1]))
+    return out
 
 
 def test_base_checkpoints_follow_the_gguf_bos_metadata(built):
