@@ -85,7 +85,6 @@ def broken(outputs: list[dict[str, Any]], base: list[dict[str, Any]] | None = No
     return None
 
 
-
 # Knowing nothing about a text costs ln(256) nats a byte (every byte value equally likely); the unquantized bases
 # here score the shipped text at 0.58 (Gemma 3 270M) to ~2 (tiny random-weight models) nats a byte.
 UNIFORM_BYTE_NLL = math.log(256)
@@ -110,6 +109,7 @@ def score_broken(quality: dict[str, Any] | None) -> str | None:
         return (f"wrong output: {nll:.2f} nats per byte on the shipped text, worse than knowing nothing about it "
                 f"({UNIFORM_BYTE_NLL:.2f}, every byte equally likely); the unquantized base: {base:.2f}")
     return None
+
 
 # --- known answers -------------------------------------------------------------------------------------------------
 
