@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from .cells import Cell
+from .checks import score_broken
 from .taxonomy import explain, explain_failure
 
 SCHEMA = "qcompat/1"
@@ -178,8 +179,6 @@ def reclassify(doc: dict[str, Any]) -> int:
 def _rejudge_pass(cell: dict[str, Any]) -> bool:
     """A stored pass whose own quality record shows broken computation under this version's checks (the record keeps
     the scored numbers, so no re-run is needed) becomes the failure it is; the old verdict stays as `rejudged_from`."""
-    from .checks import score_broken  # checks imports nothing heavy; kept local so results stays a leaf module
-
     problem = score_broken((cell.get("metrics") or {}).get("quality"))
     if not problem:
         return False

@@ -2,9 +2,11 @@
 are read by limits.py; the pytest process asks facts.py."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,9 +175,6 @@ class startup_phases:
         self.into, self.device, self.saved = into, device, []
 
     def __enter__(self):
-        import importlib
-        import time
-
         active: set[str] = set()
         for module, name in WORKER_CLASSES.get(self.device, ()):
             try:
@@ -243,18 +242,21 @@ def engine_path(llm) -> dict[str, Any] | None:
         return {"unread": f"{type(exc).__name__}: {exc}"[:300]}
 
 
+def _checkpoint_config(path: str | None) -> dict[str, Any]:
+    """The checkpoint folder's config.json ({} where there is none, e.g. a hub id)."""
+    cfg = Path(path) / "config.json" if path else None
+    return json.loads(cfg.read_text()) if cfg is not None and cfg.exists() else {}
+
+
 def _checkpoint_quant_config(path: str) -> dict[str, Any] | None:
-    cfg = Path(path) / "config.json"
-    if not cfg.exists():
-        return None
-    data = json.loads(cfg.read_text())
+    data = _checkpoint_config(path)
     return data.get("quantization_config") or data.get("compression_config")
 
 
 def _architectures(path: str | None) -> list[str]:
     try:
-        return list(json.loads((Path(path) / "config.json").read_text()).get("architectures") or []) if path else []
-    except (OSError, ValueError, AttributeError):
+        return list(_checkpoint_config(path).get("architectures") or [])
+    except (OSError, ValueError):
         return []
 
 
@@ -270,12 +272,8 @@ def prefill_modelinfo(architectures: list[str]) -> dict[str, Any]:
     says why (`metrics.modelinfo`)."""
     if not architectures:
         return {}
-    import time
-
     t0 = time.perf_counter()
     try:
-        import importlib.util
-
         from vllm.model_executor.models import registry as reg
         filled = []
         for arch in architectures:
@@ -326,8 +324,6 @@ def _require_gguf_support(version: str) -> None:
     """vLLM 0.25 moved GGUF out of tree into the official vllm-gguf-plugin (entry point group
     vllm.general_plugins). Without either, say which package is missing instead of letting transformers read
     the .gguf as JSON."""
-    import importlib.util
-
     from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
 
     if "gguf" not in QUANTIZATION_METHODS and importlib.util.find_spec("vllm_gguf_plugin") is None:
