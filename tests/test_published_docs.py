@@ -35,8 +35,9 @@ def test_published_table_comes_from_real_gpu_runs_with_environment_stamps():
     doc = published()
     # a run whose pytest was killed is its workers' shards merged (h200-real-models-llmc/gw0 ...): one run, one stamp
     shards = {s["shard"].split("/")[0]: s for s in doc["environment"]["shards"]}
-    assert set(shards) == {"cpu-default", "cpu-real-models", "h200-gpu-matrix", "h200-real-models", "h200-real-models-llmc"}
-    for name in ("h200-gpu-matrix", "h200-real-models", "h200-real-models-llmc"):
+    gpu_runs = ("h200-gpu-matrix", "h200-real-models", "h200-real-models-llmc", "h200-tiny-matrix-9arch", "h200-smollm2-sm90")
+    assert set(shards) == {"cpu-default", "cpu-real-models", *gpu_runs}
+    for name in gpu_runs:
         gpu = shards[name]["runner"]
         assert gpu["driver"] and {g["name"] for g in gpu["gpus"]} == {"NVIDIA H200"} and not any(g["simulated"] for g in gpu["gpus"])
         assert shards[name]["engines"]["vllm"]["packages"]["vllm"] == "0.25.0"
@@ -91,6 +92,11 @@ def test_published_verdicts_are_truthful():
     assert rejudged[0]["rejudged_from"] == {"status": "passed", "quality": "degraded"}
     smol = {c["quantization"] for c in gpu_vllm if c["model"] == "smollm2-135m" and c["target"] == "sm_90"
             and c.get("evidence") == "verified" and c["status"] == "passed" and (c.get("metrics") or {}).get("tokens_per_s")}
-    assert smol >= {"none", "bnb-4bit", "bnb-4bit-prequant"}, smol
+    assert smol == {"none", "bnb-4bit", "bnb-4bit-prequant", "bnb-8bit-prequant", "awq", "gptq", "w8a8-int8", "fp8"}, smol
+    # the runs of the current tool audit their own predictions: every vLLM GPU cell they ran has the prediction made
+    # before it ran, or says why there was none
+    current = [c for c in gpu_vllm if c.get("shard", "").split("/")[0] in ("h200-tiny-matrix-9arch", "h200-smollm2-sm90")
+               and c.get("finished_at") and c["status"] != "skipped"]
+    assert len(current) >= 50 and all(c.get("prediction_check") or c.get("no_prediction") for c in current)
     degraded = {c["id"] for c in cells if c.get("quality") == "degraded"}
     assert "smollm2-135m-bnb-4bit-float16-vllm-sm_90" in degraded and "gemma3-270m-bnb-4bit-bfloat16-transformers-cpu" in degraded
