@@ -8,7 +8,8 @@ its worker pool; tests pass a fake):
   real card passes, the failure is an emulation artifact (kernels built for the emulated arch do not run on the
   newer card), and the cell is inconclusive;
 - a passing cell is judged (checks.py): broken output is wrong-output; disagreeing with the same checkpoint in the
-  reference engine that can load it is wrong-output (engine-bug where that reference agrees with the base); what
+  reference engine that can load it is wrong-output (engine-bug where that reference agrees with the base); in an
+  emulated cell either is checked on the real card like a kernel failure (its run judged the same way); what
   quantization cost against the unquantized base is its `quality` (ok | degraded) and metrics, never a failure;
 - a failure with a known remedy is retried with it (at most two different remedies, chained).
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from . import checks
 from .quality import compare_scores
@@ -29,6 +30,8 @@ from .taxonomy import classify
 RUNNER_PROBLEMS = frozenset({"port-in-use"})
 # Failures of a kernel or its launch: in an emulated cell they may come from the emulation itself.
 KERNEL_FAILURES = frozenset({"no-kernel-image", "engine-bug", "crash"})
+# Failures of the computation a passing run is judged by (checks.py).
+OUTPUT_FAILURES = frozenset({"wrong-output", "engine-bug"})
 KERNEL_TEXT = ("device-side assert", "illegal memory access", "Triton Error", "no kernel image", "invalid device function",
                "CUDA error", "CUBLAS_STATUS")
 
@@ -106,12 +109,15 @@ def _kernel_failure(result: CellResult, text: str) -> bool:
 
 
 def _check_emulation(ctx: CellContext, request: dict[str, Any], execute: Execute, result: CellResult,
-                     name: str) -> CellResult:
+                     name: str, judge: Callable[[CellResult], None] | None = None) -> CellResult:
     """Run the cell on the real card without emulation: a failure that only the emulated run shows comes from
-    the emulation (e.g. Triton kernels JIT-built for the emulated arch), not from the target."""
+    the emulation (e.g. Triton kernels JIT-built for the emulated arch), not from the target. `judge` judges the
+    check's outputs as the cell's were (a wrong output must be compared with a judged run, not with a load)."""
     real = copy.deepcopy(request)
     real["emulate_capability"] = None
     check = execute(real, f"{name}.unemulated", ctx.timeout)
+    if judge is not None and check.status == "passed":
+        judge(check)
     # The real card's run counts only when it took the path the emulated capability selects (scheme and kernel):
     # the emulated run's own path where vLLM got that far, else the walk's prediction for the emulated capability.
     emulated_path = _path_of(result.engine_path) or _path_of(ctx.expected_path)
@@ -282,6 +288,13 @@ def run_cell(ctx: CellContext, request: dict[str, Any], execute: Execute, refs: 
     if result.status == "passed":
         if refs is not None:
             judge_outputs(ctx, request, result, refs)
+            # Wrong output while a capability is emulated: the Python-side choices were the target's, the kernels
+            # and JIT code the real card's. The real card's judged run on the same path decides whether it is the
+            # target's or the emulation's (an emulated sm_75 GGUF cell on the H200 disagreed with llama.cpp at
+            # token 0 while the card's own cell was never compared).
+            if result.status == "failed" and ctx.evidence == "emulated" and result.error_class in OUTPUT_FAILURES:
+                result = _check_emulation(ctx, request, execute, result, ctx.cell_id,
+                                          judge=lambda check: judge_outputs(ctx, request, check, refs))
         else:
             problem = checks.broken(result.outputs)
             if problem:

@@ -8,6 +8,7 @@ and CUTLASS's compiled int8 refusal is read from a library file holding the mess
 (QCOMPAT_VLLM_WHEEL_DIR=<unzipped vllm 0.25.0 wheel>/vllm reads the real _C_stable_libtorch.abi3.so instead)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -476,3 +477,60 @@ def test_walk_builds_the_layer_config_of_vllm_0_25_which_asks_for_act_order(monk
     scheme.__dict__.update(quant_type="uint4b8", group_size=128, symmetric=True, has_g_idx=True)
     cfg, table, chooser = L._kernel_config(scheme, torch.bfloat16)
     assert isinstance(cfg, MPLinearLayerConfig025) and cfg.has_g_idx is True and (table, chooser) == ("_POSSIBLE_KERNELS", "mp")
+
+
+class OutputPool:
+    """A fake executor (no GPU here): the emulated run prints `emulated`, the real card's run `real`, both on the same
+    path."""
+
+    path = {"scheme": None, "kernel": "GGUFLinearMethod"}
+
+    def __init__(self, emulated, real):
+        self.outputs = (emulated, real)
+        self.calls = []
+
+    def __call__(self, request, log_name, timeout):
+        emulated = request["emulate_capability"] is not None
+        self.calls.append(emulated)
+        return CellResult.for_cell(Cell(**request["cell"]), "passed", engine_path=self.path,
+                                   outputs=self.outputs[0 if emulated else 1])
+
+
+class BaseOnly:
+    def __init__(self, outputs):
+        self.run = attempts.ReferenceRun("m none float32 transformers", outputs)
+
+    def base(self):
+        return self.run
+
+    def same_artifact(self):
+        return None
+
+    def score_text(self):
+        return None
+
+
+def _out(ids):
+    return [{"prompt": "p", "text": " ".join(map(str, ids)), "token_ids": ids, "logits_finite": True}]
+
+
+def test_wrong_output_under_emulation_is_checked_on_the_real_card():
+    fluent, stuck = _out([5, 9, 2, 7, 3, 8, 4, 6]), _out([5] + [1] * 7)
+    ctx = attempts.CellContext("m-gguf-q8_0-float16-vllm-sm_75", "gguf-q8_0", "float16", "sm_75", "emulated",
+                               facts_for("vllm"), 10.0)
+    request = dict(_request(), cell={"model": "m", "quantization": "gguf-q8_0", "dtype": "float16", "engine": "vllm",
+                                     "target": "sm_75"})
+    # the real card prints what the base prints on the same path: the emulated failure is the emulation's
+    pool = OutputPool(stuck, fluent)
+    result = attempts.run_cell(ctx, request, pool, BaseOnly(fluent))
+    assert pool.calls == [True, False]
+    assert result.status == "inconclusive" and result.reason.startswith("emulation artifact") and "wrong-output" in result.reason
+    assert result.metrics["unemulated_check"]["status"] == "passed"
+    # the real card degenerates too, judged the same way: the failure stands
+    both = attempts.run_cell(ctx, request, OutputPool(stuck, stuck), BaseOnly(fluent))
+    assert both.status == "failed" and both.error_class == "wrong-output"
+    assert both.metrics["unemulated_check"]["status"] == "failed"
+    # on the card itself (verified) there is nothing to compare with: no second run
+    verified = OutputPool(stuck, fluent)
+    mine = attempts.run_cell(dataclasses.replace(ctx, target="sm_90", evidence="verified"), request, verified, BaseOnly(fluent))
+    assert mine.status == "failed" and verified.calls == [True]
