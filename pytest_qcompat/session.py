@@ -5,6 +5,7 @@ import dataclasses
 import datetime
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ class QcompatSession:
         self.versions = VersionedEngines()  # engines with `versions:`: environments built on first use
         self.pool: Pool | None = None
         self.store: ReportStore | None = None
+        self.running: tuple[Cell, float] | None = None  # the cell being run, since when (monotonic)
         self.shard: str | None = None  # xdist worker id: this session writes shards/<id>.json
         self.gpu_share: list[str] | None = None  # GPUs this xdist worker may use
         self._merged: dict[str, Any] | None = None
@@ -226,6 +228,12 @@ class QcompatSession:
                                     expected_path=plan.prediction.engine_path if plan.prediction else None)
 
     def run(self, cell: Cell) -> CellResult:
+        self.running = (cell, time.monotonic())
+        result = self._run(cell)
+        self.running = None  # not on KeyboardInterrupt/SystemExit: the session ends inside this cell (finish says so)
+        return result
+
+    def _run(self, cell: Cell) -> CellResult:
         plan = self.plan(cell)
         self.versions.prepare(self, cell)
         execute = lambda request, log_name, timeout: self._execute(cell, plan, request, log_name, timeout)  # noqa: E731
@@ -315,6 +323,9 @@ class QcompatSession:
             self.pool = None
         if self.store is None or not write_reports:
             return []
+        if self.running is not None:  # the session was stopped (Ctrl-C, SIGTERM, a time budget) inside this cell
+            cell, since = self.running
+            self.store.cut(cell, time.monotonic() - since)
         self.store.flush()
         if self.shard:
             return [self.store.path]

@@ -55,6 +55,17 @@ class ReportStore:
                 self.records.setdefault(cell.id, CellResult.for_cell(cell, "skipped", reason=reason, reason_code=NOT_RUN,
                                                                  finished_at=None))
 
+    def cut(self, cell: Cell, after_s: float) -> None:
+        """A cell the session stopped inside: still not run (a resumed run picks it up), but its record says it had
+        started and for how long, which tells a budget cut apart from a hang (a stuck worker's cell shows minutes)."""
+        with self._lock:
+            record = self.records.get(cell.id)
+            if record is None or record.reason_code == NOT_RUN:
+                self.records[cell.id] = CellResult.for_cell(
+                    cell, "skipped", reason_code=NOT_RUN, finished_at=None, metrics={"cut_after_s": round(after_s, 1)},
+                    reason=f"not run to the end: the session ended {after_s:.0f} s into this cell")
+                self._dirty = True
+
     def record(self, result: CellResult) -> None:
         """Keep the result; rewrite the file now unless it was rewritten under a second ago, in which case a timer
         rewrites it when that second is over (a long next cell must not keep this result off the disk). The
@@ -126,8 +137,9 @@ def evidence_rank(cell: dict[str, Any]) -> int:
     return 0
 
 
-def _rank(cell: dict[str, Any]) -> tuple[int, str]:
-    return evidence_rank(cell), cell.get("finished_at") or ""
+def _rank(cell: dict[str, Any]) -> tuple[int, bool, str]:
+    # of two "not run" records, the one of the worker that was inside the cell when the session ended says more
+    return evidence_rank(cell), bool((cell.get("metrics") or {}).get("cut_after_s")), cell.get("finished_at") or ""
 
 
 def prediction_platform(pred: dict[str, Any] | None) -> str | None:

@@ -263,6 +263,11 @@ def test_resume_a_report_cut_by_sigint_serially_and_under_xdist(pytester):
     out = proc.communicate(timeout=60)[0].decode()
     cut = report(path)
     assert {e: c["status"] for e, c in cells_by_engine(cut).items()} == {"first": "passed", "slow": "skipped", "after": "skipped"}, out
+    # the cell the session was inside says so, and for how long; the one never started is plain "not run"
+    slow, after = cells_by_engine(cut)["slow"], cells_by_engine(cut)["after"]
+    assert slow["reason"].startswith("not run to the end: the session ended") and slow["metrics"]["cut_after_s"] > 0
+    assert after["reason"].startswith("not run: the session ended before") and "cut_after_s" not in (after["metrics"] or {})
+    assert slow["reason_code"] == after["reason_code"] == "not-run"
     (path / "cut.json").write_text(json.dumps(cut))
     serial = pytester.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-p", "no:cacheprovider",
                                            "--qcompat-resume", "cut.json")
