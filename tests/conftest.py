@@ -28,11 +28,19 @@ LLMC = os.environ.get("QCOMPAT_LLMCOMPRESSOR_PYTHON", str(Path(sys.prefix).paren
 
 
 @pytest.fixture(scope="session", autouse=True)
-def qcompat_cache(tmp_path_factory) -> Path:
+def qcompat_cache(tmp_path_factory, pytestconfig) -> Path:
     """QCOMPAT_CACHE_DIR for everything this session starts (pytest in-process and subprocesses, workers).
     QCOMPAT_TEST_CACHE=DIR shares one across sessions on purpose (e.g. a developer's repeated runs, where the real
     models' bases take minutes to build): everything in it is keyed by its source content and the code that makes it."""
-    path = Path(os.environ["QCOMPAT_TEST_CACHE"]) if os.environ.get("QCOMPAT_TEST_CACHE") else tmp_path_factory.mktemp("qcompat-cache")
+    if os.environ.get("QCOMPAT_TEST_CACHE"):
+        path = Path(os.environ["QCOMPAT_TEST_CACHE"])
+    elif hasattr(pytestconfig, "workerinput"):
+        # xdist's workers share the session's temporary root: one cache for the session, as without -n (its entries
+        # are written atomically under locks, as the tool's own -n runs need)
+        path = tmp_path_factory.getbasetemp().parent / "qcompat-cache"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("qcompat-cache")
     old = os.environ.get("QCOMPAT_CACHE_DIR")
     os.environ["QCOMPAT_CACHE_DIR"] = str(path)
     yield path
@@ -40,6 +48,74 @@ def qcompat_cache(tmp_path_factory) -> Path:
         os.environ.pop("QCOMPAT_CACHE_DIR", None)
     else:
         os.environ["QCOMPAT_CACHE_DIR"] = old
+
+
+# --- under xdist: tests that share an expensive fixture run in one worker ------------------------------------------
+
+# The suite runs with `-n 2 --dist loadgroup` (README): a session- or module-scoped fixture is built once per worker
+# that asks for it, so the tests that read the shared CPU matrix run, and the tests of one module's expensive fixture,
+# go to one worker as one unit. pytest-xdist 3.8's own loadgroup cannot do it under pytest 9.2 (it renames the items'
+# `_nodeid`, which pytest 9.2 no longer reads), so each worker writes the groups it collected into the session's
+# temporary root and the controller's scheduler reads them.
+GROUPED_SESSION_FIXTURES = {"cpu_matrix_run": "cpu-matrix", "cpu_matrix_rerun": "cpu-matrix"}
+
+
+def xdist_group_of(item: pytest.Item) -> str | None:
+    names = item.fixturenames
+    for fixture, group in GROUPED_SESSION_FIXTURES.items():
+        if fixture in names:
+            return group
+    for name in names:
+        for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):
+            if fixturedef.scope == "module":
+                return f"{item.module.__name__}::{name}"
+    return None
+
+
+def _groups_dir(config: pytest.Config) -> Path:
+    """The session's temporary root (a worker's basetemp is popen-gwN inside the controller's)."""
+    base = config._tmp_path_factory.getbasetemp()
+    return base.parent if hasattr(config, "workerinput") else base
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker
+        worker = config.workerinput["workerid"]
+        groups = {item.nodeid: group for item in items if (group := xdist_group_of(item))}
+        (_groups_dir(config) / f"xdist-groups-{worker}.json").write_text(json.dumps(groups))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        # Each xdist worker's engines get their own share of the cores: with torch and vLLM's CPU build each starting
+        # a thread per core in both workers, OpenMP threads spin against each other (the shared CPU matrix run took
+        # 359 s under -n 2 instead of 129 s alone).
+        index, count = int(config.workerinput["workerid"].removeprefix("gw")), int(config.workerinput["workercount"])
+        cpus = os.cpu_count() or 1
+        per = max(1, cpus // count)
+        first = (index * per) % cpus
+        os.environ.setdefault("OMP_NUM_THREADS", str(per))
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{first}-{first + per - 1}" if per > 1 else str(first))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """loadgroup with the groups the workers wrote at collection; every other test is a unit of its own."""
+
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # the scheduler splits only after every worker has collected
+                self.groups = {}
+                for path in sorted(_groups_dir(config).glob("xdist-groups-*.json")):
+                    self.groups.update(json.loads(path.read_text()))
+            return self.groups.get(nodeid, nodeid)
+
+    return GroupScheduling(config, log)
 
 
 # --- the machine ---------------------------------------------------------------------------------------------
@@ -199,3 +275,4 @@ def cpu_matrix_rerun(cpu_matrix_run) -> MatrixRun:
     """The same matrix again for the Q8_0 GGUF cells of transformers and llama.cpp: their checkpoint must come from
     the producers' cache."""
     return run_matrix(cpu_matrix_run.root, "-k", "gguf-q8_0 and not vllm")
+

@@ -108,3 +108,36 @@ def test_the_allowed_skips_file_parses_and_names_real_tests():
     files = {p.name for p in TESTS.glob("test_*.py")}
     for pattern, reason in allowed:
         assert reason and pattern.split("::")[0].split("[")[0] in files or "*" in pattern.split("::")[0], pattern
+
+
+def test_tests_sharing_an_expensive_fixture_run_in_one_xdist_worker(tmp_path):
+    """The README's `-n 2 --dist loadgroup`: the tests of one module-scoped fixture (test_labels.py's `run`, a report
+    built once) go to one worker, the others are spread, and each worker's engines get their own cores. pytest-xdist
+    3.8's own loadgroup cannot group under pytest 9.2 (conftest.py says why), so this checks the suite's own way."""
+    (tmp_path / "envprobe.py").write_text(
+        "import json, os\n"
+        "def pytest_sessionfinish(session):\n"
+        "    worker = getattr(session.config, 'workerinput', {}).get('workerid')\n"
+        "    if worker:\n"
+        "        keys = ('OMP_NUM_THREADS', 'VLLM_CPU_OMP_THREADS_BIND')\n"
+        "        open(os.path.join(os.environ['PROBE_DIR'], worker), 'w').write(json.dumps([os.environ.get(k) for k in keys]))\n")
+    env = dict(os.environ, PROBE_DIR=str(tmp_path), PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    for key in ("OMP_NUM_THREADS", "VLLM_CPU_OMP_THREADS_BIND"):
+        env.pop(key, None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-p", "no:randomly", "-v",
+                           "-p", "envprobe", "-p", "no:cacheprovider", str(TESTS / "test_labels.py")],
+                          cwd=TESTS.parent, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    ran = {line.split("::")[-1].split()[0]: line.split()[0] for line in proc.stdout.splitlines()
+           if line.startswith("[gw") and "PASSED" in line and "::" in line}
+    grouped = {"test_who_wrote_the_message", "test_pytest_short_summary_shows_status_and_class_once",
+               "test_speed_is_the_median_of_warmed_repetitions", "test_excerpt_of_an_unknown_model_is_an_error_not_an_empty_table",
+               "test_page_titles_the_message_by_its_author_and_a_cpu_cell_by_its_cpu"}
+    assert grouped <= set(ran) and len({ran[t] for t in grouped}) == 1, ran
+    assert len(set(ran.values())) == 2, ran  # the ungrouped tests went to the other worker
+    # each worker's share of the cores, as its tests (and the engines they start) see it
+    cpus = os.cpu_count() or 1
+    per = max(1, cpus // 2)
+    shares = {w: json.loads((tmp_path / w).read_text()) for w in ("gw0", "gw1")}
+    assert shares == {f"gw{i}": [str(per), f"{i * per % cpus}-{i * per % cpus + per - 1}" if per > 1 else str(i * per % cpus)]
+                      for i in (0, 1)}, shares
