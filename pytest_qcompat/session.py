@@ -326,11 +326,24 @@ class QcompatSession:
         if self.running is not None:  # the session was stopped (Ctrl-C, SIGTERM, a time budget) inside this cell
             cell, since = self.running
             self.store.cut(cell, time.monotonic() - since)
+        self._settle_unreached()
         self.store.flush()
         if self.shard:
             return [self.store.path]
         from .report import render_all
         return render_all(self.store.document(), self.report_dir)
+
+    def _settle_unreached(self) -> None:
+        """Cells the session never reached whose verdict needs no run keep it: the plan's skip (a prediction from
+        this build, or why this runner cannot run it), planned for every cell at collection, and an earlier report's
+        result (--qcompat-resume). On the H200 a budget cut left 1,762 cells "not run", most of them predictions."""
+        for cell in self.cells:
+            if cell.id in self.resumed:
+                self.store.settle(CellResult.from_dict(self.resumed[cell.id]))
+                continue
+            plan = self._plans.get(cell.id)
+            if plan is not None and plan.action == "skip":
+                self.store.settle(self.skipped(cell, plan.reason))
 
     def merge_shards(self, lost: dict[str, str] | None = None) -> list[Path]:
         """xdist controller: merge the workers' shards into one report (each cell once). `lost`: cell id -> xdist's

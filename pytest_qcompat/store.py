@@ -66,6 +66,14 @@ class ReportStore:
                     reason=f"not run to the end: the session ended {after_s:.0f} s into this cell")
                 self._dirty = True
 
+    def settle(self, result: CellResult) -> None:
+        """`result` for a cell the session never started (a pending placeholder); any other record stays."""
+        with self._lock:
+            record = self.records.get(result.id)
+            if record is not None and record.reason_code == NOT_RUN and not (record.metrics or {}).get("cut_after_s"):
+                self.records[result.id] = result
+                self._dirty = True
+
     def record(self, result: CellResult) -> None:
         """Keep the result; rewrite the file now unless it was rewritten under a second ago, in which case a timer
         rewrites it when that second is over (a long next cell must not keep this result off the disk). The

@@ -287,6 +287,32 @@ def test_resume_a_report_cut_by_sigint_serially_and_under_xdist(pytester):
     assert {merged["slow"]["xdist_worker"], merged["after"]["xdist_worker"]} <= {"gw0", "gw1"}
 
 
+def test_a_cut_run_keeps_what_needs_no_run(pytester):
+    """Stopped inside a cell, the session still records what its plan knew at collection for the cells it never
+    reached (here: sm_80 cannot run on this CPU runner), and an earlier report's results when resuming; only cells
+    that would have run stay "not run"."""
+    path = project(pytester, "  slow: {kind: 'fault_engines:FaultEngine', args: {fault: ok, sleep_once: 120}}\n"
+                              "  done: {kind: 'fault_engines:FaultEngine', args: {fault: ok}}\n"
+                              "  after: {kind: 'fault_engines:FaultEngine', args: {fault: ok}}\n", "targets: [cpu, sm_80]\n")
+    earlier = pytester.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-p", "no:cacheprovider",
+                                            "-k", "done and cpu", "--qcompat-report", "earlier")
+    earlier.assert_outcomes(passed=1)
+    proc = popen_pytest(path, "--qcompat-resume", "earlier/report.json")
+    wait_for(lambda: (path / "model" / ".slept-x").exists(), what="the slow cell to start")
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=60)[0].decode()
+    cells = {c["id"].removeprefix("m-none-float32-"): c for c in report(path)["cells"]}
+    assert cells["slow-cpu"]["metrics"]["cut_after_s"] > 0, out
+    # never reached: the earlier report's pass is kept, and the plan's skips are recorded; only a cell that would
+    # have run stays "not run"
+    assert cells["done-cpu"]["status"] == "passed" and cells["done-cpu"]["resumed_from"].endswith("earlier/report.json")
+    for engine in ("slow", "done", "after"):
+        unreached = cells[f"{engine}-sm_80"]
+        assert (unreached["status"], unreached["reason_code"]) == ("skipped", None), unreached
+        assert unreached["reason"] == "needs an sm_80 GPU; this runner: cpu"
+    assert cells["after-cpu"]["reason_code"] == "not-run" and "cut_after_s" not in (cells["after-cpu"]["metrics"] or {})
+
+
 def test_a_dead_xdist_worker_leaves_its_cell_crashed_and_the_rest_recorded(pytester):
     engines = "".join(f"  ok{i}: {{kind: 'fault_engines:FaultEngine', args: {{fault: ok, sleep: 1.2}}}}\n" for i in range(3))
     path = project(pytester, engines + "  killer: {kind: 'fault_engines:FaultEngine', args: {fault: kill-pytest}}\n")
