@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy  # noqa: F401 - see below
 import pytest
+
+# In-process pytester runs (runpytest) restore sys.modules afterwards: numpy, first imported by a run's report charts
+# (matplotlib), would be dropped while its C extension stays loaded, and a later `import torch` in this process
+# re-imports it half-way ("module 'numpy.dtypes' has no attribute 'UInt32DType'"). Imported here, it is kept.
 
 ROOT = Path(__file__).resolve().parent.parent
 LLMC = os.environ.get("QCOMPAT_LLMCOMPRESSOR_PYTHON", str(Path(sys.prefix).parent / ".venv-llmc" / "bin" / "python"))
