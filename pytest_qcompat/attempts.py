@@ -183,6 +183,21 @@ def judge_outputs(ctx: CellContext, request: dict[str, Any], result: CellResult,
     base = refs.base()
     base_out = base.outputs if base is not None else None
     problem = checks.broken(result.outputs, base_out)
+    shared: list[str] = []  # degenerate prompts the same checkpoint degenerates on in its reference engine too
+    if problem and "degenerate" in problem:
+        # Correctness against the same artifact: text the checkpoint itself degenerates into in its reference engine
+        # is what this quantization costs (a quality loss, shown), not this engine's failure.
+        same = refs.same_artifact()
+        if same is not None and same.outputs is not None:
+            if checks.broken(result.outputs, same.outputs) is None:
+                shared = [f"prompt {i}: degenerate output ({why}), as the same checkpoint in {same.name}"
+                          for i, out in enumerate(result.outputs)
+                          if (why := checks.degeneracy(out.get("token_ids") or [], out.get("text") or ""))]
+                result.metrics["same_artifact_degenerates"] = {"reference": same.name}
+                problem = None
+            else:
+                ref_text = same.outputs[0].get("text", "") if same.outputs else ""
+                problem += f"; {same.name} on the same checkpoint does not degenerate (it printed {ref_text[:60]!r})"
     if problem:
         result.status, result.message = "failed", problem
         result.error_class, result.hint = classify(problem)
@@ -214,15 +229,16 @@ def judge_outputs(ctx: CellContext, request: dict[str, Any], result: CellResult,
                                    "strays from the unquantized base too: the checkpoint itself may be at fault; compare "
                                    "both outputs in the record, rebuild the checkpoint, or try another method.")
                 return
-    _judge_quality(ctx, request, result, base, refs.score_text())
+    _judge_quality(ctx, request, result, base, refs.score_text(), shared)
 
 
 def _judge_quality(ctx: CellContext, request: dict[str, Any], result: CellResult, base: ReferenceRun | None,
-                   text: str | None) -> None:
-    """quality ok | degraded against the unquantized base (None where there is no base to judge by)."""
+                   text: str | None, reasons: list[str] | None = None) -> None:
+    """quality ok | degraded against the unquantized base (None where there is no base to judge by); `reasons`:
+    losses already found (degenerate text the checkpoint prints in its reference engine too)."""
     expects = (request.get("generation") or {}).get("expect")
     base_out = base.outputs if base is not None else None
-    reasons = []
+    reasons = list(reasons or [])
     if base_out is not None:
         comparison = checks.compare(base_out, result.outputs)
         comparison["reference"] = base.name

@@ -2,7 +2,8 @@
 
 1. Is the output broken? NaN/inf logits, no tokens, or degenerate text (a token or n-gram repeated, newline or
    whitespace runs, few distinct tokens): `wrong-output`. A prompt on which the unquantized base itself degenerates
-   does not count (the model does that, not the method or the engine).
+   does not count (the model does that, not the method or the engine); one on which the same checkpoint degenerates
+   in its reference engine too is what the quantization costs (`degraded`), not this engine's failure.
 2. Does the engine compute this checkpoint right? Against the same artifact in a reference engine that can load it
    (GGUF: llama.cpp as shipped; bitsandbytes/AWQ/GPTQ/FP8/W8A8: transformers with that checkpoint), by vLLM's own
    rule for its tests: where greedy outputs diverge, each side's token is in the other's top-k. Violated:

@@ -225,3 +225,50 @@ def test_a_stored_pass_is_rejudged_from_its_own_quality_record():
     assert (broken["status"], broken["error_class"], broken["quality"]) == ("failed", "wrong-output", None)
     assert broken["rejudged_from"] == {"status": "passed", "quality": "degraded"}
     assert fine["status"] == no_base["status"] == "passed"
+
+
+class _Refs:
+    """The references a cell is judged against, as plain outputs (attempts.References)."""
+
+    def __init__(self, base, same):
+        self._base = attempts.ReferenceRun("m none float32 transformers", base)
+        self._same = attempts.ReferenceRun("m gguf-q4_k_m auto llamacpp", same) if same is not None else None
+
+    def base(self):
+        return self._base
+
+    def same_artifact(self):
+        return self._same
+
+    def score_text(self):
+        return None
+
+
+def _outs(*ids_per_prompt):
+    return [{"prompt": f"p{i}", "text": " ".join(map(str, ids)), "token_ids": list(ids), "logits_finite": True}
+            for i, ids in enumerate(ids_per_prompt)]
+
+
+def test_degenerate_text_the_checkpoint_prints_in_its_reference_engine_too_is_a_quality_loss():
+    from pytest_qcompat.cells import Cell
+
+    fluent, stuck = _outs([5, 9, 2, 7, 3, 8, 4, 6]), _outs([5] + [198] * 7)
+    ctx = attempts.CellContext("m-gguf-q4_k_m-bfloat16-vllm-cpu", "gguf-q4_k_m", "bfloat16", "cpu", "verified",
+                               facts_for("vllm"), 10.0)
+    cell = Cell("m", "gguf-q4_k_m", "bfloat16", "vllm", "cpu")
+
+    def judged(same):
+        result = CellResult.for_cell(cell, "passed", outputs=stuck)
+        attempts.judge_outputs(ctx, {"generation": {}}, result, _Refs(fluent, same))
+        return result
+
+    # llama.cpp prints the same newline run from the same file: the file's quality, shown as degraded
+    shared = judged(stuck)
+    assert (shared.status, shared.quality) == ("passed", "degraded")
+    assert any("as the same checkpoint in m gguf-q4_k_m auto llamacpp" in r for r in shared.metrics["quality"]["reasons"])
+    # llama.cpp continues the text: this engine computes the file wrongly, and the message says what the reference did
+    alone = judged(fluent)
+    assert (alone.status, alone.error_class) == ("failed", "wrong-output")
+    assert "does not degenerate" in alone.message and "m gguf-q4_k_m auto llamacpp" in alone.message
+    # no reference engine for the artifact: judged against the unquantized base alone, as before
+    assert judged(None).status == "failed"
