@@ -99,6 +99,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is not None:
         # An xdist worker writes its own shard; the controller merges them (roles.ShardMerger).
         qs.shard = workerinput["workerid"]
+        qs.runs.folder = report_dir / "shards" / "references"  # the workers' runs, read by each other as references
         qs.gpu_share = pin_gpus(int(workerinput.get("workercount", 1)), int(qs.shard.lstrip("gw") or 0),
                                 [str(g.index) for g in qs.runner.gpus])
     config.stash[session_key] = qs

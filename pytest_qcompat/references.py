@@ -12,10 +12,16 @@ is reused: under the default order, transformers' cells run before vLLM's, so mo
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .attempts import ReferenceRun
+from .cache import locked
+from .store import write_json_atomic
 from .cells import Cell
 from .engines import facts_for
 from .engines.facts import EngineFacts
@@ -56,21 +62,45 @@ def where_ran(device: str, emulate_capability: list[int] | None, target: str) ->
 
 
 class RunCache:
-    """Finished runs of this session by run_key: matrix cells and references alike."""
+    """Finished runs of this session by run_key: matrix cells and references alike. Under xdist the session is one
+    process per worker: with `folder` (shared by the workers) each run is also written there, so a reference one
+    worker ran is read by the others instead of run again (on the H200, 14 workers each ran the float32 bases and
+    the same-artifact references of the cells they got: minutes of unaccounted gaps between cells)."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path | None = None) -> None:
         self._runs: dict[tuple, ReferenceRun] = {}
+        self.folder = folder
+
+    def _path(self, key: tuple) -> Path | None:
+        if self.folder is None:
+            return None
+        return self.folder / (hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:32] + ".json")
 
     def remember(self, cell: Cell, engine: EngineSpec, result: "CellResult", where: str) -> None:
         """Every finished run: a reference that failed as a cell is not run again as a reference."""
         if result.status in ("passed", "failed", "crashed"):
-            self._runs.setdefault(run_key(cell, engine, cell.dtype, where), _as_reference(cell, engine, result))
+            key = run_key(cell, engine, cell.dtype, where)
+            if key not in self._runs:
+                self.put(key, _as_reference(cell, engine, result))
 
     def get(self, key: tuple) -> ReferenceRun | None:
-        return self._runs.get(key)
+        found = self._runs.get(key)
+        path = self._path(key)
+        if found is None and path is not None and path.exists():
+            found = self._runs[key] = ReferenceRun(**json.loads(path.read_text()))
+        return found
 
     def put(self, key: tuple, run: ReferenceRun) -> None:
         self._runs[key] = run
+        path = self._path(key)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, dataclasses.asdict(run))
+
+    def lock(self, key: tuple):
+        """While one worker runs a reference, the others that need it wait, then read it (no lock without a folder)."""
+        path = self._path(key)
+        return locked(path.with_suffix(".lock")) if path is not None else contextlib.nullcontext()
 
 
 def _name(cell: Cell, engine: EngineSpec) -> str:
@@ -101,15 +131,19 @@ class SessionReferences:
         # References run on the runner's own hardware, never emulated: they say what the artifact computes, which
         # does not depend on the capability an emulated cell reports (and one run serves every emulated target).
         key = run_key(ref_cell, engine, dtype, self.plan.device)
-        found = self.session.runs.get(key)
+        runs = self.session.runs
+        found = runs.get(key)
         if found is None:
-            request: dict[str, Any] = self.session.request(ref_cell, self.plan)
-            request["engine"] = {"name": engine.name, "kind": engine.kind, "args": engine.args}
-            request["emulate_capability"] = None
-            log = f"{self.cell.model}-{quantization}-{dtype}-reference-{engine.kind}-{self.cell.target}"
-            result = self.session._execute(ref_cell, self.plan, request, log, self.session.timeout, engine)
-            found = _as_reference(ref_cell, engine, result)
-            self.session.runs.put(key, found)
+            with runs.lock(key):
+                found = runs.get(key)  # another worker may have run it while this one waited
+                if found is None:
+                    request: dict[str, Any] = self.session.request(ref_cell, self.plan)
+                    request["engine"] = {"name": engine.name, "kind": engine.kind, "args": engine.args}
+                    request["emulate_capability"] = None
+                    log = f"{self.cell.model}-{quantization}-{dtype}-reference-{engine.kind}-{self.cell.target}"
+                    result = self.session._execute(ref_cell, self.plan, request, log, self.session.timeout, engine)
+                    found = _as_reference(ref_cell, engine, result)
+                    runs.put(key, found)
         return found
 
     def base(self) -> ReferenceRun | None:

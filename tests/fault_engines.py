@@ -27,6 +27,9 @@ class FaultEngine(Engine):
         fault = self.args.get("fault", "ok")
         self.fault = fault
         self.request = request
+        if self.args.get("count_loads"):  # a line per load: how often a run (a cell's or a reference's) really happened
+            with open(os.path.join(request.path, self.args["count_loads"]), "a") as fh:
+                fh.write(f"{request.dtype}\n")
         if self.args.get("sleep"):  # a slow cell (e.g. to watch report.json while cells run)
             time.sleep(float(self.args["sleep"]))
         marker = os.path.join(request.path, f".slept-{self.args.get('sleep_once_tag', 'x')}")

@@ -132,3 +132,22 @@ def test_model_output_is_escaped_in_the_html_report(pytester):
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in html
     assert load(pytester)["cells"][0]["outputs"][0]["text"].startswith("<script>")  # the record keeps the raw text
+
+
+def test_xdist_workers_share_their_reference_runs(pytester):
+    """Each worker is a session of its own: without a shared record every worker that judged a cell of a model ran
+    that model's float32 base again (on the H200, up to 14 times). Now the first worker runs it under a lock and the
+    others read its run."""
+    (pytester.path / "model").mkdir()
+    args = "{sleep: 0.5, count_loads: loads.txt}"
+    (pytester.path / "matrix.yaml").write_text(
+        f"models: [{{id: m, source: ./model}}]\ndtypes: [float16, bfloat16]\n"
+        f"engines:\n  a: {{kind: 'fault_engines:FaultEngine', args: {args}}}\n  b: {{kind: 'fault_engines:FaultEngine', args: {args}}}\n")
+    result = pytester.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-n", "2",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    doc = json.loads((pytester.path / "qcompat-report" / "report.json").read_text())
+    assert {c["xdist_worker"] for c in doc["cells"]} == {"gw0", "gw1"}  # both workers judged cells of m
+    loads = (pytester.path / "model" / "loads.txt").read_text().split()
+    assert sorted(loads) == ["bfloat16", "bfloat16", "float16", "float16", "float32"], loads  # the base once
+    assert {c["metrics"]["vs_reference"]["reference"] for c in doc["cells"]} == {"m none float32 fault_engines:FaultEngine"}
