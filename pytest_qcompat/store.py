@@ -55,12 +55,16 @@ class ReportStore:
                 self.records.setdefault(cell.id, CellResult.for_cell(cell, "skipped", reason=reason, reason_code=NOT_RUN,
                                                                  finished_at=None))
 
+    @staticmethod
+    def _pending(record: CellResult | None) -> bool:
+        """No record yet, or the placeholder of a cell no run has reached (not one the session was stopped inside)."""
+        return record is None or (record.reason_code == NOT_RUN and not (record.metrics or {}).get("cut_after_s"))
+
     def cut(self, cell: Cell, after_s: float) -> None:
         """A cell the session stopped inside: still not run (a resumed run picks it up), but its record says it had
         started and for how long, which tells a budget cut apart from a hang (a stuck worker's cell shows minutes)."""
         with self._lock:
-            record = self.records.get(cell.id)
-            if record is None or record.reason_code == NOT_RUN:
+            if self._pending(self.records.get(cell.id)):
                 self.records[cell.id] = CellResult.for_cell(
                     cell, "skipped", reason_code=NOT_RUN, finished_at=None, metrics={"cut_after_s": round(after_s, 1)},
                     reason=f"not run to the end: the session ended {after_s:.0f} s into this cell")
@@ -70,7 +74,7 @@ class ReportStore:
         """`result` for a cell the session never started (a pending placeholder); any other record stays."""
         with self._lock:
             record = self.records.get(result.id)
-            if record is not None and record.reason_code == NOT_RUN and not (record.metrics or {}).get("cut_after_s"):
+            if record is not None and self._pending(record):
                 self.records[result.id] = result
                 self._dirty = True
 

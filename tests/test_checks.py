@@ -227,10 +227,11 @@ def test_a_stored_pass_is_rejudged_from_its_own_quality_record():
     assert fine["status"] == no_base["status"] == "passed"
 
 
-class _Refs:
-    """The references a cell is judged against, as plain outputs (attempts.References)."""
+class PlainReferences:
+    """The references a cell is judged against, as plain outputs (attempts.References); `same`: the same checkpoint
+    in its reference engine (None: no engine makes the same artifact)."""
 
-    def __init__(self, base, same):
+    def __init__(self, base, same=None):
         self._base = attempts.ReferenceRun("m none float32 transformers", base)
         self._same = attempts.ReferenceRun("m gguf-q4_k_m auto llamacpp", same) if same is not None else None
 
@@ -259,7 +260,7 @@ def test_degenerate_text_the_checkpoint_prints_in_its_reference_engine_too_is_a_
 
     def judged(same):
         result = CellResult.for_cell(cell, "passed", outputs=stuck)
-        attempts.judge_outputs(ctx, {"generation": {}}, result, _Refs(fluent, same))
+        attempts.judge_outputs(ctx, {"generation": {}}, result, PlainReferences(fluent, same))
         return result
 
     # llama.cpp prints the same newline run from the same file: the file's quality, shown as degraded

