@@ -20,8 +20,8 @@ logs, under --work).
 One device call may be too short for all three (on the H200 a cold start of 12-26 vLLM servers took 136 s before the
 first cell): run them in several calls on the same machine with the same --work, e.g. `--variants before`, then
 `--variants after-cold,after-warm`. Each finished variant is kept in WORK/variants.json and the summary covers every
-variant measured there; the engine's limits (prediction work, the same for every variant) are read once, by the first
-call (`--prewarm-budget`), and kept; `--fresh` starts over.
+variant measured there; the engine's limits (prediction work, the same for every variant) are read once, by
+`qcompat plan` in the first call (`--prewarm-budget`), and kept; `--fresh` starts over.
 """
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from pytest_qcompat.cells import expand  # noqa: E402
+from pytest_qcompat.matrix import load_matrix  # noqa: E402
 from pytest_qcompat.runner.capacity import choose_workers, gpu_memory_mb, measured_cells  # noqa: E402
 
 BEFORE_WORKERS_PER_GPU = 12  # the constant scripts/gpu-check.sh used before issue 23
@@ -98,6 +100,10 @@ def run_variant(name: str, matrix: Path, out: Path, workers: int, cache: Path, e
                           capture_output=True, text=True)
     wall = time.perf_counter() - t0
     ((keep or out) / f"{name}.txt").write_text(proc.stdout[-20000:] + proc.stderr[-5000:])
+    if not (rep / "report.json").exists() and list((rep / "shards").glob("*.json")):
+        # pytest was killed before it wrote the report: the workers' shards hold every cell (as gpu-check.sh does)
+        subprocess.run([sys.executable, "-m", "pytest_qcompat.cli", "merge", *map(str, sorted((rep / "shards").glob("*.json"))),
+                        "-o", str(rep / "report.json")], env=env, cwd=ROOT, capture_output=True)
     doc = json.loads((rep / "report.json").read_text())
     if keep is not None:  # the report beside the summary; the run's folder (logs, shards) stays in the work folder
         (keep / f"{name}.json").write_text(json.dumps(doc))
@@ -182,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="before,after-cold,after-warm")
     ap.add_argument("--budget", type=float, default=300, help="seconds each variant may run (SIGINT then)")
     ap.add_argument("--prewarm-budget", type=float, default=300,
-                    help="seconds the one-cell run that reads the engine's limits may take (not measured)")
+                    help="seconds `qcompat plan` may take to read the engine's limits into the cache (not measured)")
     ap.add_argument("--fresh", action="store_true", help="forget the variants and limits of earlier calls in --work")
     ap.add_argument("--cache", type=Path, help="the cache folder of the runs (default WORK/cache)")
     ap.add_argument("--work", type=Path, help="where the variants run (their report folders, logs); default OUT. OUT "
@@ -196,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     runs: list[dict[str, Any]] = []
     measured: list[dict[str, Any]] = []
-    # One cache folder. The engine's limits (prediction work, the same on both paths) are read once by a one-cell
-    # run first; a cold variant then starts without the compile and JIT caches (gpu-jit, vllm), a warm one with
+    # One cache folder. The engine's limits (prediction work, the same on both paths) are read once, first; a cold variant then starts without the compile and JIT caches (gpu-jit, vllm), a warm one with
     # what the cold run left.
     work = (args.work or out).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -216,11 +221,17 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run)
         measured = measured_cells([r["report"] for r in runs])
     if not (cache / "limits").is_dir():
-        first = yaml.safe_load(args.matrix.read_text())["models"][0]["id"]
-        print(f"== limits: one cell of {first}, one worker", flush=True)
+        # `qcompat plan` reads them (and walks the bundle's checkpoints) into the cache, starting no engine: a one-cell
+        # run did so before, and on the H200 its cell sat in a JIT compile past the budget the limits needed.
+        print("== limits: qcompat plan", flush=True)
         t0 = time.perf_counter()
-        run_variant("limits", variant_matrix(args.matrix, work, False, args.bundle), work, 1, cache, {},
-                    args.prewarm_budget, select=f"{first} and none")
+        try:
+            subprocess.run([sys.executable, "-m", "pytest_qcompat.cli", "plan", "--json",
+                            str(variant_matrix(args.matrix, work, False, args.bundle))],
+                           env=dict(os.environ, QCOMPAT_CACHE_DIR=str(cache)), cwd=ROOT, capture_output=True,
+                           timeout=args.prewarm_budget)
+        except subprocess.TimeoutExpired:
+            print(f"   the limits were not read in {args.prewarm_budget:.0f} s; each variant reads them", flush=True)
         env["limits_s"] = round(time.perf_counter() - t0, 1)
     for name in args.variants.split(","):
         before = name.startswith("before")
@@ -233,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             extra = {"QCOMPAT_PRELOAD": "shallow", "VLLM_USE_FLASHINFER_SAMPLER": "1"}  # vLLM's default sampler
             why = f"{workers}: the constant {BEFORE_WORKERS_PER_GPU} a GPU"
         else:
-            choice = choose_workers(cpus, gpus, gpu_mb, measured)
+            # with the number of cells to run, as gpu-check.sh gives it: the shortest estimated run, start-up included
+            choice = choose_workers(cpus, gpus, gpu_mb, measured, cells_to_run=len(expand(load_matrix(matrix))))
             workers, extra, why = choice.workers, {}, choice.explain(cpus, max(1, gpus), gpu_mb)
         print(f"== {name}: {why}", flush=True)
         run = run_variant(name, matrix, work, workers, cache, extra, args.budget, keep=out)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from .cells import Cell
-from .plan import marker_specs
+from .plan import marker_specs, run_order
 from .results import CellResult
 from .session import QcompatSession
 
@@ -28,7 +28,7 @@ class CellFailed(Exception):
 class MatrixFile(pytest.File):
     def collect(self):
         qs = self.config.stash[session_key]
-        for cell in qs.cells:
+        for cell in run_order([qs.plan(c) for c in qs.cells]):
             item = MatrixItem.from_parent(self, name=cell.id, cell=cell)
             for name, args, kwargs in marker_specs(qs.plan(cell)):
                 item.add_marker(getattr(pytest.mark, name)(*args, **kwargs))

@@ -129,6 +129,35 @@ def plan_cell(cell: Cell, matrix: Matrix, runner: Runner, installed: dict[str, s
                 no_prediction=unknown, expectation=expectation)
 
 
+def run_order(plans: list[Plan]) -> list[Cell]:
+    """The order in which cells are handed to workers (the report keeps matrix order): cells that need no run first,
+    then the runner's own hardware, then each emulated target in turn (one server start per target and worker, not
+    one per switch); within each group one cell of every model in turn. A run cut by its budget has then covered
+    every model and the card's own target, not the first models of the matrix: on the H200 a 455 s run of the
+    model-major order reached 2 of 9 architectures."""
+    groups: dict[tuple[int, str], list[Plan]] = {}
+    first: dict[tuple[int, str], int] = {}  # emulated targets in matrix order
+    for index, plan in enumerate(plans):
+        if plan.action == "skip":
+            key = (0, "")
+        elif plan.evidence == "emulated":
+            key = (2, plan.cell.target)
+        else:
+            key = (1, "")
+        groups.setdefault(key, []).append(plan)
+        first.setdefault(key, index)
+    order: list[Cell] = []
+    for key in sorted(groups, key=lambda k: (k[0], first[k])):
+        seen: dict[str, int] = {}  # model -> cells of it placed so far in this group
+        ranked = []
+        for i, plan in enumerate(groups[key]):
+            rank = seen.get(plan.cell.model, 0)
+            seen[plan.cell.model] = rank + 1
+            ranked.append((rank, i, plan.cell))
+        order += [cell for _, _, cell in sorted(ranked)]
+    return order
+
+
 def marker_specs(plan: Plan) -> list[tuple[str, tuple, dict]]:
     """(name, args, kwargs) of the markers a cell item carries; the plugin registers each name."""
     req, cell = plan.requirements, plan.cell

@@ -194,6 +194,8 @@ class QcompatSession:
     def start_report(self, cells: list[Cell]) -> None:
         path = self.report_dir / "shards" / f"{self.shard}.json" if self.shard else self.report_dir / "report.json"
         self.store = ReportStore(path, self.environment())
+        order = {c.id: i for i, c in enumerate(self.cells)}
+        cells = sorted(cells, key=lambda c: order.get(c.id, len(order)))  # items run in plan.run_order
         if self.kept and not self.shard:  # matrix order: the selected cells pending, the others as REPORT had them
             selected = {c.id for c in cells}
             for cell in self.cells:

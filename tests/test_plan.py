@@ -7,7 +7,7 @@ from pytest_qcompat.cells import Cell, expand
 from pytest_qcompat.engines.facts import NoPrediction
 from pytest_qcompat.hardware import Gpu, Runner, parse_device
 from pytest_qcompat.matrix import load_matrix
-from pytest_qcompat.plan import plan_cell
+from pytest_qcompat.plan import plan_cell, run_order
 from pytest_qcompat.predict import predict
 from pytest_qcompat.runner.pinning import choose_gpus, pin_gpus
 
@@ -39,6 +39,24 @@ def test_newer_gpu_emulates_older_targets(tmp_path):
     assert off.action == "skip" and "needs an sm_70 GPU; this runner: sm_90 (NVIDIA H100 80GB HBM3)" == off.reason
     # A simulated runner (--qcompat-device) never claims to emulate: there is no real card to run on.
     assert plan_cell(Cell("m", "none", "bfloat16", "vllm", "sm_70"), m, parse_device("sm_90"), INSTALLED).action == "skip"
+
+
+def test_run_order_covers_every_model_and_the_card_before_emulated_targets(tmp_path):
+    # Under a time budget the cells handed out first are the ones a cut run has: one of every model in turn, the
+    # card's own target before emulated ones, each emulated target together (one server start per worker).
+    m = matrix(tmp_path, "models: [{id: a, source: 'tiny:llama'}, {id: b, source: 'tiny:qwen2'}, {id: c, source: 'tiny:gpt2'}]\n"
+                         "engines: [vllm]\nquantization: [none, fp8]\ndtypes: [bfloat16, float16]\n"
+                         "targets: [sm_75, sm_80, sm_90, sm_100]\n")
+    plans = [plan_cell(c, m, H100, INSTALLED) for c in expand(m)]
+    order = run_order(plans)
+    assert sorted(c.id for c in order) == sorted(p.cell.id for p in plans)  # each cell once
+    kinds = {p.cell.id: ("skip" if p.action == "skip" else p.evidence) for p in plans}
+    seq = [kinds[c.id] for c in order]
+    assert seq == sorted(seq, key=["skip", "verified", "emulated"].index), seq  # no run before a skip, card first
+    card = [c for c in order if kinds[c.id] == "verified"]
+    assert [c.model for c in card[:3]] == ["a", "b", "c"] and len(card) == 12  # round robin over the models
+    emulated = [c.target for c in order if kinds[c.id] == "emulated"]
+    assert emulated == sorted(emulated, key=["sm_75", "sm_80"].index) and set(emulated) == {"sm_75", "sm_80"}
 
 
 def test_missing_package_and_checkpoint_skips(tmp_path):
