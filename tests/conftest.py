@@ -65,8 +65,14 @@ def qcompat_cache(tmp_path_factory, pytestconfig) -> Path:
 GROUPED_SESSION_FIXTURES = {"cpu_matrix_run": "cpu-matrix", "cpu_matrix_rerun": "cpu-matrix"}
 
 
+def _matrix_run(config: pytest.Config) -> bool:
+    """`pytest --qcompat-matrix` from this checkout loads this conftest too (testpaths): the suite's xdist settings
+    are not a matrix run's (its items are matrix cells, its workers' cores are the GPU scripts' to set)."""
+    return bool(config.getoption("qcompat_matrix", None))
+
+
 def xdist_group_of(item: pytest.Item) -> str | None:
-    names = item.fixturenames
+    names = getattr(item, "fixturenames", ())  # a matrix cell is no function: it has no fixtures
     for fixture, group in GROUPED_SESSION_FIXTURES.items():
         if fixture in names:
             return group
@@ -84,14 +90,14 @@ def _groups_dir(config: pytest.Config) -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if hasattr(config, "workerinput"):  # an xdist worker
+    if hasattr(config, "workerinput") and not _matrix_run(config):  # an xdist worker of the suite
         worker = config.workerinput["workerid"]
         groups = {item.nodeid: group for item in items if (group := xdist_group_of(item))}
         (_groups_dir(config) / f"xdist-groups-{worker}.json").write_text(json.dumps(groups))
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if hasattr(config, "workerinput"):
+    if hasattr(config, "workerinput") and not _matrix_run(config):
         # Each xdist worker's engines get their own share of the cores: with torch and vLLM's CPU build each starting
         # a thread per core in both workers, OpenMP threads spin against each other (the shared CPU matrix run took
         # 359 s under -n 2 instead of 129 s alone).
@@ -104,7 +110,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    if config.getoption("dist") != "loadgroup":
+    if config.getoption("dist") != "loadgroup" or _matrix_run(config):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
