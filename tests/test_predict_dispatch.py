@@ -156,6 +156,38 @@ def test_no_false_pass_for_cutlass_int8_on_blackwell():
     assert "scheme CompressedTensorsW8A8Int8" in ok.source and "vllm/_C_stable_libtorch.abi3.so" in ok.source
 
 
+def test_bitsandbytes_on_a_model_class_without_packed_modules_mapping(tmp_path):
+    # On the H200 (2026-12-02) every bitsandbytes cell of tiny GPT-2 failed in vLLM 0.25 at weight loading ("Model
+    # GPT2LMHeadModel does not support BitsAndBytes quantization yet"), predicted to pass: the limits now carry the
+    # classes without the attribute, read from the model sources (mixins included), and the loader's check follows
+    # the first kernels.
+    from pytest_qcompat.engines.vllm.limits import classes_without
+
+    (tmp_path / "interfaces.py").write_text("class SupportsLoRA:\n    packed_modules_mapping: dict = {}\n"
+                                            "class SupportsPP:\n    packed_modules_mapping: dict\n")
+    (tmp_path / "gpt2.py").write_text("class GPT2LMHeadModel(nn.Module, SupportsPP):\n    pass\n")
+    (tmp_path / "llama.py").write_text("class LlamaForCausalLM(nn.Module, SupportsLoRA):\n    pass\n")
+    (tmp_path / "opt.py").write_text("class OPTForCausalLM(nn.Module):\n    def __init__(self):\n"
+                                     "        self.packed_modules_mapping = {}\n")
+    (tmp_path / "phi3.py").write_text("from .llama import LlamaForCausalLM\nclass Phi3ForCausalLM(LlamaForCausalLM):\n    pass\n")
+    registry = {a: (f"vllm.model_executor.models.{m}", a) for m, a in
+                [("gpt2", "GPT2LMHeadModel"), ("llama", "LlamaForCausalLM"), ("opt", "OPTForCausalLM"), ("phi3", "Phi3ForCausalLM")]}
+    assert classes_without(tmp_path, registry, "packed_modules_mapping") == ["GPT2LMHeadModel"]
+
+    limits = {**LIMITS, "architectures": [*LIMITS["architectures"], "GPT2LMHeadModel"],
+              "bnb_unsupported_architectures": ["GPT2LMHeadModel"]}
+    gpt2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "dtype": "float32"}
+    facts = facts_for("vllm")
+    for method in ("bnb-4bit", "bnb-8bit-prequant"):
+        pred = facts.predict("sm_90", "bfloat16", method, limits, gpt2)
+        assert (pred.status, pred.error_class) == ("failed", "quant-method-unknown"), pred
+        assert "GPT2LMHeadModel does not support BitsAndBytes" in pred.reason and "packed_modules_mapping" in pred.source
+    assert facts.predict("sm_90", "bfloat16", "bnb-4bit", limits, LLAMA).status == "passed"
+    assert facts.predict("sm_90", "bfloat16", "none", limits, gpt2).status == "passed"
+    # the engine's order: a Volta user meets the bfloat16 refusal first
+    assert facts.predict("sm_70", "bfloat16", "bnb-4bit", limits, gpt2).error_class == "dtype-unsupported-by-gpu"
+
+
 def test_the_walk_says_what_it_could_not_decide():
     facts = facts_for("vllm")
     unread = facts.predict("sm_89", "bfloat16", "fp8", LIMITS, LLAMA)

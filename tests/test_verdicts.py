@@ -10,12 +10,12 @@ import pytest
 from pytest_qcompat import attempts
 from pytest_qcompat.cells import Cell
 from pytest_qcompat.engines import facts_for
-from pytest_qcompat.engines.environment import fatbin_archs, missing_requirements
+from pytest_qcompat.engines.environment import environment_gaps, fatbin_archs, missing_requirements
 from pytest_qcompat.engines.facts import Build, NoPrediction, Prediction, arch_runs, isa_name
 from pytest_qcompat.hardware import Gpu, Runner
 from pytest_qcompat.matrix import load_matrix
 from pytest_qcompat.plan import plan_cell
-from pytest_qcompat.results import CellResult, missing_requirement_named
+from pytest_qcompat.results import CellResult, broken_dependency, missing_requirement_named, reclassify
 from pytest_qcompat.store import merge_reports
 
 H100 = Runner(gpus=(Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 81559),), cpu="x")
@@ -244,6 +244,70 @@ def test_a_missing_declared_requirement_is_the_runners_gap():
     assert result.error_class == "missing-package" and result.metrics["undecided"]["status"] == "failed"
 
 
+# The H200's traceback (trimmed): mistral_common was installed without its requirement pydantic-extra-types.
+BROKEN_MISTRAL = """Traceback (most recent call last):
+  File "/opt/v/site-packages/transformers/models/auto/tokenization_auto.py", line 483, in _use_mistral_format
+    from ...integrations.mistral.tokenizer import resolve_mistral_format
+  File "/opt/v/site-packages/transformers/integrations/mistral/tokenizer.py", line 36, in <module>
+    from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+  File "/tmp/qsite/mistral_common/protocol/transcription/request.py", line 6, in <module>
+    from pydantic_extra_types.language_code import LanguageAlpha2
+ModuleNotFoundError: No module named 'pydantic_extra_types'
+"""
+# What a method needs, asked for by the engine itself: the cell's own failure.
+NEEDS_GPTQMODEL = """Traceback (most recent call last):
+  File "/opt/v/site-packages/transformers/quantizers/quantizer_gptq.py", line 60, in validate_environment
+    from gptqmodel import exllama_set_max_input_length
+ModuleNotFoundError: No module named 'gptqmodel'
+"""
+
+
+def test_an_installed_package_broken_by_a_missing_dependency_is_the_runners_gap():
+    assert broken_dependency(BROKEN_MISTRAL, "transformers") == ("mistral_common", "pydantic_extra_types")
+    assert broken_dependency(BROKEN_MISTRAL, "vllm") == ("mistral_common", "pydantic_extra_types")
+    assert broken_dependency(NEEDS_GPTQMODEL, "transformers") is None
+
+    def pool_of(tail):
+        def answer(request, log_name, timeout):
+            return CellResult.for_cell(Cell(**request["cell"]), "failed", error_class="missing-package",
+                                       message="ModuleNotFoundError: " + tail.splitlines()[-1], stderr_tail=tail)
+        return answer
+
+    result = attempts.decide(ctx(kind="transformers"), request(), pool_of(BROKEN_MISTRAL))
+    assert result.status == "inconclusive" and "mistral_common is installed but cannot be imported" in result.reason
+    assert result.metrics["undecided"] == {"status": "failed", "error_class": "missing-package"}
+    assert attempts.decide(ctx(kind="transformers"), request(), pool_of(NEEDS_GPTQMODEL)).status == "failed"
+    # a stored report made before this rule is read again the same way (qcompat merge --reclassify)
+    doc = {"cells": [{"id": "m", "status": "failed", "error_class": "missing-package", "engine_kind": "vllm",
+                      "message": "ModuleNotFoundError", "stderr_tail": BROKEN_MISTRAL},
+                     {"id": "g", "status": "failed", "error_class": "missing-package", "engine_kind": "transformers",
+                      "message": "ModuleNotFoundError: No module named 'gptqmodel'", "stderr_tail": NEEDS_GPTQMODEL}]}
+    # a cell whose checkpoint's producer is missing on the runner (the H200 had no llm-compressor environment)
+    no_producer = ('  File "/w/pytest_qcompat/artifacts/__init__.py", line 65, in tool_version\n'
+                   "ModuleNotFoundError: No module named 'llmcompressor': its environment /x/bin/python does not exist")
+    doc["cells"].append({"id": "p", "status": "failed", "error_class": "missing-package", "engine_kind": "vllm",
+                         "message": no_producer.splitlines()[-1], "stderr_tail": no_producer})
+    assert reclassify(doc) == 2
+    assert [c["status"] for c in doc["cells"]] == ["inconclusive", "failed", "inconclusive"]
+    assert doc["cells"][2]["reason"].startswith("the checkpoint could not be made on this runner")
+    assert doc["cells"][0]["rejudged_from"] == {"status": "failed"} and "pip check" in doc["cells"][0]["reason"]
+
+
+def test_environment_gaps_are_what_installed_distributions_require_and_lack(tmp_path, monkeypatch):
+    import importlib
+
+    info = tmp_path / "qcompat_gap_probe-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: qcompat-gap-probe\nVersion: 1.0\n"
+                                   "Requires-Dist: qcompat-absent-dependency>=1\nRequires-Dist: pytest\n"
+                                   "Requires-Dist: qcompat-absent-extra; extra == 'x'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    gaps = {g["name"]: g for g in environment_gaps()}
+    assert gaps["qcompat-absent-dependency"]["needed_by"] == "qcompat-gap-probe 1.0"
+    assert "pytest" not in gaps and "qcompat-absent-extra" not in gaps  # installed; an extra nobody asked for
+
+
 def test_a_worker_server_that_could_not_start_the_cell_is_the_runners_problem():
     # A loaded GPU machine (26 servers importing vLLM at once) kept a server from forking the cell in time: no cell
     # process ever ran, so it is re-run once and, if that fails the same way, inconclusive, never a "crash" verdict.
@@ -371,6 +435,9 @@ def test_predictions_from_the_installed_vllm_builds_real_limits(vllm_limits):
     # gemma2 in float16: the model-type refusal vLLM declares
     gemma2 = facts.predict("cpu", "float16", "none", limits, {**LLAMA, "model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"]})
     assert (gemma2.status, gemma2.error_class) == ("failed", "dtype-unsupported-by-model"), gemma2
+    # model classes the bitsandbytes loader refuses, read from this build's model sources
+    assert "GPT2LMHeadModel" in limits["bnb_unsupported_architectures"]
+    assert "LlamaForCausalLM" not in limits["bnb_unsupported_architectures"]
     # the CPU build never speaks for a GPU
     assert isinstance(facts.predict("sm_80", "float16", "none", limits, LLAMA), NoPrediction)
     # GGUF: the plugin is installed, its kernels are GPU-only

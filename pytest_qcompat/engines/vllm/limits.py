@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..environment import fatbin_archs, library_builds, missing_requirements, quant_config_id, torch_build
+from ..environment import environment_gaps, fatbin_archs, library_builds, missing_requirements, quant_config_id, torch_build
 
 DTYPE_NAMES = {"torch.float32": "float32", "torch.float16": "float16", "torch.bfloat16": "bfloat16"}
 # vLLM's CPU wheels carry one kernel library per x86 instruction set; vllm/platforms/cpu.py import_kernels picks it.
@@ -116,8 +116,10 @@ def read_limits() -> dict[str, Any]:
     try:
         from vllm.model_executor.models import ModelRegistry
         archs = sorted(ModelRegistry.get_supported_archs())
+        classes = {a: (getattr(m, "module_name", ""), getattr(m, "class_name", ""))
+                   for a, m in getattr(ModelRegistry, "models", {}).items()}
     except Exception:  # noqa: BLE001
-        archs = []
+        archs, classes = [], {}
     is_cuda = bool(getattr(current_platform, "is_cuda", lambda: False)())
     # torch and vLLM's core kernel library decide whether a GPU can run vLLM at all (norms, rotary, activations,
     # cache ops every model calls). Its name moved: _C.abi3.so until 0.2x, _C_stable_libtorch.abi3.so in 0.25's
@@ -145,6 +147,8 @@ def read_limits() -> dict[str, Any]:
         "bf16_min_capability": bf16,
         "fp16_refused_model_types": dict(getattr(model_cfg, "_FLOAT16_NOT_SUPPORTED_MODELS", {})),
         "architectures": archs,
+        "bnb_unsupported_architectures": classes_without(vllm_dir / "model_executor" / "models", classes,
+                                                         "packed_modules_mapping"),
         "builds": builds,
         "libraries": libraries,
         "cpu_kernel_ops": cpu_kernel_ops(vllm_dir) if not is_cuda else {},
@@ -153,7 +157,61 @@ def read_limits() -> dict[str, Any]:
         "walk": produced_walk(vllm_dir, libraries, is_cuda),
         "walk_checkpoints": checkpoint_walks(requested_checkpoints(), vllm_dir, libraries, is_cuda),
         "missing_requirements": missing_requirements(dist),
+        "environment_gaps": environment_gaps(),
     }
+
+
+def classes_without(models_dir: Path, classes: dict[str, tuple[str, str]], attribute: str) -> list[str]:
+    """The architectures whose model class has no `attribute`, read from the source of vLLM's model files (their
+    classes, bases and class-level or `self.` assignments; bases resolved by name across the files, so mixins such
+    as SupportsLoRA count) without importing ~300 model modules. vLLM's bitsandbytes loader refuses a model class
+    without `packed_modules_mapping` ("Model GPT2LMHeadModel does not support BitsAndBytes quantization yet"),
+    after the model config, the worker start and the first kernels."""
+    import ast
+
+    defines: dict[tuple[str, str], bool] = {}
+    bases: dict[tuple[str, str], list[str]] = {}
+    by_name: dict[str, list[tuple[str, str]]] = {}
+    for path in sorted(models_dir.glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        module = path.stem
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            key = (module, node.name)
+            names = [b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases]
+            bases[key] = [n for n in names if n]
+            by_name.setdefault(node.name, []).append(key)
+            found = False
+            for sub in ast.walk(node):
+                targets = (sub.targets if isinstance(sub, ast.Assign)
+                           else [sub.target] if isinstance(sub, ast.AnnAssign) and sub.value is not None else [])
+                for t in targets:
+                    if (isinstance(t, ast.Name) and t.id == attribute) or (
+                            isinstance(t, ast.Attribute) and t.attr == attribute and getattr(t.value, "id", "") == "self"):
+                        found = True
+            defines[key] = found
+
+    def has(key: tuple[str, str], seen: frozenset = frozenset()) -> bool:
+        if key in seen or key not in defines:
+            return False
+        if defines[key]:
+            return True
+        for name in bases[key]:
+            same = [k for k in by_name.get(name, ()) if k[0] == key[0]] or by_name.get(name, [])
+            if any(has(k, seen | {key}) for k in same):
+                return True
+        return False
+
+    out = []
+    for arch, (module_name, class_name) in classes.items():
+        key = (module_name.rpartition(".")[2], class_name)
+        if key in defines and not has(key):
+            out.append(arch)
+    return sorted(out)
 
 
 # The checkpoint configs to walk besides the produced ones: a JSON file {id: quantization_config} named by this
