@@ -48,7 +48,7 @@ BEFORE_WORKERS_PER_GPU = 12  # the constant scripts/gpu-check.sh used before iss
 # The adapter's fast-path arguments; None removes an argument (the adapter drops None), which is vLLM's default.
 BEFORE_ARGS = {"optimization_level": None, "max_num_batched_tokens": None}
 PHASES = ("worker_start_s", "worker_start_cpu_s", "device_init_s", "weight_load_s", "memory_profile_s", "kv_cache_s", "warmup_s",
-          "other_start_s", "ttft_s", "generate_s", "score_s", "exit_s")
+          "other_start_s", "ttft_s", "generate_s", "score_s", "exit_s", "reference_s", "session_s")
 
 
 def variant_matrix(matrix: Path, out: Path, before: bool, bundle: Path | None = None) -> Path:
@@ -126,7 +126,8 @@ def summarize(run: dict[str, Any], gpus: int) -> dict[str, Any]:
             m = c["metrics"]
             if phase == "exit_s":
                 v = (m.get("wall_s") or 0) - (m.get("cell_s") or 0) if m.get("wall_s") else None
-            elif phase in ("worker_start_s", "worker_start_cpu_s", "ttft_s", "generate_s", "score_s"):
+            elif phase in ("worker_start_s", "worker_start_cpu_s", "ttft_s", "generate_s", "score_s", "reference_s",
+                           "session_s"):
                 v = m.get(phase)
             else:
                 v = (m.get("phases") or {}).get(phase)
@@ -147,6 +148,11 @@ def summarize(run: dict[str, Any], gpus: int) -> dict[str, Any]:
         "vllm_cell_max_s": round(max(c["metrics"]["cell_s"] for c in vllm), 2) if vllm else None,
         "transformers_cell_median_s": _median([c["metrics"]["cell_s"] for c in ran if (c.get("engine_kind") or c.get("engine")) == "transformers"]),
         "modules_imported_median": _median([c["metrics"].get("modules_imported") for c in vllm]),
+        # the workers' time inside cells' processes, and inside the session's work for them (references, judging)
+        "busy_in_cells": round(sum(c["metrics"].get("wall_s") or 0 for c in ran) / (run["wall_s"] * run["workers"]), 3)
+        if ran else None,
+        "busy_in_session": round(sum(c["metrics"].get("session_s") or 0 for c in ran) / (run["wall_s"] * run["workers"]), 3)
+        if ran and any(c["metrics"].get("session_s") for c in ran) else None,
         "cores_per_cell_median": _median([c["metrics"]["cpu_s"] / c["metrics"]["cell_s"] for c in ran
                                           if c["metrics"].get("cpu_s") and c["metrics"].get("cell_s")]),
         "phases_median_s": phases,

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +121,10 @@ class SessionReferences:
     def __init__(self, session: "QcompatSession", cell: Cell, plan: "Plan"):
         self.session, self.cell, self.plan = session, cell, plan
         self.engine = session.matrix.engine(cell.engine)
+        # What the cell's references cost it (run here, waited for, or read): outside the cell's own process time,
+        # so a GPU run's gaps between cells can be told apart (metrics.reference_s, metrics.references_run).
+        self.spent_s = 0.0
+        self.ran = 0
 
     def _spec(self, kind: str) -> EngineSpec:
         # The cell's own engine (with its arguments) when it is the reference kind; else that kind, plain.
@@ -132,6 +137,14 @@ class SessionReferences:
         # does not depend on the capability an emulated cell reports (and one run serves every emulated target).
         key = run_key(ref_cell, engine, dtype, self.plan.device)
         runs = self.session.runs
+        started = time.perf_counter()
+        try:
+            return self._get_or_run(key, ref_cell, engine, quantization, dtype)
+        finally:
+            self.spent_s += time.perf_counter() - started
+
+    def _get_or_run(self, key: tuple, ref_cell: Cell, engine: EngineSpec, quantization: str, dtype: str) -> ReferenceRun:
+        runs = self.session.runs
         found = runs.get(key)
         if found is None:
             with runs.lock(key):
@@ -142,6 +155,7 @@ class SessionReferences:
                     request["emulate_capability"] = None
                     log = f"{self.cell.model}-{quantization}-{dtype}-reference-{engine.kind}-{self.cell.target}"
                     result = self.session._execute(ref_cell, self.plan, request, log, self.session.timeout, engine)
+                    self.ran += 1
                     found = _as_reference(ref_cell, engine, result)
                     runs.put(key, found)
         return found

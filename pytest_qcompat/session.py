@@ -240,9 +240,10 @@ class QcompatSession:
         plan = self.plan(cell)
         self.versions.prepare(self, cell)
         execute = lambda request, log_name, timeout: self._execute(cell, plan, request, log_name, timeout)  # noqa: E731
+        started = time.perf_counter()
+        refs = SessionReferences(self, cell, plan)
         try:
-            result = attempts.run_cell(self.context(cell, plan), self.request(cell, plan), execute,
-                                       SessionReferences(self, cell, plan))
+            result = attempts.run_cell(self.context(cell, plan), self.request(cell, plan), execute, refs)
         except Exception as exc:  # noqa: BLE001 - a bug of the tool itself must still leave one record for the cell
             import traceback
 
@@ -250,6 +251,10 @@ class QcompatSession:
                                          reason=f"pytest-qcompat itself failed while judging this cell ({type(exc).__name__}: "
                                                 f"{exc}); the run decided nothing: please report it",
                                          stderr_tail="".join(traceback.format_exception(exc))[-4000:])
+        # The cell's time in this pytest worker beyond its own process (retries, references, judging): on the H200 a
+        # worker spent 56% of its time outside cells' processes, which the cells' own metrics could not explain.
+        result.metrics.update(session_s=round(time.perf_counter() - started, 3), reference_s=round(refs.spent_s, 3),
+                              references_run=refs.ran)
         result.prediction = plan.prediction.to_dict() if plan.prediction else None
         result.no_prediction = plan.no_prediction
         # The prediction made before the run, kept beside the verdict so the report can audit it (report/audit.py).

@@ -151,3 +151,8 @@ def test_xdist_workers_share_their_reference_runs(pytester):
     loads = (pytester.path / "model" / "loads.txt").read_text().split()
     assert sorted(loads) == ["bfloat16", "bfloat16", "float16", "float16", "float32"], loads  # the base once
     assert {c["metrics"]["vs_reference"]["reference"] for c in doc["cells"]} == {"m none float32 fault_engines:FaultEngine"}
+    # each cell says what its references cost it outside its own process: one of them ran the base, the others read it
+    assert sum(c["metrics"]["references_run"] for c in doc["cells"]) == 1
+    assert all(c["metrics"]["session_s"] >= c["metrics"]["wall_s"] + c["metrics"]["reference_s"] - 0.5 for c in doc["cells"])
+    ran = next(c for c in doc["cells"] if c["metrics"]["references_run"])
+    assert ran["metrics"]["reference_s"] >= 0.5  # the base's own run (its engine sleeps 0.5 s)
