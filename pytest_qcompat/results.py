@@ -200,23 +200,26 @@ def _rejudge_pass(cell: dict[str, Any]) -> bool:
 
 
 _NO_MODULE = re.compile(r"No module named '([\w.]+)'")
-_FRAME = re.compile(r'File "([^"]+)", line \d+')
+_FRAME = re.compile(r'File "([^"]+)", line \d+, in (\S+)')
 _IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", re.M)
 
 
 def broken_dependency(traceback: str, engine: str) -> tuple[str, str] | None:
     """(package, missing module) when a failure is an installed package that cannot be imported because a module it
-    needs is missing: the last frame lies in a package the traceback entered by an import, not the engine, and
-    the missing module is another package. That is a broken runner environment, not a verdict on the cell (on the
-    H200 every Mistral cell of both engines failed in mistral_common, installed without pydantic-extra-types). A
-    `No module named` raised from the engine's own code (transformers asking for gptqmodel) stays the cell's
-    failure: that is what the method needs."""
+    needs is missing: the last frame is a module-level import (`in <module>`) in a package the traceback entered by
+    an import, not the engine, and the missing module is another package. That is a broken runner environment, not
+    a verdict on the cell (on the H200 every Mistral cell of both engines failed in mistral_common, installed without
+    pydantic-extra-types). A `No module named` raised inside a function (transformers asking for gptqmodel) stays
+    the cell's failure: that is what the method needs."""
     missing = _NO_MODULE.findall(traceback)
     frames = _FRAME.findall(traceback)
     if not missing or not frames:
         return None
     module = missing[-1].split(".")[0]
-    parts = frames[-1].replace("\\", "/").split("/")
+    path, where = frames[-1]
+    if where != "<module>":  # an import inside a function: a package asking for an optional dependency
+        return None
+    parts = path.replace("\\", "/").split("/")
     entered = set(_IMPORT.findall(traceback))
     package = next((p for p in parts if p in entered), None)
     if package is None or package in (module, engine, "pytest_qcompat") or _norm(package) == _norm(engine):

@@ -266,6 +266,7 @@ def test_an_installed_package_broken_by_a_missing_dependency_is_the_runners_gap(
     assert broken_dependency(BROKEN_MISTRAL, "transformers") == ("mistral_common", "pydantic_extra_types")
     assert broken_dependency(BROKEN_MISTRAL, "vllm") == ("mistral_common", "pydantic_extra_types")
     assert broken_dependency(NEEDS_GPTQMODEL, "transformers") is None
+    assert broken_dependency(NEEDS_GPTQMODEL, "vllm") is None  # transformers asking for it, inside a function
 
     def pool_of(tail):
         def answer(request, log_name, timeout):
