@@ -5,7 +5,8 @@
 # MAX_MB: by default what the tracked tree leaves, less 1 MiB (46 MiB chunks stopped fitting once the docs grew).
 #   bash scripts/gpu-stage.sh [MAX_MB]     -> .gpu/s1 ... .gpu/sN (ignored), each with stage.sh and install.sh
 # On the device machine, back to back (each within 30 s of the last): `bash .gpu/sK/stage.sh` carrying .gpu/sK,
-# then `bash .gpu/sN/install.sh` once every chunk is staged (it checks), then the run (scripts/gpu-check.sh).
+# then `bash .gpu/sN/install.sh` once every chunk is staged (it checks), `bash .gpu/bK/stage.sh` for the tiny
+# bundle's parts (when .gpu/bundle-all was made), then the run (scripts/gpu-check.sh).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 tree=$(git ls-files -z | xargs -0 du -cb | tail -n 1 | cut -f1)
@@ -112,3 +113,26 @@ INSTALL
 done
 rm -rf .gpu/pool
 du -sh .gpu/s*
+# The tiny matrix's bundle, when made (`qcompat bundle docs/gpu/matrix-gpu.yaml -o .gpu/bundle-all` on this CPU
+# machine: llm-compressor and the llama.cpp converter are here): packed and cut into parts .gpu/b1..bN of the same
+# size; the call that stages the last missing part unpacks /tmp/bundle-all there.
+if [ -d .gpu/bundle-all ]; then
+  rm -rf .gpu/b[0-9]* .gpu/bx
+  tar -czf .gpu/bundle-all.tgz -C .gpu bundle-all
+  split -b "${max}M" -d -a 2 .gpu/bundle-all.tgz .gpu/bundle-all.tgz.part && rm .gpu/bundle-all.tgz
+  parts=$(ls .gpu/bundle-all.tgz.part* | wc -l); i=0
+  for part in .gpu/bundle-all.tgz.part*; do
+    i=$((i + 1)); mkdir -p ".gpu/b$i" && mv "$part" ".gpu/b$i/"
+    cat > ".gpu/b$i/stage.sh" <<BSTAGE
+#!/usr/bin/env bash
+# Copies part $i of $parts of the tiny-model bundle to /tmp/qbparts; with every part there, unpacks /tmp/bundle-all.
+set -e
+here=\$(cd "\$(dirname "\$0")" && pwd)
+mkdir -p /tmp/qbparts && cp "\$here"/bundle-all.tgz.part* /tmp/qbparts/
+n=\$(ls /tmp/qbparts | wc -l); echo "\$(basename "\$here") staged: \$n of $parts parts"
+if [ "\$n" -ge $parts ]; then cat /tmp/qbparts/bundle-all.tgz.part* | tar -xzf - -C /tmp && du -sh /tmp/bundle-all; fi
+BSTAGE
+    chmod +x ".gpu/b$i/stage.sh"
+  done
+  du -sh .gpu/b[0-9]*
+fi
