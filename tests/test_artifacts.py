@@ -101,7 +101,9 @@ def test_producer_failure_is_a_cell_result(tmp_path):
     env = dict(os.environ, QCOMPAT_LLMCOMPRESSOR_PYTHON=str(tmp_path / "nope" / "python"), QCOMPAT_CACHE_DIR=str(tmp_path / "c"))
     proc, cells = run(tmp_path, env=env)
     c = cells["m-gptq-float32-transformers-cpu"]
-    assert (c["status"], c["error_class"]) == ("failed", "missing-package"), c["message"]
+    # no producer on this runner: the checkpoint was never made, so no engine ran and nothing about it is decided
+    assert (c["status"], c["error_class"]) == ("inconclusive", "missing-package"), c["message"]
+    assert c["reason"].startswith("the checkpoint could not be made on this runner, so no engine ran")
     assert "scripts/setup.sh creates .venv-llmc" in c["message"]
 
 
