@@ -117,8 +117,11 @@ print(sum(c["verdict"] in ("run", "emulate") and (not sel or sel in c["cell_id"]
   cat "$OUT/workers-$name.txt"; [ "${workers:-0}" -ge 1 ] 2>/dev/null || workers=1
   resume=()
   if [ -f "$rep/report.json" ]; then cp "$rep/report.json" "/tmp/rep-$name-before.json"; resume=(--qcompat-resume "/tmp/rep-$name-before.json"); fi
-  # SELECT=EXPR runs the cells pytest -k EXPR picks (e.g. the card's own target first; a later run resumes the rest)
+  # SELECT=EXPR runs the cells pytest -k EXPR picks (e.g. the card's own target first; a later run resumes the rest).
+  # The earlier report's other cells stay in the report (--qcompat-update): on 2026-12-02 a SELECT=sm_90 run wrote
+  # its 468 selected cells alone, and the 2,000-cell table had to be merged back by hand.
   select=(); [ -n "${SELECT:-}" ] && select=(-k "$SELECT")
+  [ -n "${SELECT:-}" ] && [ ${#resume[@]} -gt 0 ] && resume+=(--qcompat-update "/tmp/rep-$name-before.json")
   # One device call has a wall limit (CALL_LIMIT, when given): the matrix gets what the bundle and the plan left,
   # minus the stop (SIGINT, then up to 30 s for cells to end, then SIGKILL) and the copy of the report. On the H200 a
   # budget fixed before the plan ran past the call's limit: the call was killed and its report never written.

@@ -177,6 +177,28 @@ def test_sigkill_under_xdist_leaves_shards_that_merge_into_the_report(pytester):
     assert by_engine["ok"]["status"] == "passed" and by_engine["ok"]["finished_at"]
     assert by_engine["hang"]["status"] == "skipped" and by_engine["hang"]["reason_code"] == "not-run"
 
+def test_a_selected_resumed_run_keeps_the_whole_table(pytester):
+    """scripts/gpu-check.sh with SELECT: `-k EXPR --qcompat-resume R --qcompat-update R` under xdist runs the selected
+    cells not run yet and keeps every other cell of R (on the H200 a SELECT=sm_90 run without --qcompat-update wrote
+    its 468 selected cells alone, and the 2,000-cell table had to be merged back by hand)."""
+    path = project(pytester, "  alpha: {kind: 'fault_engines:FaultEngine', args: {fault: ok}}\n"
+                             "  beta: {kind: 'fault_engines:FaultEngine', args: {fault: ok}}\n"
+                             "  gamma: {kind: 'fault_engines:FaultEngine', args: {fault: ok}}\n")
+    base = ("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-p", "no:cacheprovider")
+    pytester.runpytest_subprocess(*base, "-k", "alpha", "--qcompat-report", "first").assert_outcomes(passed=1)
+    first = path / "first" / "report.json"
+    assert [c["engine"] for c in json.loads(first.read_text())["cells"]] == ["alpha"]  # a selected run holds its cells
+    pytester.runpytest_subprocess(*base, "-k", "alpha or beta", "--qcompat-resume", str(first), "--qcompat-update", str(first),
+                                  "--qcompat-report", "second", "-n", "2").assert_outcomes(passed=1, skipped=1)
+    second = {c["engine"]: c for c in report(path, "second")["cells"]}
+    assert set(second) == {"alpha", "beta"} and second["alpha"]["resumed_from"] == str(first) and second["beta"]["status"] == "passed"
+    pytester.runpytest_subprocess(*base, "-k", "gamma", "--qcompat-resume", str(path / "second" / "report.json"),
+                                  "--qcompat-update", str(path / "second" / "report.json"), "--qcompat-report", "third",
+                                  "-n", "2").assert_outcomes(passed=1)
+    third = {c["engine"]: c["status"] for c in report(path, "third")["cells"]}
+    assert third == {"alpha": "passed", "beta": "passed", "gamma": "passed"}  # the unselected cells kept, in matrix order
+
+
 # --- options ---------------------------------------------------------------------------------------------------
 
 def test_timeout_option_overrides_the_matrix(pytester):
