@@ -288,10 +288,14 @@ def test_the_audit_counts_agreement_and_lists_each_miss():
         _ran("sm_89", "failed", "engine-bug", pred=passed),
         _ran("sm_90", "inconclusive", pred=passed),
         _ran("cpu", "passed", evidence="verified"),
+        # llama.cpp's converter refused the model while its GGUF was made: vLLM, whose error was predicted, never ran
+        {**_ran("sm_70", "failed", "tokenizer-unsupported", pred=passed),
+         "stderr_tail": '  File "/x/pytest_qcompat/runner/execute.py", line 79, in resolve_checkpoint\n'
+                        "RuntimeError: convert_hf_to_gguf failed"},
     ]
     a = audit.audit(cells)
     assert (a.compared, a.agree, a.status_agree, a.class_compared, a.class_agree) == (4, 3, 3, 1, 1)
-    assert (a.path_compared, a.path_agree, a.undecided, a.without_prediction) == (2, 1, 1, 1)
+    assert (a.path_compared, a.path_agree, a.undecided, a.without_prediction, a.not_reached) == (2, 1, 1, 1, 1)
     assert sorted(m.what for m in a.misses) == ["path", "status"]
     md = render_markdown({"schema": "qcompat/1", "environment": {}, "cells": cells})
     assert "## Predictions checked against runs" in md and "3 of 4" in md and "m-w8a8-int8-float16-vllm-sm_89" in md

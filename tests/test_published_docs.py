@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pytest_qcompat.report.audit import audit
 from pytest_qcompat.report.markdown import EXCERPT_END, EXCERPT_START, render_excerpt, render_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +74,9 @@ def test_published_verdicts_are_truthful():
     # H200 (2026-12-02) is no verdict on Mistral in either engine
     broken = [c for c in cells if c["model"] == "tiny-mistral" and c["target"] == "sm_90" and c.get("error_class") == "missing-package"]
     assert broken and all(c["status"] == "inconclusive" and "mistral_common is installed" in c["reason"] for c in broken)
+    # the README quotes the table's own audit of its predictions, as it stands
+    a = audit(cells)
+    assert f"agreed with **{a.agree} of {a.compared}** decided runs" in (ROOT / "README.md").read_text()
     # every tiny architecture of the default matrix has cells that ran on the card, in both engines
     ran_gpu = {(c["model"], c["engine"]) for c in cells if c["target"] == "sm_90" and c["status"] in ("passed", "failed")
                and c["model"].startswith("tiny-")}

@@ -32,6 +32,7 @@ class Audit:
     undecided: int = 0  # ran but inconclusive: nothing to compare
     without_prediction: int = 0  # ran with no prediction made (no build could tell, or a third-party engine)
     misses: tuple[Miss, ...] = field(default_factory=tuple)
+    not_reached: int = 0  # failed making its checkpoint: the engine the prediction is about never ran
 
     @property
     def agree(self) -> int:
@@ -42,7 +43,7 @@ class Audit:
         return {"compared": self.compared, "agree": self.agree, "status_agree": self.status_agree,
                 "class_compared": self.class_compared, "class_agree": self.class_agree,
                 "path_compared": self.path_compared, "path_agree": self.path_agree, "undecided": self.undecided,
-                "without_prediction": self.without_prediction,
+                "without_prediction": self.without_prediction, "not_reached": self.not_reached,
                 "misses": [m.__dict__ for m in self.misses]}
 
 
@@ -56,9 +57,16 @@ def _path(path: dict[str, Any] | None) -> tuple[str | None, str | None] | None:
     return path.get("scheme"), path.get("kernel")
 
 
+def never_reached_the_engine(cell: dict[str, Any]) -> bool:
+    """The cell failed while its checkpoint was made (llama.cpp's converter refusing a tiny Gemma 2 tokenizer): a
+    finding about the method for this model, but the engine whose first error was predicted never ran."""
+    return "in resolve_checkpoint" in (cell.get("stderr_tail") or "")
+
+
 def audit(cells: list[dict[str, Any]]) -> Audit:
     """Compare every run's verdict with the prediction it carried before it ran."""
     compared = status_agree = class_compared = class_agree = path_compared = path_agree = undecided = without = 0
+    not_reached = 0
     misses: list[Miss] = []
     for cell in cells:
         status = cell.get("status")
@@ -70,6 +78,9 @@ def audit(cells: list[dict[str, Any]]) -> Audit:
             continue
         if status not in DECIDED:
             undecided += 1
+            continue
+        if status in RUN_FAILURES and never_reached_the_engine(cell):
+            not_reached += 1
             continue
         compared += 1
         common = dict(id=cell["id"], evidence=cell.get("evidence") or "verified",
@@ -95,7 +106,7 @@ def audit(cells: list[dict[str, Any]]) -> Audit:
                 misses.append(Miss(**{**common, "predicted": f"scheme {want[0]}, kernel {want[1]}",
                                       "ran": f"scheme {got[0]}, kernel {got[1]}"}, what="path"))
     return Audit(compared, status_agree, class_compared, class_agree, path_compared, path_agree, undecided, without,
-                 tuple(misses))
+                 tuple(misses), not_reached)
 
 
 def summary_line(a: Audit) -> str:
@@ -106,7 +117,8 @@ def summary_line(a: Audit) -> str:
             f"{a.status_agree}/{a.compared}, failure class {a.class_agree}/{a.class_compared}")
     if a.path_compared:
         line += f", engine path (scheme, kernel) {a.path_agree}/{a.path_compared}"
-    return line + f"; {a.undecided} inconclusive and {a.without_prediction} without a prediction not counted."
+    reached = f", {a.not_reached} whose checkpoint could not be made (the engine never ran)" if a.not_reached else ""
+    return line + f"; {a.undecided} inconclusive{reached} and {a.without_prediction} without a prediction not counted."
 
 
 def render_markdown(cells: list[dict[str, Any]]) -> list[str]:
