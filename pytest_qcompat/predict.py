@@ -48,19 +48,24 @@ def _config_info(path: Path) -> dict[str, Any] | None:
         cfg = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    from .engines.environment import first_layer_weight_shape
+
     qcfg = cfg.get("quantization_config") or cfg.get("compression_config")
     return {"model_type": cfg.get("model_type"), "architectures": cfg.get("architectures") or [],
             "dtype": cfg.get("dtype") or cfg.get("torch_dtype"),
-            "quantization_config": _quant_summary(qcfg) if isinstance(qcfg, dict) else None}
+            "quantization_config": _quant_summary(qcfg, first_layer_weight_shape(cfg)) if isinstance(qcfg, dict) else None}
 
 
-def _quant_summary(qcfg: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's quantization_config as the predictions read it: its method and scheme (_scheme_of), its id
-    (the hash of its canonical JSON, by which the engine environment's walk of it is found) and the config itself
-    (handed to the engine environment to walk)."""
+def _quant_summary(qcfg: dict[str, Any], shape: list[int] | None = None) -> dict[str, Any]:
+    """The checkpoint's quantization_config as the predictions read it: its method and scheme (_scheme_of), the
+    config handed to the engine environment to walk (with the weight shape of the model's first quantized layer,
+    where known: kernel choice depends on it) and its id (the hash of that config's canonical JSON, by which the
+    walk is found)."""
     from .engines.environment import quant_config_id
+    from .engines.vllm.limits import SHAPE_KEY
 
-    return {**_scheme_of(qcfg), "id": quant_config_id(qcfg), "config": qcfg}
+    walked = {**qcfg, SHAPE_KEY: shape} if shape else qcfg
+    return {**_scheme_of(qcfg), "id": quant_config_id(walked), "config": walked}
 
 
 def _scheme_of(qcfg: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pytest_qcompat import attempts
 from pytest_qcompat.cells import Cell
 from pytest_qcompat.engines import facts_for
 from pytest_qcompat.engines.facts import NoPrediction, Prediction
+from pytest_qcompat.engines.vllm.limits import SHAPE_KEY
 from pytest_qcompat.report import audit
 from pytest_qcompat.report.markdown import render_markdown
 from pytest_qcompat.results import CellResult
@@ -353,7 +354,11 @@ W8A8_QCFG = {"quant_method": "compressed-tensors", "format": "int-quantized", "q
                                        "block_structure": None}}}}
 
 
-def _user_model(tmp_path, **configs):
+# SmolLM2-135M's dimensions: its fused qkv projection is 960 x 576, which Machete refuses (960 % 128) on sm_90
+SMOL_DIMS = {"hidden_size": 576, "num_attention_heads": 9, "num_key_value_heads": 3, "intermediate_size": 1536}
+
+
+def _user_model(tmp_path, dims=None, **configs):
     """A model whose variants are the user's own checkpoints (config.json only: predictions never load weights)."""
     from pytest_qcompat.matrix import ModelSpec
 
@@ -362,7 +367,8 @@ def _user_model(tmp_path, **configs):
         folder = tmp_path / method
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"],
-                                                        "torch_dtype": "bfloat16", "quantization_config": qcfg}))
+                                                        "torch_dtype": "bfloat16", "quantization_config": qcfg,
+                                                        **(dims or {})}))
         variants[method] = str(folder)
     return ModelSpec("mine", str(tmp_path / "base"), variants=variants)
 
@@ -377,6 +383,16 @@ def test_a_variants_own_config_is_read_even_for_a_tiny_model(tmp_path):
     info = model_info(model, "awq")["quantization_config"]
     assert (info["quant_method"], info["id"], info["config"]) == ("awq", quant_config_id(AWQ_QCFG), AWQ_QCFG)
     assert model_info(model, "none").get("quantization_config") is None  # the tiny base itself
+
+
+def test_the_first_quantized_layers_shape_comes_from_the_models_config():
+    from pytest_qcompat.engines.environment import first_layer_weight_shape
+
+    assert first_layer_weight_shape(SMOL_DIMS) == [960, 576]  # (9 + 2 x 3) heads x 64
+    assert first_layer_weight_shape({"n_embd": 256, "n_head": 4}) == [768, 256]  # GPT-2's c_attn
+    gemma3 = {"text_config": {"hidden_size": 640, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256}}
+    assert first_layer_weight_shape(gemma3) == [1536, 640]
+    assert first_layer_weight_shape({"model_type": "odd"}) is None
 
 
 def test_a_checkpoint_is_known_by_the_hash_of_its_canonical_json():
@@ -398,13 +414,20 @@ def test_users_own_checkpoints_are_predicted_on_the_cpu_through_the_walk(vllm_li
     wanted = P.matrix_checkpoints([model], "vllm")
     awq_id, w8_id = quant_config_id(AWQ_QCFG), quant_config_id(W8A8_QCFG)
     assert set(wanted) == {awq_id, w8_id}
+    # the same AWQ config on a model with SmolLM2's dimensions: walked at its first layer's shape, under its own id
+    (tmp_path / "sized").mkdir()
+    sized = P.matrix_checkpoints([_user_model(tmp_path / "sized", dims=SMOL_DIMS, awq=AWQ_QCFG)], "vllm")
+    (sized_id,) = sized
+    assert sized_id != awq_id and sized[sized_id][SHAPE_KEY] == [960, 576]
     reads = []
     real_read = P._read
     monkeypatch.setattr(P, "_read", lambda *a, **k: reads.append(a[1]) or real_read(*a, **k))
     limits = P.Limits(dict(vllm_limits), "vllm", vllm_limits.python, vllm_limits.key)
     limits.pop("walk_checkpoints", None)
-    P.checkpoint_walks(limits, wanted)
-    assert reads == ["pytest_qcompat.engines.vllm.limits:read_checkpoint_walks"]  # both in one read
+    P.checkpoint_walks(limits, {**wanted, **sized})
+    assert reads == ["pytest_qcompat.engines.vllm.limits:read_checkpoint_walks"]  # all three in one read
+    assert limits["walk_checkpoints"][sized_id]["bfloat16"]["cpu"]["weight_shape"] == [960, 576]
+    assert limits["walk_checkpoints"][awq_id]["bfloat16"]["cpu"]["weight_shape"] == [256, 256]  # no dimensions given
     awq = limits["walk_checkpoints"][awq_id]["bfloat16"]["cpu"]
     assert (awq["method"], awq["scheme"], awq["kernel"]) == ("awq", "AutoAWQMarlinLinearMethod", "CPUWNA16LinearKernel")
     assert [c["kernel"] for c in awq["candidates"]][-1] == "CPUWNA16LinearKernel"  # vLLM's CPU table, in its order

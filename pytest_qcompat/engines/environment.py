@@ -146,6 +146,21 @@ def missing_requirements(distribution: str) -> list[dict[str, str]]:
     return out
 
 
+def first_layer_weight_shape(config: dict[str, Any]) -> list[int] | None:
+    """[out, in] of the first quantized linear layer vLLM builds for a decoder model's config.json: the fused qkv
+    projection (in = hidden size, out = (heads + 2 x kv heads) x head dim; GPT-2's c_attn is 3 x n_embd). Kernel
+    choice depends on it (Machete needs out % 128 == 0), and the run's engine_path reports this layer's kernel.
+    None where the config does not say."""
+    cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) and not config.get("hidden_size") else config
+    hidden = cfg.get("hidden_size") or cfg.get("n_embd")
+    heads = cfg.get("num_attention_heads") or cfg.get("n_head")
+    if not isinstance(hidden, int) or not isinstance(heads, int) or heads <= 0:
+        return None
+    kv = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or hidden // heads
+    return [(heads + 2 * kv) * head_dim, hidden]
+
+
 def quant_config_id(qcfg: dict[str, Any]) -> str:
     """A checkpoint's quantization_config by its content: sha256 of its canonical JSON (sorted keys, no spaces),
     the same in the pytest process and in the engine's interpreter, so a walk read there is found here."""

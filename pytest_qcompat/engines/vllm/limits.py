@@ -12,7 +12,8 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..environment import environment_gaps, fatbin_archs, library_builds, missing_requirements, quant_config_id, torch_build
+from ..environment import (environment_gaps, fatbin_archs, first_layer_weight_shape, library_builds, missing_requirements,
+                           quant_config_id, torch_build)
 
 DTYPE_NAMES = {"torch.float32": "float32", "torch.float16": "float16", "torch.bfloat16": "bfloat16"}
 # vLLM's CPU wheels carry one kernel library per x86 instruction set; vllm/platforms/cpu.py import_kernels picks it.
@@ -287,6 +288,10 @@ PRODUCED_PRESETS = {"awq": ("W4A16", "pack-quantized"), "gptq": ("W4A16", "pack-
                     "w8a8-int8": ("W8A8", "int-quantized"), "fp8": ("FP8_DYNAMIC", "float-quantized")}
 # A linear layer of the tiny models (hidden 256): kernels' can_implement depends on shapes; the walk says which.
 WALK_SHAPE = (256, 256)
+# A checkpoint's own walk is read at the weight shape [out, in] of its model's first quantized layer (the fused
+# qkv projection), which the run's engine_path also reports: Machete takes SmolLM2-135M's gate_up (3072 x 576) but
+# not its qkv (960 x 576: out % 128), and vLLM ran Marlin there while a 256 x 256 walk said Machete (H200).
+SHAPE_KEY = "_qcompat_weight_shape"
 # Where a kernel's code lives: vLLM's core library for its CUDA kernels, or compiled at run time (JIT) for the real
 # card. Kernel class name prefix -> library (the class names are vLLM's; the split is from vllm/_custom_ops.py,
 # which calls torch.ops._C.* for CUTLASS/Marlin/Machete/Exllama/AllSpark, while Triton/Humming/Conch/FlashInfer
@@ -353,13 +358,13 @@ def _model_dtype(dtype: str) -> Iterator[Any]:
         yield torch_dtype
 
 
-def _kernel_config(scheme: Any, torch_dtype: Any) -> tuple[Any, str, str] | None:
+def _kernel_config(scheme: Any, torch_dtype: Any, shape: tuple[int, int] = WALK_SHAPE) -> tuple[Any, str, str] | None:
     """(layer config, candidate table name, chooser) for a scheme, built from the scheme's own attributes as its
     create_weights does (create_weights itself needs a tensor-parallel group)."""
     from vllm.model_executor.kernels import linear as kl
 
     name = type(scheme).__name__
-    out, inp = WALK_SHAPE
+    out, inp = shape
     if name == "CompressedTensorsW8A8Int8":
         cfg = kl.Int8ScaledMMLinearLayerConfig(is_channelwise=str(getattr(scheme.strategy, "value", scheme.strategy)) == "channel",
                                                is_static_input_scheme=scheme.is_static_input_scheme,
@@ -504,7 +509,8 @@ class _ChooserReached(Exception):
 _WALK_PREFIX = "model.layers.0.self_attn.q_proj"
 
 
-def _linear_method_config(config: Any, torch_dtype: Any, out: dict[str, Any]) -> tuple[Any, str, str] | None:
+def _linear_method_config(config: Any, torch_dtype: Any, out: dict[str, Any],
+                          shape: tuple[int, int] = WALK_SHAPE) -> tuple[Any, str, str] | None:
     """For a quantization config without compressed-tensors schemes (AWQ, GPTQ, ...): build one linear layer as
     vLLM does (ReplicatedLinear, no tensor parallelism) and stop it where its linear method hands its layer config
     to vLLM's mixed-precision kernel chooser (choose_mp_linear_kernel, wrapped where each module imported it).
@@ -526,7 +532,7 @@ def _linear_method_config(config: Any, torch_dtype: Any, out: dict[str, Any]) ->
         m.choose_mp_linear_kernel = capture
     stopped: BaseException | None = None
     try:
-        ReplicatedLinear(WALK_SHAPE[1], WALK_SHAPE[0], bias=False, params_dtype=torch_dtype, quant_config=config,
+        ReplicatedLinear(shape[1], shape[0], bias=False, params_dtype=torch_dtype, quant_config=config,
                          prefix=_WALK_PREFIX, disable_tp=True)
     except Exception as exc:  # noqa: BLE001 - _ChooserReached, or the build needing what the walk lacks
         stopped = exc
@@ -552,7 +558,7 @@ def _linear_method_config(config: Any, torch_dtype: Any, out: dict[str, Any]) ->
 
 
 def walk_one(qcfg: dict[str, Any], method: str, dtype: str, cap: int | None, libraries: list[dict[str, Any]],
-             vllm_dir: Path, platform_enum: Any = None) -> dict[str, Any]:
+             vllm_dir: Path, platform_enum: Any = None, shape: tuple[int, int] = WALK_SHAPE) -> dict[str, Any]:
     """vLLM's selection for one checkpoint config, dtype and capability: the scheme it picks (and its capability
     check), the kernel candidates in vLLM's order with each one's verdict, the chosen kernel, its library and any
     compiled refusal. Every step that could not be read says so in `unread` instead of raising."""
@@ -560,7 +566,7 @@ def walk_one(qcfg: dict[str, Any], method: str, dtype: str, cap: int | None, lib
     from vllm.platforms import current_platform
 
     platform_enum = platform_enum if platform_enum is not None else current_platform._enum
-    out: dict[str, Any] = {"capability": cap, "dtype": dtype, "weight_shape": list(WALK_SHAPE)}
+    out: dict[str, Any] = {"capability": cap, "dtype": dtype, "weight_shape": list(shape)}
     try:
         with seen_capability(cap), _model_dtype(dtype) as torch_dtype:
             import torch
@@ -575,13 +581,13 @@ def walk_one(qcfg: dict[str, Any], method: str, dtype: str, cap: int | None, lib
                                   "source": f"{type(config).__name__}.get_min_capability() = {floor}"}
                 return out
             if not hasattr(config, "get_scheme"):  # AWQ, GPTQ, ...: the linear method picks the kernel in create_weights
-                built = _linear_method_config(config, torch_dtype, out)
+                built = _linear_method_config(config, torch_dtype, out, shape)
                 if built is None:
                     return out
                 return _walk_kernels(out, *built, cap, platform_enum, libraries, vllm_dir)
             refusals = _record_scheme_refusals(config)
             try:
-                scheme = config.get_scheme(torch.nn.Linear(WALK_SHAPE[1], WALK_SHAPE[0], bias=False),
+                scheme = config.get_scheme(torch.nn.Linear(shape[1], shape[0], bias=False),
                                            "model.layers.0.self_attn.q_proj")
             except RuntimeError as exc:  # a scheme check this walk could not intercept
                 out["refused"] = {"step": "scheme", "message": f"RuntimeError: {exc}",
@@ -594,7 +600,7 @@ def walk_one(qcfg: dict[str, Any], method: str, dtype: str, cap: int | None, lib
                                   "source": f"{type(config).__name__}.get_scheme -> {out['scheme']} "
                                             f"(min capability {out['scheme_min_capability']})"}
                 return out
-            built = _kernel_config(scheme, torch_dtype)
+            built = _kernel_config(scheme, torch_dtype, shape)
             if built is None:
                 out["unread"] = f"no kernel table known for {out['scheme']}"
                 return out
@@ -649,11 +655,16 @@ def vllm_libraries(vllm_dir: Path) -> list[dict[str, Any]]:
 
 def walk(methods: dict[str, dict[str, Any]], dtypes: tuple[str, ...], caps: tuple[int | None, ...],
          vllm_dir: Path, libraries: list[dict[str, Any]], platform_enum: Any = None) -> dict[str, Any]:
-    """{method: {dtype: {capability (str; "cpu" for None): walk_one(...)}}}"""
-    return {method: {dtype: {("cpu" if cap is None else str(cap)): walk_one(qcfg, method, dtype, cap, libraries, vllm_dir,
-                                                                          platform_enum)
-                             for cap in caps} for dtype in dtypes}
-            for method, qcfg in methods.items()}
+    """{method: {dtype: {capability (str; "cpu" for None): walk_one(...)}}}. A config may carry the weight shape of
+    its model's first quantized layer (SHAPE_KEY, [out, in]); else the tiny models' WALK_SHAPE is walked."""
+    out: dict[str, Any] = {}
+    for method, qcfg in methods.items():
+        shape = tuple(qcfg.get(SHAPE_KEY) or WALK_SHAPE)
+        qcfg = {k: v for k, v in qcfg.items() if k != SHAPE_KEY}
+        out[method] = {dtype: {("cpu" if cap is None else str(cap)): walk_one(qcfg, method, dtype, cap, libraries,
+                                                                            vllm_dir, platform_enum, shape)
+                               for cap in caps} for dtype in dtypes}
+    return out
 
 
 def _walk_line(method: str, dtype: str, cap: str, step: dict[str, Any]) -> str:
@@ -687,7 +698,8 @@ def main(argv: list[str] | None = None) -> int:
         qcfg = data.get("quantization_config") or data.get("compression_config")
         if not qcfg:
             parser.error(f"{args.config} has no quantization_config")
-        configs = {"checkpoint": qcfg}
+        shape = first_layer_weight_shape(data)
+        configs = {"checkpoint": {**qcfg, SHAPE_KEY: shape} if shape else qcfg}
     else:
         names = sorted(PRODUCED_PRESETS) if args.method == "all" else [args.method]
         configs = {name: produced_quant_config(name) for name in names}
