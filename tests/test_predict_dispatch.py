@@ -210,21 +210,25 @@ def test_gguf_on_blackwell_is_predicted_from_the_plugin():
 
 # --- the emulation check compares paths ------------------------------------------------------------------
 
-class PathPool:
-    """A fake executor (no worker here): the emulated run fails, the real card passes, each on the path given."""
+class SplitPool:
+    """A fake executor (no GPU here): answers the emulated run and the real card's run each with its own result
+    (CellResult.for_cell keyword arguments), and records which of the two was asked for."""
 
-    def __init__(self, emulated_path, real_path):
-        self.paths = (emulated_path, real_path)
+    def __init__(self, emulated: dict, real: dict):
+        self.results = (emulated, real)
         self.calls = []
 
     def __call__(self, request, log_name, timeout):
         emulated = request["emulate_capability"] is not None
         self.calls.append(emulated)
-        cell = Cell(**request["cell"])
-        if emulated:
-            return CellResult.for_cell(cell, "failed", error_class="engine-bug", engine_path=self.paths[0],
-                                       message="RuntimeError: CUDA error: device-side assert triggered")
-        return CellResult.for_cell(cell, "passed", engine_path=self.paths[1])
+        return CellResult.for_cell(Cell(**request["cell"]), **self.results[0 if emulated else 1])
+
+
+def PathPool(emulated_path, real_path):
+    """The emulated run fails with a device-side assert, the real card passes, each on the path given."""
+    return SplitPool(dict(status="failed", error_class="engine-bug", engine_path=emulated_path,
+                          message="RuntimeError: CUDA error: device-side assert triggered"),
+                     dict(status="passed", engine_path=real_path))
 
 
 def _request():
@@ -539,21 +543,13 @@ def test_walk_builds_the_layer_config_of_vllm_0_25_which_asks_for_act_order(monk
     assert isinstance(cfg, MPLinearLayerConfig025) and cfg.has_g_idx is True and (table, chooser) == ("_POSSIBLE_KERNELS", "mp")
 
 
-class OutputPool:
-    """A fake executor (no GPU here): the emulated run prints `emulated`, the real card's run `real`, both on the same
-    path."""
+GGUF_PATH = {"scheme": None, "kernel": "GGUFLinearMethod"}
 
-    path = {"scheme": None, "kernel": "GGUFLinearMethod"}
 
-    def __init__(self, emulated, real):
-        self.outputs = (emulated, real)
-        self.calls = []
-
-    def __call__(self, request, log_name, timeout):
-        emulated = request["emulate_capability"] is not None
-        self.calls.append(emulated)
-        return CellResult.for_cell(Cell(**request["cell"]), "passed", engine_path=self.path,
-                                   outputs=self.outputs[0 if emulated else 1])
+def OutputPool(emulated, real):
+    """The emulated run prints `emulated`, the real card's run `real`, both passing on the same path."""
+    return SplitPool(dict(status="passed", engine_path=GGUF_PATH, outputs=emulated),
+                     dict(status="passed", engine_path=GGUF_PATH, outputs=real))
 
 
 def _out(ids):

@@ -77,9 +77,10 @@ def environment_gaps() -> list[dict[str, str]]:
     mistral_common without pydantic-extra-types failed every Mistral cell of both engines)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
-    installed = {_norm_dist(d.metadata["Name"] or "") for d in md.distributions()}
+    dists = list(md.distributions())  # one scan of sys.path, not two
+    installed = {_norm_dist(d.metadata["Name"] or "") for d in dists}
     out: dict[str, dict[str, str]] = {}
-    for dist in md.distributions():
+    for dist in dists:
         for text in dist.requires or []:
             try:
                 req = Requirement(text)
