@@ -110,9 +110,9 @@ import json, os, sys
 sel = os.environ["SELECT"]
 print(sum(c["verdict"] in ("run", "emulate") and (not sel or sel in c["cell_id"]) for c in json.load(sys.stdin)["cells"]))' 2>/dev/null)
   cellsarg=(); [ "${ncells:-0}" -ge 1 ] 2>/dev/null && cellsarg=(--cells "$ncells")
-  # A machine's first run has no cells of its own yet: the published H200 run's cells (their servers' start-up
-  # included) stand in, instead of one core a cell and no start-up.
-  measured=$profile; [ -f "$measured" ] || measured=docs/runs/h200-real-models-llmc.json
+  # A machine's first run has no cells of its own yet: the published H200 tiny-matrix runs stand in (servers'
+  # start-up included, and two worker counts, 14 and 8, which give capacity.py the knee), instead of one core a cell.
+  measured=$profile; [ -f "$measured" ] || measured=docs/runs/h200-tiny-matrix-9arch.json
   workers=${WORKERS:-$($py -m pytest_qcompat.runner.capacity "${cellsarg[@]}" "$measured" "$rep/report.json" 2>"$OUT/workers-$name.txt")}
   cat "$OUT/workers-$name.txt"; [ "${workers:-0}" -ge 1 ] 2>/dev/null || workers=1
   resume=()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import pytest
 import yaml
 
 from pytest_qcompat.cache import gpu_jit_env
-from pytest_qcompat.runner.capacity import CONTEXT_MB, MAX_PER_GPU, SPARE_CORES, choose_workers, makespan, measured_cells
+from pytest_qcompat.runner.capacity import (CONTEXT_MB, MAX_PER_GPU, MEASURED_STEP, SPARE_CORES, choose_workers, contention,
+                                           makespan, measured_cells)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,3 +169,36 @@ def test_vllm_cells_on_cuda_skip_flashinfers_sampler_compile_unless_the_user_ask
     assert "VLLM_USE_FLASHINFER_SAMPLER" not in default_env("cpu")
     monkeypatch.setenv("VLLM_USE_FLASHINFER_SAMPLER", "1")  # the user's choice (and the benchmark's `before`) wins
     assert default_env("cuda")["VLLM_USE_FLASHINFER_SAMPLER"] == "1"
+
+
+def test_workers_stop_at_the_knee_the_measured_runs_show():
+    """Cells slow each other down on the card, which no per-cell measure shows: the published tiny matrix ran with
+    14 workers (median vLLM/transformers cell 13.6 s) and then 8 (7.3 s), so throughput peaks near 8 and more workers
+    only lengthen the cells. The count stops at that knee, not at what cores and memory allow."""
+    doc = json.loads((ROOT / "docs" / "runs" / "h200-tiny-matrix-9arch.json").read_text())
+    cells = measured_cells([doc])
+    knee = contention(cells)
+    assert knee.runs == 2 and knee.most_workers == 14 and 7.0 < knee.knee < 9.0
+    by_cores = choose_workers(16, 1, 143_771, [dict(m, workers=None) for m in cells], cells_to_run=468)
+    choice = choose_workers(16, 1, 143_771, cells, cells_to_run=468)
+    assert choice.workers < by_cores.workers and 7 <= choice.workers <= 10
+    assert "knee at 8.0 workers" in choice.explain(16, 1, 143_771)
+
+
+def test_one_measured_run_bounds_the_count_near_its_own():
+    """2026-12-02, the benchmark's fast path: from the `before` variant's 42 cells (12 workers; each cell 0.66 cores
+    busy, most of it waiting) the estimate from cores chose 21 workers, and not one cell finished in 170 s. One run
+    says nothing past its own worker count: the count may step past it (MEASURED_STEP), not leap."""
+    before = json.loads((ROOT / "docs" / "gpu" / "bench-2026-12-02b" / "before.json").read_text())
+    cells = measured_cells([before])
+    assert {m["workers"] for m in cells} == {12}
+    unbounded = choose_workers(16, 1, 143_771, [dict(m, workers=None) for m in cells], cells_to_run=42)
+    bounded = choose_workers(16, 1, 143_771, cells, cells_to_run=42)
+    assert unbounded.workers == 21  # what the benchmark ran
+    assert 12 <= bounded.workers <= math.floor(12 * MEASURED_STEP)
+    # without a cell count the bound holds too, and a synthetic run of 4 workers bounds at 5
+    assert choose_workers(16, 1, 143_771, cells).workers <= 15
+    few = measured_cells([{"environment": {"xdist_workers": ["gw0", "gw1", "gw2", "gw3"]},
+                           "cells": [gpu_cell(1.0, 10.0) for _ in range(3)]}])
+    choice = choose_workers(64, 1, 143_771, few)
+    assert choice.workers == 5 and choice.by == "measured runs"
