@@ -118,3 +118,19 @@ def test_metric_gates_follow_the_metrics_direction(tmp_path):
 def test_parse_gate(text, metric, threshold, relative):
     g = parse_gate(text)
     assert (g.metric, g.threshold, g.relative) == (metric, threshold, relative) and str(g) == text
+
+
+def test_a_merged_stamp_writes_a_list_of_missing_requirements_once():
+    """The published table merges 20 runner shards of one machine kind, each lacking the same 19 requirements of the
+    vLLM wheel: the stamp says it once and names that runner for the others."""
+    from pytest_qcompat.report.stamp import environment_stamp
+
+    gap = [{"requirement": "anthropic>=0.71.0", "name": "anthropic", "problem": "not installed"}]
+    env = lambda shard, missing: {"shard": shard, "runner": {"host": "vm", "cpu": "x"},  # noqa: E731
+                                  "engines": {"vllm": {"packages": {"vllm": "0.25.0"}, "missing_requirements": missing}}}
+    lines = environment_stamp({"merged": True, "shards": [env("a", gap), env("b/gw0", gap), env("c", []),
+                                                          env("d", gap + gap)]})
+    assert [line for line in lines if "lacks" in line] == [
+        "  - vllm lacks declared requirements: anthropic>=0.71.0 (not installed)",
+        "  - vllm lacks the same declared requirements as a",
+        "  - vllm lacks declared requirements: anthropic>=0.71.0 (not installed), anthropic>=0.71.0 (not installed)"]

@@ -12,6 +12,7 @@ def environment_stamp(env: dict[str, Any]) -> list[str]:
     """One Markdown bullet per runner, and one per engine environment that lacks declared requirements."""
     shards = env.get("shards") if env.get("merged") else [env]
     lines = []
+    said: dict[str, str] = {}  # a list of missing requirements -> the first runner it was written for
     for e in shards:
         runner = e.get("runner") or {}
         gpus = runner.get("gpus") or []
@@ -28,6 +29,9 @@ def environment_stamp(env: dict[str, Any]) -> list[str]:
         for name, info in (e.get("engines") or {}).items():
             missing = info.get("missing_requirements") or []
             if missing:
-                lines.append(f"  - {name} lacks declared requirements: "
-                             + ", ".join(f"{m['requirement']} ({m['problem']})" for m in missing))
+                text = ", ".join(f"{m['requirement']} ({m['problem']})" for m in missing)
+                # the worker shards of one run, or one machine's runs, lack the same list: written once
+                first = said.setdefault(text, e.get("shard", "this runner"))
+                lines.append(f"  - {name} lacks declared requirements: {text}" if first == e.get("shard", "this runner")
+                             else f"  - {name} lacks the same declared requirements as {first}")
     return lines
