@@ -1,6 +1,7 @@
 """One pytest session's qcompat state: the matrix, its cells and plans, the worker pool, the report store."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -20,7 +21,7 @@ from .matrix import EngineSpec, Matrix, ModelSpec, is_hub_id
 from .plan import Plan, plan_cell
 from .predict import engine_limits, matrix_checkpoints, model_info, predict
 from .quality import score_text
-from .references import RunCache, SessionReferences, where_ran
+from .references import RunCache, SessionReferences, run_key, where_ran
 from .results import SCHEMA, CellResult, interpret
 from .runner.pinning import choose_gpus
 from .runner.pool import Pool
@@ -268,7 +269,7 @@ class QcompatSession:
                  engine: EngineSpec | None = None) -> CellResult:
         if self.pool is None:
             self.pool = Pool(self.report_dir / "logs", self.isolation)
-        engine = engine or self.matrix.engine(cell.engine)
+        given_engine, engine = engine, engine or self.matrix.engine(cell.engine)
         env = {**facts_for(engine.kind).engine_env(plan.device, str(cache_root())), **engine.env}
         if self.offline:
             env.setdefault("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "1"))
@@ -281,11 +282,19 @@ class QcompatSession:
             # Under xdist: this worker's own GPUs when they can serve the cell.
             gpus = choose_gpus([str(i) for i in plan.gpu_indices], plan.requirements.gpus, self.gpu_share)
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        raw = self.pool.run(log_name, request, engine.python, (engine.kind,), env, timeout)
-        result = interpret(cell, raw, timeout, plan.evidence)
-        if request["cell"]["dtype"] == cell.dtype and request["engine"].get("args") == engine.args:
-            # as given (not a tried fix); an unemulated check of an emulated cell counts as a run on this hardware
-            self.runs.remember(cell, engine, result, where_ran(plan.device, request.get("emulate_capability"), cell.target))
+        as_given = request["cell"]["dtype"] == cell.dtype and request["engine"].get("args") == engine.args
+        where = where_ran(plan.device, request.get("emulate_capability"), cell.target)
+        # A matrix cell run as given is also the reference some other cell may want (transformers with the checkpoint
+        # a vLLM cell loaded): it holds that run's lock while it runs, so a worker that needs it meanwhile waits and
+        # reads it instead of running the same thing beside it. A reference run (`given_engine`) holds it already.
+        holds = self.runs.lock(run_key(cell, engine, cell.dtype, where)) if as_given and given_engine is None \
+            else contextlib.nullcontext()
+        with holds:
+            raw = self.pool.run(log_name, request, engine.python, (engine.kind,), env, timeout)
+            result = interpret(cell, raw, timeout, plan.evidence)
+            if as_given:
+                # not a tried fix; an unemulated check of an emulated cell counts as a run on this hardware
+                self.runs.remember(cell, engine, result, where)
         if result.base and self.store is not None:  # a base built from a GGUF: its identity and check, once
             self.store.environment.setdefault("bases", {}).setdefault(cell.model, result.base)
         result.engine_kind = engine.kind

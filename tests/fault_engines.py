@@ -32,6 +32,7 @@ class FaultEngine(Engine):
                 fh.write(f"{request.dtype}\n")
         if self.args.get("sleep"):  # a slow cell (e.g. to watch report.json while cells run)
             time.sleep(float(self.args["sleep"]))
+        time.sleep(float((self.args.get("sleep_by_dtype") or {}).get(request.dtype, 0)))  # one dtype slower
         marker = os.path.join(request.path, f".slept-{self.args.get('sleep_once_tag', 'x')}")
         if self.args.get("sleep_once") and not os.path.exists(marker):  # slow the first time only (resume tests)
             open(marker, "w").close()

@@ -40,6 +40,10 @@ def test_dtypes_and_bitsandbytes_on_the_fly(cpu_matrix_run):
     assert c["engine_args"]["quantization_config"]["BitsAndBytesConfig"]["load_in_4bit"] == "True"
     assert c["engine_version"] and len(c["outputs"][0]["token_ids"]) == 4  # the run's max_new_tokens
     assert c["metrics"]["load_s"] > 0 and c["metrics"]["tokens_per_s"] > 0
+    # the start by phase, as vLLM's cells have it: tokenizer, weights (bitsandbytes quantizing them), and the rest
+    phases = c["metrics"]["phases"]
+    assert set(phases) == {"tokenizer_s", "weight_load_s", "other_start_s"} and phases["weight_load_s"] > 0
+    assert sum(phases.values()) == pytest.approx(c["metrics"]["load_s"], abs=0.01)
 
 
 BUILD_PREQUANTIZED = """

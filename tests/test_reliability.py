@@ -156,3 +156,23 @@ def test_xdist_workers_share_their_reference_runs(pytester):
     assert all(c["metrics"]["session_s"] >= c["metrics"]["wall_s"] + c["metrics"]["reference_s"] - 0.5 for c in doc["cells"])
     ran = next(c for c in doc["cells"] if c["metrics"]["references_run"])
     assert ran["metrics"]["reference_s"] >= 0.5  # the base's own run (its engine sleeps 0.5 s)
+
+
+def test_a_reference_that_is_also_a_running_cell_is_waited_for_not_run_beside_it(pytester):
+    """The same-artifact reference of a vLLM cell is often a matrix cell too (transformers with that checkpoint), and
+    the run order hands both out together: the vLLM cell's worker then ran it a second time beside the first. A cell
+    run as given holds its run's lock while it runs, so the other worker waits for it and reads it."""
+    (pytester.path / "model").mkdir()
+    args = "{count_loads: loads.txt, sleep_by_dtype: {float32: 3.0, float16: 0.5}}"
+    (pytester.path / "matrix.yaml").write_text(
+        f"models: [{{id: m, source: ./model}}]\ndtypes: [float32, float16]\n"
+        f"engines:\n  a: {{kind: 'fault_engines:FaultEngine', args: {args}}}\n")
+    result = pytester.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-n", "2",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    doc = json.loads((pytester.path / "qcompat-report" / "report.json").read_text())
+    assert {c["xdist_worker"] for c in doc["cells"]} == {"gw0", "gw1"}  # the two ran at once
+    loads = (pytester.path / "model" / "loads.txt").read_text().split()
+    assert sorted(loads) == ["float16", "float32"], loads  # the float32 base ran once: as the matrix's cell
+    fp16 = next(c for c in doc["cells"] if c["dtype"] == "float16")
+    assert fp16["metrics"]["references_run"] == 0 and fp16["metrics"]["reference_s"] >= 1.0  # it waited, then read

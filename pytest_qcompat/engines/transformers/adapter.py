@@ -1,6 +1,7 @@
 """Hugging Face transformers adapter (runs in the worker): CPU and CUDA, dtypes, bitsandbytes 4/8-bit on the fly and pre-quantized."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,13 @@ class TransformersEngine(Engine):
         # transformers' GGUF tokenizer conversion ignores it (Gemma 3 without BOS degenerates).
         has_tokenizer = (Path(request.path) / "tokenizer.json").is_file()
         tok_kwargs = {"gguf_file": request.gguf_file} if request.gguf_file and not has_tokenizer else {}
+        # Phases of the start (the GPU cost benchmark's table; vLLM's come from its worker methods): on the H200 a
+        # 270M model's transformers cell took 14-20 s to load, which the cell's metrics could not break down.
+        t0 = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(request.path, trust_remote_code=request.trust_remote_code, **tok_kwargs)
+        t1 = time.perf_counter()
         self.model = AutoModelForCausalLM.from_pretrained(request.path, **kwargs).eval()
+        self.phases = {"tokenizer_s": round(t1 - t0, 4), "weight_load_s": round(time.perf_counter() - t1, 4)}
         self.device = self.model.device
         self.torch = torch
         qmodules = sum(1 for m in self.model.modules() if type(m).__name__ in ("Linear4bit", "Linear8bitLt"))
