@@ -134,21 +134,28 @@ def test_model_output_is_escaped_in_the_html_report(pytester):
     assert load(pytester)["cells"][0]["outputs"][0]["text"].startswith("<script>")  # the record keeps the raw text
 
 
+def run_counting_loads(pytester, dtypes: str, engines: str, passed: int) -> tuple[dict, list[str]]:
+    """A fault-engine matrix of model m under two xdist workers: the report, and each load the engines made (a cell's
+    or a reference's run), by dtype."""
+    (pytester.path / "model").mkdir()
+    (pytester.path / "matrix.yaml").write_text(
+        f"models: [{{id: m, source: ./model}}]\ndtypes: {dtypes}\nengines:\n{engines}")
+    result = pytester.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-n", "2",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=passed)
+    doc = json.loads((pytester.path / "qcompat-report" / "report.json").read_text())
+    return doc, (pytester.path / "model" / "loads.txt").read_text().split()
+
+
 def test_xdist_workers_share_their_reference_runs(pytester):
     """Each worker is a session of its own: without a shared record every worker that judged a cell of a model ran
     that model's float32 base again (on the H200, up to 14 times). Now the first worker runs it under a lock and the
     others read its run."""
-    (pytester.path / "model").mkdir()
     args = "{sleep: 0.5, count_loads: loads.txt}"
-    (pytester.path / "matrix.yaml").write_text(
-        f"models: [{{id: m, source: ./model}}]\ndtypes: [float16, bfloat16]\n"
-        f"engines:\n  a: {{kind: 'fault_engines:FaultEngine', args: {args}}}\n  b: {{kind: 'fault_engines:FaultEngine', args: {args}}}\n")
-    result = pytester.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-n", "2",
-                                           "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4)
-    doc = json.loads((pytester.path / "qcompat-report" / "report.json").read_text())
+    doc, loads = run_counting_loads(pytester, "[float16, bfloat16]",
+                                    f"  a: {{kind: 'fault_engines:FaultEngine', args: {args}}}\n"
+                                    f"  b: {{kind: 'fault_engines:FaultEngine', args: {args}}}\n", passed=4)
     assert {c["xdist_worker"] for c in doc["cells"]} == {"gw0", "gw1"}  # both workers judged cells of m
-    loads = (pytester.path / "model" / "loads.txt").read_text().split()
     assert sorted(loads) == ["bfloat16", "bfloat16", "float16", "float16", "float32"], loads  # the base once
     assert {c["metrics"]["vs_reference"]["reference"] for c in doc["cells"]} == {"m none float32 fault_engines:FaultEngine"}
     # each cell says what its references cost it outside its own process: one of them ran the base, the others read it
@@ -162,17 +169,10 @@ def test_a_reference_that_is_also_a_running_cell_is_waited_for_not_run_beside_it
     """The same-artifact reference of a vLLM cell is often a matrix cell too (transformers with that checkpoint), and
     the run order hands both out together: the vLLM cell's worker then ran it a second time beside the first. A cell
     run as given holds its run's lock while it runs, so the other worker waits for it and reads it."""
-    (pytester.path / "model").mkdir()
     args = "{count_loads: loads.txt, sleep_by_dtype: {float32: 3.0, float16: 0.5}}"
-    (pytester.path / "matrix.yaml").write_text(
-        f"models: [{{id: m, source: ./model}}]\ndtypes: [float32, float16]\n"
-        f"engines:\n  a: {{kind: 'fault_engines:FaultEngine', args: {args}}}\n")
-    result = pytester.runpytest_subprocess("--qcompat-matrix", "matrix.yaml", "--qcompat-device", "cpu", "-n", "2",
-                                           "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
-    doc = json.loads((pytester.path / "qcompat-report" / "report.json").read_text())
+    doc, loads = run_counting_loads(pytester, "[float32, float16]",
+                                    f"  a: {{kind: 'fault_engines:FaultEngine', args: {args}}}\n", passed=2)
     assert {c["xdist_worker"] for c in doc["cells"]} == {"gw0", "gw1"}  # the two ran at once
-    loads = (pytester.path / "model" / "loads.txt").read_text().split()
     assert sorted(loads) == ["float16", "float32"], loads  # the float32 base ran once: as the matrix's cell
     fp16 = next(c for c in doc["cells"] if c["dtype"] == "float16")
     assert fp16["metrics"]["references_run"] == 0 and fp16["metrics"]["reference_s"] >= 1.0  # it waited, then read

@@ -31,7 +31,8 @@ def environment_stamp(env: dict[str, Any]) -> list[str]:
             if missing:
                 text = ", ".join(f"{m['requirement']} ({m['problem']})" for m in missing)
                 # the worker shards of one run, or one machine's runs, lack the same list: written once
-                first = said.setdefault(text, e.get("shard", "this runner"))
-                lines.append(f"  - {name} lacks declared requirements: {text}" if first == e.get("shard", "this runner")
+                shard = e.get("shard", "this runner")
+                first = said.setdefault(text, shard)
+                lines.append(f"  - {name} lacks declared requirements: {text}" if first == shard
                              else f"  - {name} lacks the same declared requirements as {first}")
     return lines
