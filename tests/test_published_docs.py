@@ -97,7 +97,7 @@ def test_published_verdicts_are_truthful():
     assert old_base and all(c["status"] == "inconclusive" and c["reason"].startswith("base checkpoint failed its check")
                             for c in old_base)
     judged = [c for c in gemma_gpu if c["status"] in ("passed", "failed")]
-    assert len(judged) >= 22 and all(c["shard"].split("/")[0] in ("h200-real-models-llmc", "h200-gemma3-sm90")
+    assert len(judged) >= 34 and all(c["shard"].split("/")[0] in ("h200-real-models-llmc", "h200-gemma3-sm90")
                                      for c in judged)
     assert {c["engine"] for c in judged if c["dtype"] == "bfloat16" and c["status"] == "passed"} == {"transformers", "vllm"}
     fp16 = {c["engine"]: set() for c in judged}
@@ -111,9 +111,16 @@ def test_published_verdicts_are_truthful():
     smol = {c["quantization"] for c in gpu_vllm if c["model"] == "smollm2-135m" and c["target"] == "sm_90"
             and c.get("evidence") == "verified" and c["status"] == "passed" and (c.get("metrics") or {}).get("tokens_per_s")}
     assert smol == {"none", "bnb-4bit", "bnb-4bit-prequant", "bnb-8bit-prequant", "awq", "gptq", "w8a8-int8", "fp8"}, smol
+    # issue 23: every method of both real models on the card, with its speed, in both engines (the README's answer)
+    for engine in ("vllm", "transformers"):
+        gemma = {c["quantization"] for c in cells if c["model"] == "gemma3-270m" and c["target"] == "sm_90"
+                 and c["engine"] == engine and c.get("evidence") == "verified" and c["status"] == "passed"
+                 and c["dtype"] == "bfloat16" and (c.get("metrics") or {}).get("tokens_per_s")}
+        assert gemma >= {"none", "bnb-4bit", "bnb-4bit-prequant", "bnb-8bit-prequant", "awq", "gptq", "w8a8-int8", "fp8"}, gemma
     # the runs of the current tool audit their own predictions: every vLLM GPU cell they ran has the prediction made
     # before it ran, or says why there was none
-    current = [c for c in gpu_vllm if c.get("shard", "").split("/")[0] in ("h200-tiny-matrix-9arch", "h200-smollm2-sm90")
+    current = [c for c in gpu_vllm if c.get("shard", "").split("/")[0] in ("h200-tiny-matrix-9arch", "h200-smollm2-sm90",
+                                                                          "h200-gemma3-sm90")
                and c.get("finished_at") and c["status"] != "skipped"]
     assert len(current) >= 50 and all(c.get("prediction_check") or c.get("no_prediction") for c in current)
     degraded = {c["id"] for c in cells if c.get("quality") == "degraded"}
