@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_qcompat.artifacts import size_mb
+
 LLMC = os.environ.get("QCOMPAT_LLMCOMPRESSOR_PYTHON", str(Path(sys.prefix).parent / ".venv-llmc" / "bin" / "python"))
 
 
@@ -94,6 +96,29 @@ def test_quantized_is_smaller_and_cached(produced, machine):
         assert q8["status"] == "crashed" and "artifact_cached" not in q8["metrics"]
     else:
         assert q8["metrics"]["artifact_cached"] is True, status(again, q8["id"])
+
+
+def safetensors_dtypes(folder: Path) -> dict[str, str]:
+    """Tensor name -> dtype, from a checkpoint's safetensors header (the 8-byte length, then JSON)."""
+    with open(folder / "model.safetensors", "rb") as fh:
+        header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+    return {name: t["dtype"] for name, t in header.items() if name != "__metadata__"}
+
+
+@pytest.mark.parametrize("method", ["awq", "fp8"])
+def test_llmcompressor_keeps_what_it_does_not_quantize_in_the_source_dtype(produced, method):
+    # A checkpoint made from a float32 copy kept the embedding in float32: Gemma 3 270M's AWQ (723 MB) came out larger
+    # than its bfloat16 base (527 MB) on the H200, and the table's size column said so. The source's dtype, as a user
+    # running llm-compressor's examples (dtype="auto") gets it.
+    (_, cells), _ = produced
+    cell = cells[f"tiny-llama-{method}-bfloat16-vllm-cpu"]
+    made, source = Path(cell["engine_args"]["model"]), cell["model"]
+    base = json.loads((made / "qcompat-artifact.json").read_text())["source"]
+    want = safetensors_dtypes(Path(base))["model.embed_tokens.weight"]
+    got = safetensors_dtypes(made)
+    assert want == "BF16" and got["model.embed_tokens.weight"] == want, (source, got["model.embed_tokens.weight"])
+    assert not [n for n, d in got.items() if d == "F32"], "float32 tensors in a checkpoint made from a bfloat16 source"
+    assert cell["metrics"]["artifact_mb"] < size_mb(base)
 
 
 def test_producer_failure_is_a_cell_result(tmp_path):

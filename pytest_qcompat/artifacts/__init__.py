@@ -90,6 +90,9 @@ def produce_cached(source: str, method: str, device: str = "cpu") -> tuple[Path,
     if tool is None:
         raise ValueError(f"Unknown quantization method: no producer for {method!r}")
     params = BNB_PARAMS.get(method, {"method": method})
+    if tool == "llmcompressor":  # a checkpoint made with other load settings is another checkpoint
+        from .llmcompressor import SOURCE_DTYPE
+        params = {**params, "load_dtype": SOURCE_DTYPE}
     key_src = json.dumps({"source": content_hash(source), "method": method, "params": params, "tool": tool_version(tool)},
                          sort_keys=True)
     out = cache_root() / "artifacts" / f"{method}-{hashlib.sha256(key_src.encode()).hexdigest()[:16]}"

@@ -14,6 +14,7 @@ from .staging import staged
 METHODS = ("awq", "gptq", "w8a8-int8", "fp8")
 CALIBRATION_SAMPLES = 16
 MAX_SEQ_LEN = 64
+SOURCE_DTYPE = "auto"  # part of the producers' cache key (artifacts.produce_cached)
 
 
 GROUP_SIZES = (128, 64, 32)  # W4A16 group sizes vLLM's Marlin/Machete kernels take, llm-compressor's preset first
@@ -68,7 +69,10 @@ def produce(source: str, out: str, method: str) -> Path:
     from ..tiny import CORPUS
 
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    # In the source's own dtype, as llm-compressor's examples load a model (dtype="auto"): the tensors the scheme
+    # leaves unquantized (embedding, norms, lm_head) are saved as the source stores them. Loaded in float32 they were
+    # saved in float32, and Gemma 3 270M's AWQ checkpoint (723 MB) came out larger than its bfloat16 base (527 MB).
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=SOURCE_DTYPE)
     recipe, calibrate = _recipe(method, model)
     kwargs = {}
     if calibrate:
