@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds `qcompat plan` may take to read the engine's limits into the cache (not measured)")
     ap.add_argument("--fresh", action="store_true", help="forget the variants and limits of earlier calls in --work")
     ap.add_argument("--cache", type=Path, help="the cache folder of the runs (default WORK/cache)")
+    ap.add_argument("--profile", type=Path, default=ROOT / "docs" / "runs" / "h200-tiny-matrix-9arch.json",
+                    help="a report whose GPU cells size the fast path's workers when `before` measured none (as "
+                    "gpu-check.sh falls back to it)")
     ap.add_argument("--work", type=Path, help="where the variants run (their report folders, logs); default OUT. OUT "
                     "gets the summary, each variant's report.json as VARIANT.json and its pytest output as VARIANT.txt")
     args = ap.parse_args(argv)
@@ -251,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
             why = f"{workers}: the constant {BEFORE_WORKERS_PER_GPU} a GPU"
         else:
             # with the number of cells to run, as gpu-check.sh gives it: the shortest estimated run, start-up included
-            choice = choose_workers(cpus, gpus, gpu_mb, measured, cells_to_run=len(expand(load_matrix(matrix))))
+            # The `before` cells' use; when it finished none (on the H200, 2026-12-02, its 12 cells were all cut 228 s
+            # in), the profile's, not the CPU-only default (which chose 14 workers, past the measured knee of 8).
+            profile = fast_path_profile(measured, args.profile)
+            choice = choose_workers(cpus, gpus, gpu_mb, profile, cells_to_run=len(expand(load_matrix(matrix))))
             workers, extra, why = choice.workers, {}, choice.explain(cpus, max(1, gpus), gpu_mb)
         print(f"== {name}: {why}", flush=True)
         run = run_variant(name, matrix, work, workers, cache, extra, args.budget, keep=out)
@@ -265,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                  for r in runs]}))
     print(md if runs else "no variant measured")
     return 0
+
+
+def fast_path_profile(measured: list[dict[str, Any]], profile: Path) -> list[dict[str, Any]]:
+    """The measured cells that size the fast path: the `before` cells, else those of the profile report."""
+    return measured or (measured_cells([json.loads(profile.read_text())]) if profile.exists() else [])
 
 
 def write_summary(runs: list[dict[str, Any]], env: dict[str, Any], gpus: int, out: Path) -> str:

@@ -335,6 +335,7 @@ class QcompatSession:
         return self.store.document() if self.store is not None else None
 
     def finish(self, write_reports: bool = True) -> list[Path]:
+        waiting_on = self.pool.now_running() if self.pool is not None else None  # before close() kills it
         if self.pool is not None:
             self.pool.close()
             self.pool = None
@@ -342,7 +343,7 @@ class QcompatSession:
             return []
         if self.running is not None:  # the session was stopped (Ctrl-C, SIGTERM, a time budget) inside this cell
             cell, since = self.running
-            self.store.cut(cell, time.monotonic() - since)
+            self.store.cut(cell, time.monotonic() - since, waiting_on)
         self._settle_unreached()
         self.store.flush()
         if self.shard:

@@ -60,14 +60,19 @@ class ReportStore:
         """No record yet, or the placeholder of a cell no run has reached (not one the session was stopped inside)."""
         return record is None or (record.reason_code == NOT_RUN and not (record.metrics or {}).get("cut_after_s"))
 
-    def cut(self, cell: Cell, after_s: float) -> None:
+    def cut(self, cell: Cell, after_s: float, waiting_on: tuple[str, str] | None = None) -> None:
         """A cell the session stopped inside: still not run (a resumed run picks it up), but its record says it had
-        started and for how long, which tells a budget cut apart from a hang (a stuck worker's cell shows minutes)."""
+        started and for how long, which tells a budget cut apart from a hang (a stuck worker's cell shows minutes),
+        and what it was waiting on (`waiting_on`: the log of the run in progress, the cell's own or a reference's,
+        and its end)."""
         with self._lock:
             if self._pending(self.records.get(cell.id)):
+                log, end = waiting_on or (None, None)
                 self.records[cell.id] = CellResult.for_cell(
                     cell, "skipped", reason_code=NOT_RUN, finished_at=None, metrics={"cut_after_s": round(after_s, 1)},
-                    reason=f"not run to the end: the session ended {after_s:.0f} s into this cell")
+                    reason=f"not run to the end: the session ended {after_s:.0f} s into this cell"
+                           + (f" (in {Path(log).name})" if log else ""),
+                    log=log, stderr_tail=end or None)
                 self._dirty = True
 
     def settle(self, result: CellResult) -> None:

@@ -36,6 +36,7 @@ class FaultEngine(Engine):
         marker = os.path.join(request.path, f".slept-{self.args.get('sleep_once_tag', 'x')}")
         if self.args.get("sleep_once") and not os.path.exists(marker):  # slow the first time only (resume tests)
             open(marker, "w").close()
+            print(f"fault engine: sleeping {self.args['sleep_once']} s once", flush=True)  # what a cut cell's log ends with
             time.sleep(float(self.args["sleep_once"]))
         if fault == "segfault":
             ctypes.string_at(0)  # a real SIGSEGV in native code

@@ -202,3 +202,15 @@ def test_one_measured_run_bounds_the_count_near_its_own():
                            "cells": [gpu_cell(1.0, 10.0) for _ in range(3)]}])
     choice = choose_workers(64, 1, 143_771, few)
     assert choice.workers == 5 and choice.by == "measured runs"
+
+
+def test_bench_fast_path_falls_back_to_the_published_profile_when_before_measured_nothing():
+    # On the H200 (2026-12-02) `before` finished no cell, and the fast path took the CPU-only default: 14 workers, past
+    # the knee of 8 the published runs show; its 15 first cells took 170 s each
+    bench = _bench()
+    published = ROOT / "docs" / "runs" / "h200-tiny-matrix-9arch.json"
+    blind = choose_workers(16, 1, 143_771, [], cells_to_run=42)
+    informed = choose_workers(16, 1, 143_771, bench.fast_path_profile([], published), cells_to_run=42)
+    assert blind.workers == 14 and informed.workers < blind.workers, (blind, informed)
+    before = measured_cells([{"cells": [gpu_cell(16.0, 8.0)]}])
+    assert bench.fast_path_profile(before, published) is before  # the `before` cells, when there are some

@@ -288,6 +288,9 @@ def test_resume_a_report_cut_by_sigint_serially_and_under_xdist(pytester):
     # the cell the session was inside says so, and for how long; the one never started is plain "not run"
     slow, after = cells_by_engine(cut)["slow"], cells_by_engine(cut)["after"]
     assert slow["reason"].startswith("not run to the end: the session ended") and slow["metrics"]["cut_after_s"] > 0
+    # and where it was: the log of the run in progress and its end (a benchmark cut on the H200 could not say)
+    assert slow["reason"].endswith(f"(in {Path(slow['log']).name})") and Path(slow["log"]).name.endswith(".log"), slow
+    assert "fault engine: sleeping 120 s once" in slow["stderr_tail"], slow
     assert after["reason"].startswith("not run: the session ended before") and "cut_after_s" not in (after["metrics"] or {})
     assert slow["reason_code"] == after["reason_code"] == "not-run"
     (path / "cut.json").write_text(json.dumps(cut))

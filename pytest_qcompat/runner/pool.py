@@ -89,6 +89,7 @@ class WarmWorker:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.server_log = open(self.log_dir / f"worker-{os.getpid()}-{id(self)}.log", "ab")
+        self.ready = {}  # until this server says it is ready (Pool.now_running reads it)
         self.proc = subprocess.Popen([self.python, "-m", "pytest_qcompat.runner.worker", "serve", ",".join(self.kinds)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.server_log,
                                      env=worker_process_env(self.env), start_new_session=True)
@@ -204,6 +205,20 @@ class Pool:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix="qcompat-run-"))
         self.workers: dict[tuple, WarmWorker] = {}
+        self._running: tuple[str, WarmWorker | None] | None = None  # (log path, its warm worker) while a run is on
+
+    def now_running(self, limit: int = 1500) -> tuple[str, str] | None:
+        """(log path, the end of what it wrote) for the run in progress, or None: what a session stopped by a time
+        budget was waiting on. A worker still importing its engine has no cell log yet: its own log then, marked so
+        (on the H200 a benchmark variant's 12 cells were cut 228 s in, and the report could not say where)."""
+        if self._running is None:
+            return None
+        log_path, worker = self._running
+        if os.path.exists(log_path) and os.path.getsize(log_path):
+            return log_path, tail(log_path, limit)
+        if worker is not None and not worker.ready and getattr(worker, "server_log", None) is not None:
+            return worker.server_log.name, "[the cell's worker was still starting: its log]\n" + tail(worker.server_log.name, limit)
+        return log_path, ""
 
     def run(self, cell_id: str, request: CellRequest, python: str | None, kinds: tuple[str, ...],
             env: dict[str, str], timeout: float) -> RawRun:
@@ -215,16 +230,23 @@ class Pool:
         for p in (log_path, result_path):
             if os.path.exists(p):
                 os.remove(p)
+        # Cleared when the run returns, kept when Ctrl-C/SIGTERM/a budget ends the session inside it (now_running).
         if self.isolation == "spawn":
-            return self._spawn(request, python, env, timeout, result_path, log_path)
+            self._running = (log_path, None)
+            raw = self._spawn(request, python, env, timeout, result_path, log_path)
+            self._running = None
+            return raw
         key = (python, tuple(sorted(env.items())))
         worker = self.workers.get(key)
         if worker is None:
             worker = self.workers[key] = WarmWorker(python, kinds, env, self.work_dir)
+        self._running = (log_path, worker)
         try:
-            return worker.run(request, timeout, result_path, log_path)
+            raw = worker.run(request, timeout, result_path, log_path)
         except WorkerDied as exc:
-            return RawRun(None, None, worker_error=str(exc), log_path=log_path)
+            raw = RawRun(None, None, worker_error=str(exc), log_path=log_path)
+        self._running = None
+        return raw
 
     def _spawn(self, request, python, env, timeout, result_path, log_path) -> RawRun:
         req_path = result_path + ".request.json"
