@@ -57,6 +57,8 @@ class CellResult:
     resumed_from: str | None = None
     # The scheme and kernel the engine chose for this run (vLLM: read from its layers after load), run or emulated.
     engine_path: dict[str, Any] | None = None
+    # A vLLM run without one: where the engine stopped before it chose a scheme and kernel (path_not_reached).
+    no_engine_path: str | None = None
     # The prediction made for this cell before it ran (the table's audit of its own predictions: report/audit.py).
     prediction_check: dict[str, Any] | None = None
     # What quantization cost against the unquantized base (checks.py): "ok" | "degraded"; None where not judged.
@@ -153,6 +155,46 @@ def interpret(cell: Cell, raw, timeout: float, evidence: Evidence) -> CellResult
                                stderr_tail=(outcome.get("traceback") or raw.log_tail or "")[-4000:], **common)
 
 
+# Where vLLM stops, by the failure's class, before it chooses a quantization scheme and kernel: such a run has no
+# engine path to record, and its record says why (issue 20: every vLLM cell that ran records its path or why not).
+STOPPED_BEFORE_PATH = {
+    "dtype-unsupported-by-model": "vLLM refused the dtype for this model at model config, before it chose a scheme",
+    "dtype-unsupported-by-gpu": "vLLM refused the dtype for this GPU when its worker started, before loading the model",
+    "quant-method-unknown": "vLLM refused the checkpoint's quantization config before it chose a scheme",
+    "loader-mismatch": "vLLM's model loader refused the checkpoint's files before it chose a scheme",
+    "missing-package": "a package the run needs was missing: it stopped before vLLM loaded the model",
+    "quant-dtype": "vLLM refused the dtype for this quantization method at config, before it chose a kernel",
+    "quant-capability": "vLLM refused the quantization method for this GPU's capability at config, before it chose a kernel",
+    "arch-unsupported": "vLLM does not implement this model architecture: it stopped before loading the model",
+    "tokenizer-unsupported": "vLLM could not load the model's tokenizer, before it loaded the model",
+    "remote-code-required": "the model needs remote code, which the matrix does not allow: it stopped at config",
+}
+
+
+MAKING_THE_CHECKPOINT = "in resolve_checkpoint"  # in a traceback: the cell failed before its engine was called
+
+
+def engine_never_ran(message: str, traceback: str) -> str | None:
+    """Why the cell's engine was never called (its checkpoint or base could not be made), or None."""
+    if message.startswith("BaseCheckFailed"):
+        return "the base checkpoint failed its check, so the engine never ran"
+    if MAKING_THE_CHECKPOINT in traceback:
+        return "the checkpoint could not be made (" + (message.splitlines() or [""])[0][:200] + "), so the engine never ran"
+    return checkpoint_not_made(message, traceback)
+
+
+def path_not_reached(engine_kind: str | None, status: str, error_class: str | None,
+                     engine_path: dict[str, Any] | None, message: str = "", traceback: str = "") -> str | None:
+    """Why a vLLM run that did not pass has no engine path (None when it has one, or is not a vLLM run that ran)."""
+    if engine_kind != "vllm" or engine_path or status not in ("failed", "crashed", "timed_out", "inconclusive"):
+        return None
+    never = engine_never_ran(message or "", traceback or "")
+    if never:
+        return never
+    return STOPPED_BEFORE_PATH.get(error_class or "", "the run ended before vLLM reported the scheme and kernel it chose"
+                                   + (f" ({error_class})" if error_class else ""))
+
+
 def reclassify(doc: dict[str, Any]) -> int:
     """Read every stored failure again with this version's taxonomy (its rules grow; a report keeps the engine's
     message and log tail, so no re-run is needed). A stored pass whose quality record shows broken computation under
@@ -183,6 +225,12 @@ def reclassify(doc: dict[str, Any]) -> int:
             changed += 1
         elif cls_ == cell.get("error_class"):
             cell["error_rule"] = found.rule_id  # reports written before rule ids get them
+    for cell in doc["cells"]:  # reports written before no_engine_path get it (not a verdict: not counted)
+        if cell.get("finished_at") and not cell.get("no_engine_path"):
+            why = path_not_reached(cell.get("engine_kind"), cell["status"], cell.get("error_class"), cell.get("engine_path"),
+                                   cell.get("message") or "", cell.get("stderr_tail") or "")
+            if why:
+                cell["no_engine_path"] = why
     return changed
 
 

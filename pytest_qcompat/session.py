@@ -22,7 +22,7 @@ from .plan import Plan, plan_cell
 from .predict import engine_limits, matrix_checkpoints, model_info, predict
 from .quality import score_text
 from .references import RunCache, SessionReferences, run_key, where_ran
-from .results import SCHEMA, CellResult, interpret
+from .results import SCHEMA, CellResult, interpret, path_not_reached
 from .runner.pinning import choose_gpus
 from .runner.pool import Pool
 from .runner.protocol import CellRequest
@@ -298,6 +298,8 @@ class QcompatSession:
         if result.base and self.store is not None:  # a base built from a GGUF: its identity and check, once
             self.store.environment.setdefault("bases", {}).setdefault(cell.model, result.base)
         result.engine_kind = engine.kind
+        result.no_engine_path = path_not_reached(engine.kind, result.status, result.error_class, result.engine_path,
+                                                 result.message or "", result.stderr_tail or "")
         result.runner = self.runner.describe()
         if cell.target == "cpu":
             result.isa = isa_name(self.runner.cpu_flags)

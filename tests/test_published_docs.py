@@ -123,5 +123,8 @@ def test_published_verdicts_are_truthful():
                                                                           "h200-gemma3-sm90")
                and c.get("finished_at") and c["status"] != "skipped"]
     assert len(current) >= 50 and all(c.get("prediction_check") or c.get("no_prediction") for c in current)
+    # every vLLM GPU cell that ran or was emulated: the scheme and kernel vLLM chose, or where it stopped before it chose
+    ran = [c for c in gpu_vllm if c.get("finished_at") and c["status"] != "skipped"]
+    assert len(ran) >= 290 and all(c.get("engine_path") or c.get("no_engine_path") for c in ran)
     degraded = {c["id"] for c in cells if c.get("quality") == "degraded"}
     assert "smollm2-135m-bnb-4bit-float16-vllm-sm_90" in degraded and "gemma3-270m-bnb-4bit-bfloat16-transformers-cpu" in degraded

@@ -15,7 +15,8 @@ from pytest_qcompat.engines.facts import Build, NoPrediction, Prediction, arch_r
 from pytest_qcompat.hardware import Gpu, Runner
 from pytest_qcompat.matrix import load_matrix
 from pytest_qcompat.plan import plan_cell
-from pytest_qcompat.results import CellResult, broken_dependency, missing_requirement_named, reclassify
+from pytest_qcompat.results import (CellResult, broken_dependency, missing_requirement_named, path_not_reached,
+                                    reclassify)
 from pytest_qcompat.store import merge_reports
 
 H100 = Runner(gpus=(Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 81559),), cpu="x")
@@ -451,3 +452,24 @@ def test_transformers_limits_name_this_torch_build(transformers_limits):
     assert limits["platform"] == "cpu" and isinstance(limits.get("builds"), list)
     assert limits["missing_requirements"] == []
     assert facts_for("transformers").no_code_for("sm_80", limits) is None  # a CPU torch lists no archs: decides nothing
+
+
+def test_a_vllm_run_without_an_engine_path_says_where_it_stopped():
+    """Issue 20: every vLLM cell that ran records the scheme and kernel vLLM chose, or why it has none: a refusal at
+    model config, at worker start or in the loader comes before any scheme; a cell whose checkpoint was never made
+    never called vLLM at all."""
+    path = {"scheme": "CompressedTensorsWNA16", "kernel": "MacheteLinearKernel"}
+    assert path_not_reached("vllm", "failed", "wrong-output", path) is None  # it loaded: the path is recorded
+    assert path_not_reached("vllm", "passed", None, None) is None
+    assert path_not_reached("transformers", "failed", "dtype-unsupported-by-model", None) is None
+    assert "model config" in path_not_reached("vllm", "failed", "dtype-unsupported-by-model", None)
+    assert "worker started" in path_not_reached("vllm", "failed", "dtype-unsupported-by-gpu", None)
+    assert path_not_reached("vllm", "crashed", "crash", None).endswith("(crash)")
+    never = path_not_reached("vllm", "failed", "tokenizer-unsupported", None, "RuntimeError: convert_hf_to_gguf failed",
+                             'File "x/runner/execute.py", line 40, in resolve_checkpoint')
+    assert never.endswith("so the engine never ran"), never
+    assert "never ran" in path_not_reached("vllm", "inconclusive", "unknown", None, "BaseCheckFailed: base checkpoint ...")
+    # and stored reports get it when merged with --reclassify
+    doc = {"cells": [dict(id="c", status="failed", engine_kind="vllm", error_class="dtype-unsupported-by-model",
+                          finished_at="2026-12-02T00:00:00+00:00", message="ValidationError")]}
+    assert reclassify(doc) == 0 and "model config" in doc["cells"][0]["no_engine_path"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..results import MAKING_THE_CHECKPOINT
+
 RUN_FAILURES = ("failed", "crashed", "timed_out")
 DECIDED = ("passed", *RUN_FAILURES)
 
@@ -60,7 +62,7 @@ def _path(path: dict[str, Any] | None) -> tuple[str | None, str | None] | None:
 def never_reached_the_engine(cell: dict[str, Any]) -> bool:
     """The cell failed while its checkpoint was made (llama.cpp's converter refusing a tiny Gemma 2 tokenizer): a
     finding about the method for this model, but the engine whose first error was predicted never ran."""
-    return "in resolve_checkpoint" in (cell.get("stderr_tail") or "")
+    return MAKING_THE_CHECKPOINT in (cell.get("stderr_tail") or "")
 
 
 def audit(cells: list[dict[str, Any]]) -> Audit:
