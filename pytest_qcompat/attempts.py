@@ -24,7 +24,7 @@ from .quality import compare_scores
 from .engines.facts import EngineFacts, TriedFix
 from .names import capability_of
 from .results import (CANNOT_RUN_PREFIX, CellResult, broken_dependency, broken_dependency_reason, checkpoint_not_made,
-                      make_inconclusive, missing_requirement_named)
+                      hint_after_retry, make_inconclusive, missing_requirement_named)
 from .taxonomy import classify
 
 # Failure classes that say nothing about the cell: the runner's problem; its one re-run decides.
@@ -325,6 +325,8 @@ def run_cell(ctx: CellContext, request: dict[str, Any], execute: Execute, refs: 
                                      ctx.runner_isa)
         result.hint = hint
     retry_with_fixes(ctx, request, result, execute)
+    if result.status in ("failed", "crashed", "timed_out"):  # the remedy as the tried fix left it
+        result.hint = hint_after_retry(result.hint, result.error_class, result.retry)
     return result
 
 

@@ -195,6 +195,32 @@ def path_not_reached(engine_kind: str | None, status: str, error_class: str | No
                                    + (f" ({error_class})" if error_class else ""))
 
 
+DTYPE_REMEDIES = ("dtype-unsupported-by-gpu", "dtype-unsupported-by-model")
+
+
+def hint_after_retry(hint: str | None, error_class: str | None, retry: dict[str, Any] | None) -> str | None:
+    """The hint as the cell's own tried fix leaves it. A dtype refusal's generic remedy ("use dtype float16 (or
+    float32)") is replaced by the dtype that was tried and how that went: on the H200, a tiny Gemma 2 on sm_75 was told
+    to use float16 (which Gemma 2 refuses; the tool had tried float32, which works), a GGUF F16 cell to use float16
+    (which the tool had tried: it fails in the loader). Other classes keep their hint, followed by what was tried."""
+    if not retry or not retry.get("changes") or not hint:
+        return hint
+    base = hint.split(" Tried here")[0]  # applied once: a re-read report does not stack it
+    tried = ", ".join(f"{k}={v}" for k, v in retry["changes"].items())
+    status = retry.get("status")
+    if status == "passed":
+        outcome = f"{tried} works."
+    elif status == "inconclusive":
+        outcome = f"{tried} is undecided (the retry was inconclusive)."
+    else:
+        said = " ".join((retry.get("message") or "").split())
+        said = said if len(said) <= 160 else said[:159] + "…"
+        outcome = f"{tried} still fails ({retry.get('error_class') or status}" + (f": {said}" if said else "") + ")."
+    if error_class in DTYPE_REMEDIES and ":" in base:
+        return f"{base.split(':')[0]}. Tried here: {outcome}"
+    return f"{base} Tried here: {outcome}"
+
+
 def reclassify(doc: dict[str, Any]) -> int:
     """Read every stored failure again with this version's taxonomy (its rules grow; a report keeps the engine's
     message and log tail, so no re-run is needed). A stored pass whose quality record shows broken computation under
@@ -225,6 +251,9 @@ def reclassify(doc: dict[str, Any]) -> int:
             changed += 1
         elif cls_ == cell.get("error_class"):
             cell["error_rule"] = found.rule_id  # reports written before rule ids get them
+    for cell in doc["cells"]:  # hints as the cell's own tried fix leaves them (not a verdict: not counted)
+        if cell.get("retry") and cell.get("status") in ("failed", "crashed", "timed_out"):
+            cell["hint"] = hint_after_retry(cell.get("hint"), cell.get("error_class"), cell["retry"])
     for cell in doc["cells"]:  # reports written before no_engine_path get it (not a verdict: not counted)
         if cell.get("finished_at") and not cell.get("no_engine_path"):
             why = path_not_reached(cell.get("engine_kind"), cell["status"], cell.get("error_class"), cell.get("engine_path"),

@@ -15,8 +15,8 @@ from pytest_qcompat.engines.facts import Build, NoPrediction, Prediction, arch_r
 from pytest_qcompat.hardware import Gpu, Runner
 from pytest_qcompat.matrix import load_matrix
 from pytest_qcompat.plan import plan_cell
-from pytest_qcompat.results import (CellResult, broken_dependency, missing_requirement_named, path_not_reached,
-                                    reclassify)
+from pytest_qcompat.results import (CellResult, broken_dependency, hint_after_retry, missing_requirement_named,
+                                    path_not_reached, reclassify)
 from pytest_qcompat.store import merge_reports
 
 H100 = Runner(gpus=(Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 81559),), cpu="x")
@@ -473,3 +473,22 @@ def test_a_vllm_run_without_an_engine_path_says_where_it_stopped():
     doc = {"cells": [dict(id="c", status="failed", engine_kind="vllm", error_class="dtype-unsupported-by-model",
                           finished_at="2026-12-02T00:00:00+00:00", message="ValidationError")]}
     assert reclassify(doc) == 0 and "model config" in doc["cells"][0]["no_engine_path"]
+
+
+def test_the_hint_says_what_the_cells_own_tried_fix_showed():
+    """A dtype refusal's generic remedy gives way to the dtype the tool tried and how that went (the published table
+    told a Gemma 2 cell on sm_75 to use float16, which Gemma 2 refuses, and a GGUF F16 cell to use float16, which the
+    tool had tried and seen fail)."""
+    gpu = "This GPU cannot run bfloat16: use dtype float16 (or float32)."
+    works = hint_after_retry(gpu, "dtype-unsupported-by-gpu", {"changes": {"dtype": "float32"}, "status": "passed"})
+    assert works == "This GPU cannot run bfloat16. Tried here: dtype=float32 works."
+    fails = hint_after_retry(gpu, "dtype-unsupported-by-gpu", {"changes": {"dtype": "float16"}, "status": "failed",
+                                                              "error_class": "loader-mismatch", "message": "ValueError: x"})
+    assert "use dtype float16" not in fails and fails.endswith("dtype=float16 still fails (loader-mismatch: ValueError: x).")
+    undecided = hint_after_retry(gpu, "dtype-unsupported-by-gpu", {"changes": {"dtype": "float16"}, "status": "inconclusive"})
+    assert "undecided" in undecided and "fails" not in undecided
+    other = hint_after_retry("Pass quantization='bitsandbytes'.", "quant-method-unknown",
+                             {"changes": {"quantization": "bitsandbytes"}, "status": "passed"})
+    assert other == "Pass quantization='bitsandbytes'. Tried here: quantization=bitsandbytes works."
+    assert hint_after_retry(works, "dtype-unsupported-by-gpu", {"changes": {"dtype": "float32"}, "status": "passed"}) == works
+    assert hint_after_retry(gpu, "dtype-unsupported-by-gpu", None) == gpu
