@@ -24,7 +24,7 @@ from .quality import compare_scores
 from .engines.facts import EngineFacts, TriedFix
 from .names import capability_of
 from .results import (CANNOT_RUN_PREFIX, CellResult, broken_dependency, broken_dependency_reason, checkpoint_not_made,
-                      hint_after_retry, make_inconclusive, missing_requirement_named)
+                      hint_after_retry, make_inconclusive, missing_requirement_named, retry_outcome)
 from .taxonomy import classify
 
 # Failure classes that say nothing about the cell: the runner's problem; its one re-run decides.
@@ -292,14 +292,8 @@ def retry_with_fixes(ctx: CellContext, request: dict[str, Any], result: CellResu
         current = decide(ctx, retry, execute, f"{ctx.cell_id}.retry{len(tried)}")
         result.retry = {"changes": dict(changes), "status": current.status, "error_class": current.error_class,
                         "message": current.message, "engine_args": current.engine_args, "metrics": current.metrics,
-                        "summary": f"fails as given; {_retry_outcome(current.status)} "
+                        "summary": f"fails as given; {retry_outcome(current.status)} "
                                    f"with {', '.join(f'{k}={v}' for k, v in changes.items())}"}
-
-
-def _retry_outcome(status: str) -> str:
-    """How a retry ended, in words: an inconclusive retry decided nothing, which is not "still fails"."""
-    return {"passed": "works", "inconclusive": "undecided (the retry was inconclusive)",
-            "skipped": "not tried"}.get(status, "still fails")
 
 
 def run_cell(ctx: CellContext, request: dict[str, Any], execute: Execute, refs: References | None = None) -> CellResult:

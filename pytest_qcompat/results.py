@@ -198,6 +198,12 @@ def path_not_reached(engine_kind: str | None, status: str, error_class: str | No
 DTYPE_REMEDIES = ("dtype-unsupported-by-gpu", "dtype-unsupported-by-model")
 
 
+def retry_outcome(status: str) -> str:
+    """How a retry ended, in words: an inconclusive retry decided nothing, which is not "still fails"."""
+    return {"passed": "works", "inconclusive": "undecided (the retry was inconclusive)",
+            "skipped": "not tried"}.get(status, "still fails")
+
+
 def hint_after_retry(hint: str | None, error_class: str | None, retry: dict[str, Any] | None) -> str | None:
     """The hint as the cell's own tried fix leaves it. A dtype refusal's generic remedy ("use dtype float16 (or
     float32)") is replaced by the dtype that was tried and how that went: on the H200, a tiny Gemma 2 on sm_75 was told
@@ -207,18 +213,16 @@ def hint_after_retry(hint: str | None, error_class: str | None, retry: dict[str,
         return hint
     base = hint.split(" Tried here")[0]  # applied once: a re-read report does not stack it
     tried = ", ".join(f"{k}={v}" for k, v in retry["changes"].items())
-    status = retry.get("status")
-    if status == "passed":
-        outcome = f"{tried} works."
-    elif status == "inconclusive":
-        outcome = f"{tried} is undecided (the retry was inconclusive)."
-    else:
+    status = retry.get("status") or "failed"
+    outcome = f"with {tried}: {retry_outcome(status)}"
+    if status in ("failed", "crashed", "timed_out"):
         said = " ".join((retry.get("message") or "").split())
         said = said if len(said) <= 160 else said[:159] + "…"
-        outcome = f"{tried} still fails ({retry.get('error_class') or status}" + (f": {said}" if said else "") + ")."
+        outcome += f" ({retry.get('error_class') or status}" + (f": {said}" if said else "") + ")"
+    outcome += "."
     if error_class in DTYPE_REMEDIES and ":" in base:
-        return f"{base.split(':')[0]}. Tried here: {outcome}"
-    return f"{base} Tried here: {outcome}"
+        return f"{base.split(':')[0]}. Tried here {outcome}"
+    return f"{base} Tried here {outcome}"
 
 
 def reclassify(doc: dict[str, Any]) -> int:

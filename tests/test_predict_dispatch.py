@@ -19,6 +19,7 @@ import pytest
 
 from pytest_qcompat import attempts
 from pytest_qcompat.cells import Cell
+from pytest_qcompat.results import retry_outcome
 from pytest_qcompat.engines import facts_for
 from pytest_qcompat.engines.facts import NoPrediction, Prediction
 from pytest_qcompat.engines.vllm.limits import SHAPE_KEY
@@ -255,8 +256,8 @@ def test_a_real_card_pass_on_another_path_proves_nothing():
 
 
 def test_an_inconclusive_retry_is_not_still_fails():
-    assert attempts._retry_outcome("inconclusive").startswith("undecided")
-    assert attempts._retry_outcome("failed") == "still fails" and attempts._retry_outcome("passed") == "works"
+    assert retry_outcome("inconclusive").startswith("undecided")
+    assert retry_outcome("failed") == "still fails" and retry_outcome("passed") == "works"
 
 
 # --- not run is not "cannot run" -------------------------------------------------------------------------

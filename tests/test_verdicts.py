@@ -481,14 +481,14 @@ def test_the_hint_says_what_the_cells_own_tried_fix_showed():
     tool had tried and seen fail)."""
     gpu = "This GPU cannot run bfloat16: use dtype float16 (or float32)."
     works = hint_after_retry(gpu, "dtype-unsupported-by-gpu", {"changes": {"dtype": "float32"}, "status": "passed"})
-    assert works == "This GPU cannot run bfloat16. Tried here: dtype=float32 works."
+    assert works == "This GPU cannot run bfloat16. Tried here with dtype=float32: works."
     fails = hint_after_retry(gpu, "dtype-unsupported-by-gpu", {"changes": {"dtype": "float16"}, "status": "failed",
                                                               "error_class": "loader-mismatch", "message": "ValueError: x"})
-    assert "use dtype float16" not in fails and fails.endswith("dtype=float16 still fails (loader-mismatch: ValueError: x).")
+    assert "use dtype float16" not in fails and fails.endswith("with dtype=float16: still fails (loader-mismatch: ValueError: x).")
     undecided = hint_after_retry(gpu, "dtype-unsupported-by-gpu", {"changes": {"dtype": "float16"}, "status": "inconclusive"})
     assert "undecided" in undecided and "fails" not in undecided
     other = hint_after_retry("Pass quantization='bitsandbytes'.", "quant-method-unknown",
                              {"changes": {"quantization": "bitsandbytes"}, "status": "passed"})
-    assert other == "Pass quantization='bitsandbytes'. Tried here: quantization=bitsandbytes works."
+    assert other == "Pass quantization='bitsandbytes'. Tried here with quantization=bitsandbytes: works."
     assert hint_after_retry(works, "dtype-unsupported-by-gpu", {"changes": {"dtype": "float32"}, "status": "passed"}) == works
     assert hint_after_retry(gpu, "dtype-unsupported-by-gpu", None) == gpu
