@@ -225,6 +225,20 @@ def hint_after_retry(hint: str | None, error_class: str | None, retry: dict[str,
     return f"{base} Tried here {outcome}"
 
 
+def predicted_cause(status: str, error_class: str | None, prediction: Any) -> str | None:
+    """The hint for a wrong output the prediction named before the run (a GGUF's Q/K layout the build rotates
+    wrongly, read from its source): the cause, said once, instead of the generic "the output is broken" advice.
+    None where the run did not fail that way or the prediction did not say so."""
+    pred = prediction.to_dict() if hasattr(prediction, "to_dict") else prediction
+    if status != "failed" or error_class != "wrong-output" or not isinstance(pred, dict):
+        return None
+    if pred.get("status") != "failed" or pred.get("error_class") != "wrong-output":
+        return None
+    reason = str(pred.get("reason") or "").removeprefix("wrong output: ")
+    return (f"Predicted before the run from this build's source ({pred.get('source')}): {reason}. Use another engine "
+            "or method for this checkpoint until the engine handles it.")
+
+
 def reclassify(doc: dict[str, Any]) -> int:
     """Read every stored failure again with this version's taxonomy (its rules grow; a report keeps the engine's
     message and log tail, so no re-run is needed). A stored pass whose quality record shows broken computation under

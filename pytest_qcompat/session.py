@@ -22,7 +22,7 @@ from .plan import Plan, plan_cell
 from .predict import engine_limits, matrix_checkpoints, model_info, predict
 from .quality import score_text
 from .references import RunCache, SessionReferences, run_key, where_ran
-from .results import SCHEMA, CellResult, interpret, path_not_reached
+from .results import SCHEMA, CellResult, interpret, path_not_reached, predicted_cause
 from .runner.pinning import choose_gpus
 from .runner.pool import Pool
 from .runner.protocol import CellRequest
@@ -262,6 +262,8 @@ class QcompatSession:
         result.prediction_check = result.prediction
         if result.error_class == "wrong-output" and cell.quantization == "none" and cell.dtype == "float32":
             result.hint = UNQUANTIZED_WRONG_OUTPUT_HINT  # no higher precision or other method to suggest
+        elif predicted_cause(result.status, result.error_class, plan.prediction):
+            result.hint = predicted_cause(result.status, result.error_class, plan.prediction)
         self.versions.refine(self, cell, result)
         return result
 

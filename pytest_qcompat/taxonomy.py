@@ -363,6 +363,15 @@ RULES: tuple[Rule, ...] = (
           r"only support 'bitsandbytes' quantization", r"load format and QLoRA adapter"),
          1, "vLLM issue tracker (bitsandbytes prequantized checkpoints: KeyError ...weight.absmax)", asks={"quantization": "bitsandbytes"},
          fallback="quantization=\"bitsandbytes\" is already set: this engine version does not read this checkpoint's bitsandbytes layout; try another version or engine."),
+    Rule("loader-mismatch/vllm-gguf-unprefixed-embedding", "loader-mismatch",
+         "The GGUF's token embedding is unquantized (F16/BF16/F32), and this vLLM model builds its embedding without a "
+         "module prefix (LlamaModel, so Llama, Mistral and Phi-3 too), so the GGUF config takes it for a quantized one: "
+         "use a GGUF whose token_embd is quantized (Q8_0, or a llama-quantize type such as Q4_K_M), or run this file in "
+         "llama.cpp or transformers.",
+         # the loader yields `<name>.weight` (an F16 tensor) where the layer was built with GGUF params `<name>.qweight`
+         (r"There is no module or parameter named '(?:[\w.]*\.)?(\w+)\.weight'[^\n]*'(?:[\w.]*\.)?\1\.qweight(?:_type)?'",),
+         1, "vllm/model_executor/models/llama.py LlamaModel (VocabParallelEmbedding without prefix=) + vllm-gguf-plugin "
+            "quantization/utils.py is_layer_skipped_gguf; reproduced with tiny Llama's F16 GGUF on vLLM 0.32 CPU and 0.25 CUDA"),
     Rule("quant-method-unknown/llama.cpp-legacy-ggml", "quant-method-unknown",
          "This llama.cpp does not read this GGML file format (GGML/GGJT .bin files were replaced by GGUF): convert the "
          "model to GGUF with this version's converter, or use a release that reads the format.",

@@ -31,7 +31,11 @@ MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "mistral": 
 
 def describe(arch: str) -> dict:
     """What predictions need to know about an embedded model, without building it."""
-    return {"model_type": MODEL_TYPES[arch], "architectures": [ARCHS[arch][1]], "dtype": "bfloat16"}
+    from .artifacts.gguf import converter_architectures
+
+    # gguf_architecture: what llama.cpp's converter writes for it (None where the converter is not installed)
+    return {"model_type": MODEL_TYPES[arch], "architectures": [ARCHS[arch][1]], "dtype": "bfloat16",
+            "gguf_architecture": converter_architectures().get(ARCHS[arch][1])}
 
 
 ARCHS: dict[str, tuple[str, str, dict]] = {

@@ -200,13 +200,129 @@ def test_the_walk_says_what_it_could_not_decide():
     assert fp8.status == "passed" and fp8.engine_path["scheme"] == "CompressedTensorsW8A16Fp8"
 
 
+# What vLLM 0.25's model sources say for GGUF files (limits.py unprefixed_embeddings, gguf_rope; read by the reader
+# from the build itself: test_the_installed_build_is_read_for_gguf_loading_and_rope below).
+GGUF_LIMITS = {**LIMITS, "architectures": [*LIMITS["architectures"], "Qwen2ForCausalLM"],
+               "unprefixed_embedding_architectures": {"LlamaForCausalLM": "llama.LlamaModel"},
+               "gguf_rope": {"neox_without_gguf_case": {"LlamaForCausalLM": "llama.LlamaAttention",
+                                                        "Qwen2ForCausalLM": "qwen2.Qwen2Attention"},
+                             "interleaved_gguf_architectures": ["llama"], "plugin_undoes_permutation": False,
+                             "transformers_version": "5.17.0"}}
+QWEN2 = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "dtype": "bfloat16", "gguf_architecture": "qwen2"}
+LLAMA_GGUF = {**LLAMA, "gguf_architecture": "llama"}
+
+
 def test_gguf_on_blackwell_is_predicted_from_the_plugin():
     facts = facts_for("vllm")
-    pred = facts.predict("sm_100", "float16", "gguf-q4_k_m", LIMITS, LLAMA)
+    pred = facts.predict("sm_100", "float16", "gguf-q4_k_m", GGUF_LIMITS, QWEN2)
     assert pred.status == "passed" and "GGUFConfig.get_min_capability() = 60" in pred.source and "sm_100" in pred.source
-    no_code = {**LIMITS, "builds": [], "gguf": {**LIMITS["gguf"], "plugin_builds": [
+    no_code = {**GGUF_LIMITS, "builds": [], "gguf": {**LIMITS["gguf"], "plugin_builds": [
         {"name": "vllm_gguf_plugin 0.0.5 _C_gguf.abi3.so", "source": "fat binaries", "archs": ["sm_80"]}]}}
-    assert facts.predict("sm_90", "float16", "gguf-q4_k_m", no_code, LLAMA).error_class == "no-kernel-image"
+    assert facts.predict("sm_90", "float16", "gguf-q4_k_m", no_code, QWEN2).error_class == "no-kernel-image"
+
+
+def test_a_llama_gguf_is_predicted_to_compute_wrong_in_a_build_that_rotates_neox():
+    # On the H200 (vLLM 0.25 + vllm-gguf-plugin 0.0.5) tiny Llama's Q4_K_M GGUF disagreed with the same file in
+    # llama.cpp at its first token and SmolLM2's Q4_1 GGUF printed " Paris." then newlines, both predicted to pass
+    # (and so were the same cells on sm_100/sm_120). A "llama" GGUF stores Q/K permuted for interleaved RoPE; the
+    # build's LlamaAttention rotates NeoX-style with no GGUF case and the plugin undoes nothing.
+    facts = facts_for("vllm")
+    for target in ("sm_90", "sm_100", "sm_120"):
+        for method in ("gguf-q4_k_m", "gguf-q8_0", "gguf"):
+            pred = facts.predict(target, "float16", method, GGUF_LIMITS, LLAMA_GGUF)
+            assert (pred.status, pred.error_class) == ("failed", "wrong-output"), (target, method, pred)
+            assert "interleaved RoPE" in pred.reason and "llama.py LlamaAttention" in pred.source
+    # a Qwen2 GGUF stores Q/K in the NeoX layout: no claim of wrong output
+    assert facts.predict("sm_90", "float16", "gguf-q8_0", GGUF_LIMITS, QWEN2).status == "passed"
+    # the engine's order: a Turing user meets the bfloat16 refusal first, a Volta one the plugin's floor
+    assert facts.predict("sm_75", "bfloat16", "gguf-q4_k_m", GGUF_LIMITS, LLAMA_GGUF).error_class == "dtype-unsupported-by-gpu"
+    # which layout the file has is not known (no converter here, no file): no prediction, and it says why
+    unknown = facts.predict("sm_90", "float16", "gguf-q4_k_m", GGUF_LIMITS, LLAMA)
+    assert isinstance(unknown, NoPrediction) and "which GGUF architecture" in unknown.reason
+    # limits read before the reader compared layouts: no prediction, not a pass
+    old = {k: v for k, v in GGUF_LIMITS.items() if k != "gguf_rope"}
+    assert isinstance(facts.predict("sm_90", "float16", "gguf-q8_0", old, QWEN2), NoPrediction)
+    # a plugin that undoes the permutation makes it a pass
+    fixed = {**GGUF_LIMITS, "gguf_rope": {**GGUF_LIMITS["gguf_rope"], "plugin_undoes_permutation": True}}
+    assert facts.predict("sm_90", "float16", "gguf-q8_0", fixed, LLAMA_GGUF).status == "passed"
+
+
+def test_an_f16_gguf_of_a_model_with_an_unprefixed_embedding_fails_to_load():
+    # tiny Llama's F16 GGUF fails to load on vLLM 0.32's CPU build and on the H200 ("There is no module or parameter
+    # named 'embed_tokens.weight' in LlamaModel"); tiny Qwen2's loads and passes on both. Both were "no prediction".
+    facts = facts_for("vllm")
+    for target in ("sm_90", "sm_120"):
+        pred = facts.predict(target, "bfloat16", "gguf-f16", GGUF_LIMITS, LLAMA_GGUF)
+        assert (pred.status, pred.error_class) == ("failed", "loader-mismatch"), pred
+        assert "embed_tokens.weight" in pred.reason and "llama.py LlamaModel" in pred.source
+    assert facts.predict("sm_90", "bfloat16", "gguf-f16", GGUF_LIMITS, QWEN2).status == "passed"
+    cpu = {**GGUF_LIMITS, "platform": "cpu", "builds": [], "gguf": {**LIMITS["gguf"], "plugin_builds": []}}
+    assert facts.predict("cpu", "bfloat16", "gguf-f16", cpu, LLAMA_GGUF).error_class == "loader-mismatch"
+    assert facts.predict("cpu", "float16", "gguf-f16", cpu, QWEN2).status == "passed"
+    old = {k: v for k, v in GGUF_LIMITS.items() if k != "unprefixed_embedding_architectures"}
+    assert isinstance(facts.predict("sm_90", "bfloat16", "gguf-f16", old, QWEN2), NoPrediction)
+
+
+def test_model_sources_are_followed_to_the_class_that_builds_the_embedding_and_the_rope(tmp_path):
+    from pytest_qcompat.engines.vllm.limits import ModelSources, unprefixed_embeddings
+
+    (tmp_path / "llama.py").write_text(
+        "class LlamaAttention(nn.Module):\n    def __init__(self):\n        is_neox_style = True\n"
+        "        self.rotary_emb = get_rope(64, is_neox_style=is_neox_style)\n"
+        "class LlamaModel(nn.Module):\n    def __init__(self, quant_config):\n"
+        "        self.embed_tokens = VocabParallelEmbedding(512, 256, quant_config=quant_config)\n"
+        "        self.layers = [LlamaAttention()]\n"
+        "class LlamaForCausalLM(nn.Module):\n    def _init_model(self):\n        return LlamaModel(quant_config=None)\n")
+    (tmp_path / "phi3.py").write_text("from .llama import LlamaForCausalLM\nclass Phi3ForCausalLM(LlamaForCausalLM):\n    pass\n")
+    (tmp_path / "qwen2.py").write_text(
+        "class Qwen2Attention(nn.Module):\n    def __init__(self):\n        self.rotary_emb = get_rope(64)\n"
+        "class Qwen2Model(nn.Module):\n    def __init__(self, quant_config, prefix):\n"
+        "        self.embed_tokens = VocabParallelEmbedding(512, 256, quant_config=quant_config, prefix=f'{prefix}.embed_tokens')\n"
+        "        self.layers = [Qwen2Attention()]\n"
+        "class Qwen2ForCausalLM(nn.Module):\n    def __init__(self):\n        self.model = Qwen2Model(None, 'model')\n")
+    # an older llama file with the GGUF case (vLLM chose interleaved RoPE for GGUF llama models before 0.25)
+    (tmp_path / "oldllama.py").write_text(
+        "class OldAttention(nn.Module):\n    def __init__(self, quant_config):\n        is_neox_style = True\n"
+        "        if quant_config.get_name() == 'gguf':\n            is_neox_style = False\n"
+        "        self.rotary_emb = get_rope(64, is_neox_style=is_neox_style)\n"
+        "class OldForCausalLM(nn.Module):\n    def __init__(self):\n        self.attn = OldAttention(None)\n")
+    (tmp_path / "gptj.py").write_text(
+        "class GPTJAttention(nn.Module):\n    def __init__(self):\n        self.rotary_emb = get_rope(64, is_neox_style=False)\n"
+        "class GPTJForCausalLM(nn.Module):\n    def __init__(self):\n        self.attn = GPTJAttention()\n")
+    registry = {a: (f"vllm.model_executor.models.{m}", a) for m, a in
+                [("llama", "LlamaForCausalLM"), ("phi3", "Phi3ForCausalLM"), ("qwen2", "Qwen2ForCausalLM"),
+                 ("oldllama", "OldForCausalLM"), ("gptj", "GPTJForCausalLM")]}
+    sources = ModelSources(tmp_path)
+    assert unprefixed_embeddings(sources, registry) == {"LlamaForCausalLM": "llama.LlamaModel",
+                                                        "Phi3ForCausalLM": "llama.LlamaModel"}
+    rope = {a: sources.resolve(m.rpartition(".")[2], a, "rope") for a, (m, _) in registry.items()}
+    assert rope["LlamaForCausalLM"] == ("llama", "LlamaAttention", "neox")
+    assert rope["Qwen2ForCausalLM"] == ("qwen2", "Qwen2Attention", "neox")
+    assert rope["GPTJForCausalLM"] == ("gptj", "GPTJAttention", "interleaved")
+    assert sources.mentions_gguf == {"llama": False, "phi3": False, "qwen2": False, "oldllama": True, "gptj": False}
+
+
+def test_the_installed_build_is_read_for_gguf_loading_and_rope(vllm_limits):
+    # The installed vLLM (the CPU build scripts/setup.sh pins) read by the limits reader: its LlamaModel builds the
+    # embedding without a prefix and its LlamaAttention rotates NeoX-style with no GGUF case; Qwen2's names its
+    # embedding; transformers undoes llama.cpp's Q/K permutation for "llama" GGUFs; vllm-gguf-plugin 0.0.5 does not.
+    assert vllm_limits["unprefixed_embedding_architectures"]["LlamaForCausalLM"] == "llama.LlamaModel"
+    assert "Qwen2ForCausalLM" not in vllm_limits["unprefixed_embedding_architectures"]
+    rope = vllm_limits["gguf_rope"]
+    assert rope["neox_without_gguf_case"]["LlamaForCausalLM"] == "llama.LlamaAttention"
+    assert "llama" in rope["interleaved_gguf_architectures"] and "qwen2" not in rope["interleaved_gguf_architectures"]
+    assert rope["plugin_undoes_permutation"] is False
+
+
+def test_the_converter_names_the_gguf_architecture_it_writes():
+    from pytest_qcompat.artifacts.gguf import converter_architectures
+    from pytest_qcompat.tiny import describe
+
+    archs = converter_architectures()
+    assert archs, "llama.cpp's converter is not installed (scripts/setup.sh extracts it)"
+    assert archs["LlamaForCausalLM"] == archs["MistralForCausalLM"] == "llama"
+    assert archs["Qwen2ForCausalLM"] == "qwen2" and archs["Phi3ForCausalLM"] == "phi3"
+    assert describe("mistral")["gguf_architecture"] == "llama" and describe("qwen3")["gguf_architecture"] == "qwen3"
 
 
 # --- the emulation check compares paths ------------------------------------------------------------------

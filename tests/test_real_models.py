@@ -154,3 +154,56 @@ def test_gemma3_answers_its_known_answers_in_every_engine(built, tmp_path):
         assert "Tokyo" in good["outputs"][0]["text"]
         assert good["metrics"]["quality"]["ppl"] < 100  # a real model on real English text
     assert proc.returncode == 0
+
+
+ROPE_LAYOUT = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+base, gguf_name, prompts, n = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+tok = AutoTokenizer.from_pretrained(base)
+model = AutoModelForCausalLM.from_pretrained(base, gguf_file=gguf_name, dtype=torch.float32).eval()
+cfg = model.config
+
+def permute(w, heads):  # llama.cpp convert_hf_to_gguf LlamaModel.permute: Q/K rows for interleaved RoPE
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+def generate():
+    out = []
+    for p in prompts:
+        ids = tok(p, return_tensors="pt").input_ids
+        out.append(model.generate(ids, max_new_tokens=n, do_sample=False)[0, ids.shape[1]:].tolist())
+    return out
+
+as_read = generate()  # transformers undoes the permutation when it reads a "llama" GGUF
+with torch.no_grad():
+    for layer in model.model.layers:
+        layer.self_attn.q_proj.weight.copy_(permute(layer.self_attn.q_proj.weight, cfg.num_attention_heads))
+        layer.self_attn.k_proj.weight.copy_(permute(layer.self_attn.k_proj.weight, cfg.num_key_value_heads))
+print(json.dumps({"as_read": as_read, "file_layout": generate()}))
+"""
+
+
+def test_the_published_vllm_gguf_failure_is_neox_rope_over_llama_cpp_layout(built):
+    # The H200's vLLM 0.25 + vllm-gguf-plugin 0.0.5 printed " Paris." and then newlines for SmolLM2's Q4_1 GGUF
+    # (docs/runs/h200-smollm2-sm90.json, wrong-output). Its cause, shown on the CPU: the same file in transformers,
+    # with its Q/K left in the order llama.cpp's converter stores them and rotated NeoX-style as vLLM's LlamaAttention
+    # does, prints those very tokens; read the way transformers reads it, the file answers fluently. This is the cause
+    # limits.py gguf_rope reads from a build, and what the prediction for a "llama" GGUF now says.
+    from pytest_qcompat.artifacts.real import REAL_MODELS, gguf_info
+
+    assert gguf_info(Path(built["smollm2-135m"]["gguf"]))["architecture"] == REAL_MODELS["smollm2-135m"]["gguf_arch"]
+    assert gguf_info(Path(built["gemma3-270m"]["gguf"]))["architecture"] == REAL_MODELS["gemma3-270m"]["gguf_arch"]
+    doc = json.loads((Path(__file__).parents[1] / "docs" / "runs" / "h200-smollm2-sm90.json").read_text())
+    cell = next(c for c in doc["cells"] if c["id"] == "smollm2-135m-gguf-bfloat16-vllm-sm_90")
+    assert cell["status"] == "failed" and cell["error_class"] == "wrong-output"
+    prompts = [o["prompt"] for o in cell["outputs"]]
+    printed = [o["token_ids"] for o in cell["outputs"]]
+    source = Path(built["smollm2-135m"]["source"])
+    gguf_name = next(p.name for p in source.iterdir() if p.suffix == ".gguf")
+    proc = subprocess.run([sys.executable, "-c", ROPE_LAYOUT, str(source), gguf_name, json.dumps(prompts),
+                           str(len(printed[0]))], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["file_layout"] == printed
+    assert all(ids != vllm for ids, vllm in zip(got["as_read"], printed))
+    assert all(len(set(ids[2:])) > 3 for ids in got["as_read"])  # fluent, not a run of one token

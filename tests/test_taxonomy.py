@@ -484,3 +484,17 @@ ENGINE_SOURCE_MESSAGES = [
 def test_engine_source_messages_classify(text, expected, rule_id):
     found = explain(text)
     assert (found.error_class, found.rule_id) == (expected, rule_id)
+
+
+def test_an_unquantized_gguf_embedding_in_a_model_that_does_not_name_it():
+    # vLLM 0.32 CPU and 0.25 CUDA with tiny Llama's F16 GGUF: the F16 token_embd arrives as `embed_tokens.weight` where
+    # LlamaModel's unprefixed embedding was given GGUF params. The hint names that cause, not "re-convert the file".
+    text = ("ValueError: There is no module or parameter named 'embed_tokens.weight' in LlamaModel. The available "
+            "parameters belonging to embed_tokens (VocabParallelEmbedding) are: {'embed_tokens.qweight_type', "
+            "'embed_tokens.qweight'}")
+    found = explain(text)
+    assert (found.error_class, found.rule_id) == ("loader-mismatch", "loader-mismatch/vllm-gguf-unprefixed-embedding")
+    assert "token_embd is quantized" in found.hint
+    # another parameter missing (the draft-model lm_head of vllm#11839) keeps the general loader rule
+    other = explain("ValueError: There is no module or parameter named 'lm_head.qweight_type' in Qwen2ForCausalLM")
+    assert other.rule_id == "loader-mismatch/checkpoint-tensors"

@@ -492,3 +492,16 @@ def test_the_hint_says_what_the_cells_own_tried_fix_showed():
     assert other == "Pass quantization='bitsandbytes'. Tried here with quantization=bitsandbytes: works."
     assert hint_after_retry(works, "dtype-unsupported-by-gpu", {"changes": {"dtype": "float32"}, "status": "passed"}) == works
     assert hint_after_retry(gpu, "dtype-unsupported-by-gpu", None) == gpu
+
+
+def test_a_wrong_output_the_prediction_named_gets_its_cause_as_hint():
+    from pytest_qcompat.results import predicted_cause
+
+    pred = {"status": "failed", "error_class": "wrong-output", "source": "vllm 0.25.0 (cuda build) llama.py LlamaAttention",
+            "reason": "wrong output: a 'llama' GGUF stores Q/K permuted for llama.cpp's interleaved RoPE, ..."}
+    hint = predicted_cause("failed", "wrong-output", pred)
+    assert hint.startswith("Predicted before the run from this build's source (vllm 0.25.0")
+    assert "interleaved RoPE" in hint and "wrong output:" not in hint
+    assert predicted_cause("passed", None, pred) is None  # the run decides: a pass is not blamed
+    assert predicted_cause("failed", "loader-mismatch", pred) is None  # another failure keeps its own hint
+    assert predicted_cause("failed", "wrong-output", {**pred, "status": "passed", "error_class": None}) is None

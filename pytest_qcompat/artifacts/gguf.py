@@ -2,6 +2,7 @@
 extracts it to <venv>/share/qcompat/llama.cpp) and quantizer (llama_cpp.llama_model_quantize)."""
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -39,6 +40,64 @@ def converter_dir() -> Path:
         raise ModuleNotFoundError(f"No module named 'convert_hf_to_gguf': llama.cpp's converter is not at {path} "
                                   "(scripts/setup.sh extracts it from the llama-cpp-python sdist; or set QCOMPAT_LLAMACPP_CONVERTER)")
     return path
+
+
+@functools.lru_cache(maxsize=4)
+def converter_architectures(folder: str | None = None) -> dict[str, str]:
+    """{Hugging Face architecture: GGUF architecture} as this llama.cpp converter writes it (LlamaForCausalLM and
+    MistralForCausalLM -> "llama"), read from its source without importing it (it imports torch): each class's
+    @ModelBase.register(...) names and its `model_arch` (inherited from its bases), named by gguf-py's
+    MODEL_ARCH_NAMES. Empty where the converter is not installed. The GGUF architecture decides the file's layout
+    (a "llama" GGUF stores Q/K permuted for interleaved RoPE)."""
+    import ast
+
+    try:
+        root = Path(folder) if folder else converter_dir()
+    except ModuleNotFoundError:
+        return {}
+    names: dict[str, str] = {}
+    constants = root / "gguf-py" / "gguf" / "constants.py"
+    if constants.exists():
+        for node in ast.walk(ast.parse(constants.read_text())):
+            if (isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "MODEL_ARCH_NAMES"
+                    and isinstance(node.value, ast.Dict)):
+                for k, v in zip(node.value.keys, node.value.values):
+                    if isinstance(k, ast.Attribute) and isinstance(v, ast.Constant):
+                        names[k.attr] = v.value
+    arch_of: dict[str, str | None] = {}
+    bases: dict[str, list[str]] = {}
+    registered: dict[str, list[str]] = {}
+    for path in sorted((root / "conversion").glob("*.py")) + [root / "convert_hf_to_gguf.py"]:
+        try:
+            tree = ast.parse(path.read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            bases[node.name] = [b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases]
+            arch_of.setdefault(node.name, None)
+            for stmt in node.body:
+                target = stmt.target if isinstance(stmt, ast.AnnAssign) else (stmt.targets[0] if isinstance(stmt, ast.Assign) else None)
+                if getattr(target, "id", "") == "model_arch" and isinstance(stmt.value, ast.Attribute):
+                    arch_of[node.name] = stmt.value.attr
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Call) and getattr(deco.func, "attr", "") == "register":
+                    registered.setdefault(node.name, []).extend(
+                        a.value for a in deco.args if isinstance(a, ast.Constant) and isinstance(a.value, str))
+
+    def arch(cls: str, depth: int = 0) -> str | None:
+        if arch_of.get(cls) or depth > 20:
+            return arch_of.get(cls)
+        return next((a for b in bases.get(cls, []) if (a := arch(b, depth + 1))), None)
+
+    out: dict[str, str] = {}
+    for cls, hf_names in registered.items():
+        enum = arch(cls)
+        if enum:
+            for hf in hf_names:
+                out.setdefault(hf, names.get(enum, enum.lower()))
+    return out
 
 
 def produce(source: str, out: str | os.PathLike, method: str) -> Path:

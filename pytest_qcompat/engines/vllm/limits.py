@@ -136,6 +136,7 @@ def read_limits() -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         quant = in_tree_quant
     libraries = vllm_libraries(vllm_dir) if is_cuda else []
+    sources = ModelSources(vllm_dir / "model_executor" / "models")
     dist = distribution()
     return {
         "engine": "vllm",
@@ -150,6 +151,8 @@ def read_limits() -> dict[str, Any]:
         "architectures": archs,
         "bnb_unsupported_architectures": classes_without(vllm_dir / "model_executor" / "models", classes,
                                                          "packed_modules_mapping"),
+        "unprefixed_embedding_architectures": unprefixed_embeddings(sources, classes),
+        "gguf_rope": gguf_rope(sources, classes),
         "builds": builds,
         "libraries": libraries,
         "cpu_kernel_ops": cpu_kernel_ops(vllm_dir) if not is_cuda else {},
@@ -213,6 +216,115 @@ def classes_without(models_dir: Path, classes: dict[str, tuple[str, str]], attri
         if key in defines and not has(key):
             out.append(arch)
     return sorted(out)
+
+
+class ModelSources:
+    """vLLM's model classes read from their source files (no import of ~300 modules): per class what it builds
+    (a quantizable vocabulary embedding with or without `prefix=`, a rotary embedding in NeoX or interleaved style)
+    and the names it uses (its bases, the model classes it instantiates). `resolve` follows an architecture's class
+    through those names to the class that builds a thing (LlamaForCausalLM -> LlamaModel -> LlamaDecoderLayer ->
+    LlamaAttention)."""
+
+    def __init__(self, models_dir: Path):
+        import ast
+
+        self.builds: dict[tuple[str, str], dict[str, str]] = {}
+        self.refs: dict[tuple[str, str], list[str]] = {}
+        self.by_name: dict[str, list[tuple[str, str]]] = {}
+        self.mentions_gguf: dict[str, bool] = {}
+        for path in sorted(models_dir.glob("*.py")):
+            try:
+                text = path.read_text()
+                tree = ast.parse(text)
+            except (OSError, SyntaxError, ValueError):
+                continue
+            self.mentions_gguf[path.stem] = "gguf" in text.lower()
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.ClassDef):
+                    continue
+                key = (path.stem, node.name)
+                self.by_name.setdefault(node.name, []).append(key)
+                names = [b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases]
+                built: dict[str, str] = {}
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.Name) and sub.id not in names:
+                        names.append(sub.id)
+                    if not isinstance(sub, ast.Call):
+                        continue
+                    func = getattr(sub.func, "id", None) or getattr(sub.func, "attr", None)
+                    words = {k.arg: k.value for k in sub.keywords}
+                    if func == "VocabParallelEmbedding" and "quant_config" in words:
+                        prefixed = "prefix" in words or len(sub.args) >= 7
+                        built["embedding"] = "prefixed" if prefixed else built.get("embedding", "unprefixed")
+                    elif func == "get_rope":
+                        style = words.get("is_neox_style")
+                        built["rope"] = ("interleaved" if isinstance(style, ast.Constant) and style.value is False
+                                         else "neox")  # get_rope's default is NeoX; a variable may be either
+                self.builds[key] = built
+                self.refs[key] = [n for n in names if n and n != node.name]
+
+    def resolve(self, module: str, class_name: str, thing: str) -> tuple[str, str, str] | None:
+        """(module, class, what it builds) for the first class reached from `class_name` that builds `thing`."""
+        seen: set[tuple[str, str]] = set()
+        todo = [(module, class_name)]
+        while todo:
+            key = todo.pop(0)
+            if key in seen or key not in self.builds:
+                continue
+            seen.add(key)
+            if thing in self.builds[key]:
+                return key[0], key[1], self.builds[key][thing]
+            for name in self.refs[key]:
+                same = [k for k in self.by_name.get(name, ()) if k[0] == key[0]] or self.by_name.get(name, [])
+                todo.extend(same)
+        return None
+
+
+def unprefixed_embeddings(sources: ModelSources, classes: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """{architecture: "module.Class"} for the architectures whose model builds a quantizable vocabulary embedding
+    (`VocabParallelEmbedding(..., quant_config=...)`) without `prefix=`. A quantization config then decides that
+    layer by the empty prefix: vllm-gguf-plugin's is_layer_skipped_gguf("", unquantized_modules) is False, so the
+    embedding gets GGUFEmbeddingMethod (qweight, qweight_type) although the file's token_embd is F16/BF16/F32, and
+    the loader's `embed_tokens.weight` finds no parameter ("There is no module or parameter named
+    'embed_tokens.weight' in LlamaModel"; tiny Llama's F16 GGUF on the CPU build and on the H200)."""
+    out = {}
+    for arch, (module_name, class_name) in classes.items():
+        found = sources.resolve(module_name.rpartition(".")[2], class_name, "embedding")
+        if found and found[2] == "unprefixed":
+            out[arch] = f"{found[0]}.{found[1]}"
+    return dict(sorted(out.items()))
+
+
+def gguf_rope(sources: ModelSources, classes: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """Whether vLLM computes a GGUF's attention in the layout the file stores it. llama.cpp's converter permutes the
+    Q/K rows of some architectures for its interleaved RoPE (a "llama" GGUF); a reader must undo that or rotate
+    interleaved. transformers' GGUF loader undoes it for the GGUF architectures whose tensor processor calls
+    _reverse_permute_weights (read from the installed transformers); vLLM did so by choosing interleaved RoPE for
+    GGUF llama models until GGUF left its tree. Here: the architectures whose attention builds NeoX RoPE in a model
+    file that never mentions GGUF, and whether vllm-gguf-plugin's source permutes anything. The three together
+    decide a GGUF cell: SmolLM2's Q4_1 GGUF on the H200 printed " Paris." and then newlines only, token for token
+    what transformers prints on the CPU once the llama.cpp permutation is applied to its Q/K."""
+    neox = {}
+    for arch, (module_name, class_name) in classes.items():
+        found = sources.resolve(module_name.rpartition(".")[2], class_name, "rope")
+        if found and found[2] == "neox" and not sources.mentions_gguf.get(found[0], False):
+            neox[arch] = f"{found[0]}.{found[1]}"
+    interleaved: list[str] = []
+    try:
+        import inspect
+
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+        interleaved = sorted(a for a, proc in getattr(gguf_utils, "TENSOR_PROCESSORS", {}).items()
+                             if "_reverse_permute" in inspect.getsource(proc))
+    except Exception:  # noqa: BLE001  (no transformers, or its GGUF module moved: the rule is not read)
+        interleaved = []
+    plugin = importlib.util.find_spec("vllm_gguf_plugin")
+    undoes = None
+    if plugin is not None and plugin.origin:
+        undoes = any(re.search(r"permut", f.read_text(errors="ignore"), re.IGNORECASE)
+                     for f in Path(plugin.origin).parent.rglob("*.py"))
+    return {"neox_without_gguf_case": dict(sorted(neox.items())), "interleaved_gguf_architectures": interleaved,
+            "plugin_undoes_permutation": undoes, "transformers_version": _version_or_none("transformers")}
 
 
 # The checkpoint configs to walk besides the produced ones: a JSON file {id: quantization_config} named by this
