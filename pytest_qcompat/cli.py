@@ -84,7 +84,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     docs = [(Path(p).stem if Path(p).name != "report.json" else Path(p).parent.name or p, load_report(p)) for p in args.reports]
     merged = merge_reports(docs)
-    changed = reclassify(merged) if args.reclassify else 0
+    facts = [json.loads(Path(f).read_text()) for f in args.source_facts or ()]
+    changed = reclassify(merged, facts) if args.reclassify else 0
     write_json_atomic(Path(args.output), merged)
     print(f"merged {len(docs)} reports, {len(merged['cells'])} cells -> {args.output}"
           + (f" ({changed} cells reclassified or re-judged)" if args.reclassify else ""))
@@ -195,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--reclassify", action="store_true",
                    help="classify the stored failures again with this version's taxonomy (old class kept as reclassified_from) and re-judge stored passes with its output checks (old verdict kept as rejudged_from)")
+    p.add_argument("--source-facts", action="append", metavar="JSON",
+                   help="with --reclassify: revise stored vLLM GGUF predictions with limits read later from the same "
+                        "build's sources (python -m pytest_qcompat.engines.vllm.limits --source-facts; "
+                        "docs/versions/vllm-0.25.0-cuda-source-facts.json); the old prediction is kept as "
+                        "prediction_revised_from, a run's prediction_check is never changed")
     p.set_defaults(func=cmd_merge)
     p = sub.add_parser("render", help="write report.md and report.html for a (merged) report.json")
     p.add_argument("report")

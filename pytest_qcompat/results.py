@@ -225,21 +225,22 @@ def hint_after_retry(hint: str | None, error_class: str | None, retry: dict[str,
     return f"{base} Tried here {outcome}"
 
 
-def predicted_cause(status: str, error_class: str | None, prediction: Any) -> str | None:
-    """The hint for a wrong output the prediction named before the run (a GGUF's Q/K layout the build rotates
-    wrongly, read from its source): the cause, said once, instead of the generic "the output is broken" advice.
-    None where the run did not fail that way or the prediction did not say so."""
+def predicted_cause(status: str, error_class: str | None, prediction: Any, revised: bool = False) -> str | None:
+    """The hint for a wrong output whose cause a prediction names (a GGUF's Q/K layout the build rotates wrongly,
+    read from its source): the cause, said once, instead of the generic "the output is broken" advice; `revised`:
+    the prediction was read from the build after the run (merge --source-facts), and the hint says so. None where
+    the run did not fail that way or the prediction does not say so. The prediction's source stays in its record."""
     pred = prediction.to_dict() if hasattr(prediction, "to_dict") else prediction
     if status != "failed" or error_class != "wrong-output" or not isinstance(pred, dict):
         return None
     if pred.get("status") != "failed" or pred.get("error_class") != "wrong-output":
         return None
     reason = str(pred.get("reason") or "").removeprefix("wrong output: ")
-    return (f"Predicted before the run from this build's source ({pred.get('source')}): {reason}. Use another engine "
-            "or method for this checkpoint until the engine handles it.")
+    when = "read from this build's source after the run" if revised else "predicted from this build's source before the run"
+    return f"The cause, {when}: {reason}. Use another engine or method for this checkpoint until the engine handles it."
 
 
-def reclassify(doc: dict[str, Any]) -> int:
+def reclassify(doc: dict[str, Any], source_facts: list[dict[str, Any]] | None = None) -> int:
     """Read every stored failure again with this version's taxonomy (its rules grow; a report keeps the engine's
     message and log tail, so no re-run is needed). A stored pass whose quality record shows broken computation under
     this version's checks becomes a failure (`rejudged_from`). Returns how many cells changed class or verdict; each
@@ -268,16 +269,59 @@ def reclassify(doc: dict[str, Any]) -> int:
             cell["error_class"], cell["hint"], cell["error_rule"] = cls_, hint, found.rule_id
             changed += 1
         elif cls_ == cell.get("error_class"):
+            if found.layer == 1 and cell.get("error_rule") not in (None, found.rule_id) and cls_ != "wrong-output":
+                cell["hint"] = found.hint  # a rule for this engine's exact message now names the cause
             cell["error_rule"] = found.rule_id  # reports written before rule ids get them
     for cell in doc["cells"]:  # hints as the cell's own tried fix leaves them (not a verdict: not counted)
         if cell.get("retry") and cell.get("status") in ("failed", "crashed", "timed_out"):
             cell["hint"] = hint_after_retry(cell.get("hint"), cell.get("error_class"), cell["retry"])
+    for facts in source_facts or ():  # predictions revised with what the reader since learned from the same build
+        changed += revise_predictions(doc, facts)
     for cell in doc["cells"]:  # reports written before no_engine_path get it (not a verdict: not counted)
         if cell.get("finished_at") and not cell.get("no_engine_path"):
             why = path_not_reached(cell.get("engine_kind"), cell["status"], cell.get("error_class"), cell.get("engine_path"),
                                    cell.get("message") or "", cell.get("stderr_tail") or "")
             if why:
                 cell["no_engine_path"] = why
+    return changed
+
+
+def _model_of(name: str) -> dict[str, Any] | None:
+    """What the predictions know of a model of the published matrices, by its name (tiny-<arch>, a real model)."""
+    from .artifacts.real import REAL_MODELS, describe as describe_real
+    from .tiny import ARCHS, describe
+
+    if name.startswith("tiny-") and name[5:] in ARCHS:
+        return describe(name[5:])
+    return describe_real(f"real:{name}") if name in REAL_MODELS else None
+
+
+def revise_predictions(doc: dict[str, Any], facts: dict[str, Any]) -> int:
+    """Stored GGUF predictions of vLLM's CUDA build revised with `facts`, read later from that very build's sources
+    (docs/versions/vllm-*-cuda-source-facts.json; engines/vllm/facts.py revise_gguf_prediction). The cell keeps its
+    old prediction (or its "no prediction") under `prediction_revised_from`; a cell that ran keeps `prediction_check`,
+    the prediction made before its run, which the audit compares; a failure the revised prediction names gets it as
+    hint. Returns how many predicted cells changed verdict (a run's verdict is its own)."""
+    from .engines.vllm.facts import revise_gguf_prediction
+    from .names import capability_of
+
+    changed = 0
+    for cell in doc["cells"]:
+        if capability_of(cell.get("target") or "") is None or "prediction_revised_from" in cell:
+            continue
+        model = _model_of(cell.get("model") or "")
+        new = revise_gguf_prediction(cell, model, facts) if model else None
+        if new is None:
+            continue
+        cell["prediction_revised_from"] = {"prediction": cell.get("prediction"), "no_prediction": cell.get("no_prediction"),
+                                           "facts": f"{facts.get('distribution', 'vllm')} {facts.get('version')}: "
+                                                    f"{facts.get('read_from')}"}
+        cell["prediction"], cell["no_prediction"] = new.to_dict(), None
+        if cell.get("status") == "skipped" and cell.get("evidence") in ("predicted", "none"):
+            cell["evidence"] = "predicted"  # as the session marks a skipped cell with a prediction
+            changed += 1
+        elif (hint := predicted_cause(cell.get("status") or "", cell.get("error_class"), cell["prediction"], revised=True)):
+            cell["hint"] = hint
     return changed
 
 

@@ -693,3 +693,68 @@ def test_wrong_output_under_emulation_is_checked_on_the_real_card():
     verified = OutputPool(stuck, fluent)
     mine = attempts.run_cell(dataclasses.replace(ctx, target="sm_90", evidence="verified"), request, verified, PlainReferences(fluent))
     assert mine.status == "failed" and verified.calls == [True]
+
+
+def test_stored_predictions_are_revised_with_facts_read_later_from_the_same_build():
+    # merge --reclassify --source-facts: the H200 runs predicted "llama" GGUFs to pass on sm_100/sm_120 and left F16
+    # GGUFs unpredicted; facts read since from the vLLM 0.25.0 wheel's sources revise them. A run keeps the
+    # prediction made before it (prediction_check, audited); its hint names the cause and says when it was read.
+    from pytest_qcompat.results import reclassify
+
+    facts = {"distribution": "vllm", "version": "0.25.0", "read_from": "vllm-0.25.0 wheel, unpacked",
+             "unprefixed_embedding_architectures": GGUF_LIMITS["unprefixed_embedding_architectures"],
+             "gguf_rope": GGUF_LIMITS["gguf_rope"], "gguf": {"plugin_version": "0.0.5"}}
+    passed = {"status": "passed", "error_class": None, "reason": "no check ... rules it out", "source": "vllm 0.25.0",
+              "platform": "cuda", "engine_path": None}
+    f16_np = "no prediction: an F16 GGUF runs plain torch matmuls in vllm-gguf-plugin (...)"
+
+    def cell(model, method, target, status="skipped", evidence="predicted", prediction=passed, **more):
+        return {"id": f"{model}-{method}-float16-vllm-{target}", "model": model, "quantization": method,
+                "dtype": "float16", "engine": "vllm", "engine_kind": "vllm", "engine_version": "0.25.0",
+                "target": target, "status": status, "evidence": evidence, "prediction": prediction, **more}
+
+    doc = {"cells": [
+        cell("tiny-llama", "gguf-q4_k_m", "sm_120"),
+        cell("smollm2-135m", "gguf", "sm_90", status="failed", evidence="verified", error_class="wrong-output",
+             message="wrong output: degenerate output (token 198 repeated 14 times in a row) for prompt 0",
+             hint="The output degenerates ...", prediction_check=passed),
+        cell("tiny-qwen2", "gguf-q4_k_m", "sm_120"),
+        cell("tiny-llama", "gguf-q4_k_m", "sm_75", prediction={**passed, "status": "failed",
+                                                              "error_class": "dtype-unsupported-by-gpu"}),
+        cell("tiny-llama", "gguf-f16", "sm_100", evidence="none", prediction=None, no_prediction=f16_np),
+        cell("tiny-llama", "gguf-q4_k_m", "sm_100", engine_version="0.26.0"),
+        cell("tiny-llama", "gguf-q4_k_m", "cpu"),
+    ]}
+    reclassify(doc, [facts])
+    by = {c["id"]: c for c in doc["cells"]}
+    sm120 = by["tiny-llama-gguf-q4_k_m-float16-vllm-sm_120"]
+    assert (sm120["prediction"]["status"], sm120["prediction"]["error_class"]) == ("failed", "wrong-output")
+    assert sm120["prediction_revised_from"]["prediction"] == passed and "0.25.0 wheel" in sm120["prediction_revised_from"]["facts"]
+    ran = by["smollm2-135m-gguf-float16-vllm-sm_90"]
+    assert ran["prediction_check"] == passed and ran["prediction"]["error_class"] == "wrong-output"
+    assert ran["hint"].startswith("The cause, read from this build's source after the run:")
+    f16 = by["tiny-llama-gguf-f16-float16-vllm-sm_100"]
+    assert (f16["evidence"], f16["prediction"]["error_class"], f16["no_prediction"]) == ("predicted", "loader-mismatch", None)
+    for unchanged in ("tiny-qwen2-gguf-q4_k_m-float16-vllm-sm_120", "tiny-llama-gguf-q4_k_m-float16-vllm-sm_75",
+                      "tiny-llama-gguf-q4_k_m-float16-vllm-sm_100", "tiny-llama-gguf-q4_k_m-float16-vllm-cpu"):
+        assert "prediction_revised_from" not in by[unchanged], unchanged
+
+
+def test_source_facts_of_an_unimported_build_match_the_limits_read_by_importing_it(vllm_limits):
+    # --source-facts reads a wheel unpacked on a machine that cannot import it (the CUDA build on a CPU machine);
+    # on the installed build it must say what the importing reader says.
+    import importlib.util
+
+    vllm_dir = Path(importlib.util.find_spec("vllm").origin).parent
+    plugin_dir = Path(importlib.util.find_spec("vllm_gguf_plugin").origin).parent
+    proc = subprocess.run([sys.executable, "-m", "pytest_qcompat.engines.vllm.limits", "--source-facts", str(vllm_dir),
+                           "--plugin-dir", str(plugin_dir)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    facts = json.loads(proc.stdout)
+    assert facts["version"] == vllm_limits["version"].split("+")[0] or facts["version"] == vllm_limits["version"]
+    llama = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Gemma3ForCausalLM")
+    assert ({a: facts["unprefixed_embedding_architectures"].get(a) for a in llama}
+            == {a: vllm_limits["unprefixed_embedding_architectures"].get(a) for a in llama})
+    assert ({a: facts["gguf_rope"]["neox_without_gguf_case"].get(a) for a in llama}
+            == {a: vllm_limits["gguf_rope"]["neox_without_gguf_case"].get(a) for a in llama})
+    assert facts["gguf"]["plugin_version"] == vllm_limits["gguf"]["plugin_version"]

@@ -500,8 +500,10 @@ def test_a_wrong_output_the_prediction_named_gets_its_cause_as_hint():
     pred = {"status": "failed", "error_class": "wrong-output", "source": "vllm 0.25.0 (cuda build) llama.py LlamaAttention",
             "reason": "wrong output: a 'llama' GGUF stores Q/K permuted for llama.cpp's interleaved RoPE, ..."}
     hint = predicted_cause("failed", "wrong-output", pred)
-    assert hint.startswith("Predicted before the run from this build's source (vllm 0.25.0")
+    assert hint.startswith("The cause, predicted from this build's source before the run: a 'llama' GGUF")
     assert "interleaved RoPE" in hint and "wrong output:" not in hint
+    assert predicted_cause("failed", "wrong-output", pred, revised=True).startswith(
+        "The cause, read from this build's source after the run:")
     assert predicted_cause("passed", None, pred) is None  # the run decides: a pass is not blamed
     assert predicted_cause("failed", "loader-mismatch", pred) is None  # another failure keeps its own hint
     assert predicted_cause("failed", "wrong-output", {**pred, "status": "passed", "error_class": None}) is None

@@ -6,6 +6,7 @@ A prediction comes only from a build for the target's platform: vLLM's CPU build
 reason says so."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -53,6 +54,62 @@ def default_env(device: str) -> dict[str, str]:
         # decode greedily, so the sampler does not change a token; vLLM's PyTorch sampler needs no compile.
         env["VLLM_USE_FLASHINFER_SAMPLER"] = os.environ.get("VLLM_USE_FLASHINFER_SAMPLER", "0")
     return env
+
+
+def gguf_source_steps(method: str, limits: dict[str, Any], archs: list[str], model: dict[str, Any], build: str,
+                      platform: str) -> list[str] | Prediction | NoPrediction:
+    """What a GGUF cell meets after the capability gates and kernel images, in vLLM's order, as the build's model
+    sources say (limits.py unprefixed_embeddings, gguf_rope): loading an F16 file, then the Q/K layout at generate.
+    A failed prediction or no prediction where one decides it, else the steps' text for the prediction's source.
+    Also used to revise stored predictions with these facts read from the same build (revise_gguf_prediction)."""
+    if method in UNQUANTIZED_GGUF_METHODS:
+        unprefixed = limits.get("unprefixed_embedding_architectures")
+        if unprefixed is None:
+            return NoPrediction("no prediction: these limits were read before the reader looked for embeddings "
+                                "built without a prefix (read them again), and an F16 GGUF's loading depends on it")
+        arch = next((a for a in archs if a in unprefixed), None)
+        if arch is not None:
+            model_class = unprefixed[arch].rpartition(".")[2]
+            return _pred("failed", "loader-mismatch",
+                         f"There is no module or parameter named 'embed_tokens.weight' in {model_class}: {arch} "
+                         f"builds its VocabParallelEmbedding without a prefix, so vllm-gguf-plugin cannot see that "
+                         f"this file's token_embd is unquantized and gives it the GGUF embedding method (qweight)",
+                         f"{build} vllm/model_executor/models/{unprefixed[arch].replace('.', '.py ', 1)}: "
+                         f"VocabParallelEmbedding(..., quant_config=...) without prefix=; vllm-gguf-plugin "
+                         f"{(limits.get('gguf') or {}).get('plugin_version') or ''} is_layer_skipped_gguf('', ...)",
+                         platform)
+    rope = _gguf_rope_step(limits, archs, model, build, platform)
+    return [rope] if isinstance(rope, str) else rope
+
+
+def revise_gguf_prediction(cell: dict[str, Any], model: dict[str, Any], facts: dict[str, Any]) -> Prediction | None:
+    """A stored GGUF prediction for a CUDA target, revised with facts read later from the source of the very build
+    that made it (`facts`: limits.py source_facts of that vLLM's wheel; same version and platform): the steps the
+    predictor has since learned come after every check the stored prediction passed, so a stored pass (or an F16
+    "no prediction", made after those checks too) is revised by them alone; a stored failure stays, being earlier
+    in vLLM's order. None where nothing changes."""
+    stored = cell.get("prediction")
+    method = cell.get("quantization") or ""
+    if not method.startswith("gguf") or cell.get("engine_kind", cell.get("engine")) != "vllm":
+        return None
+    if str(cell.get("engine_version") or facts.get("version")) != str(facts.get("version")):
+        return None
+    if stored is not None and stored.get("status") != "passed":
+        return None
+    if stored is None and not (method in UNQUANTIZED_GGUF_METHODS and "F16 GGUF" in str(cell.get("no_prediction") or "")):
+        return None
+    platform = "cuda"
+    build = f"{facts.get('distribution', 'vllm')} {facts.get('version')} ({platform} build)"
+    limits = {**facts, "platform": platform}
+    found = gguf_source_steps(method, limits, model.get("architectures") or [], model, build, platform)
+    later = f"; read since from {facts.get('read_from') or 'that build'} (merge --source-facts), not before the run"
+    if isinstance(found, Prediction) and found.status == "failed":
+        return dataclasses.replace(found, source=found.source + later)
+    if stored is None and isinstance(found, list):
+        return Prediction("passed", None, "no check of this vLLM build on the way rules it out (the embedding's "
+                          "prefix, the Q/K layout; the checks before them as the run's own prediction found)",
+                          "; ".join([build, *found]) + later, platform, None)  # type: ignore[arg-type]
+    return None
 
 
 def _gguf_rope_step(limits: dict[str, Any], archs: list[str], model: dict[str, Any], build: str,
@@ -219,28 +276,12 @@ class VllmFacts(EngineFacts):
         # 4. building the model: vLLM's own scheme and kernel selection for this capability
         if gguf_plugin is not None and method in UNQUANTIZED_GGUF_METHODS:
             # Its linear layers are plain torch matmuls (vllm_gguf_plugin quantization/utils.py UNQUANTIZED_TYPES,
-            # linear.py): no GGUF kernel decides it. What does is whether the model names its embedding: one built
-            # without a prefix gets the GGUF embedding method although token_embd is F16, and loading fails.
-            unprefixed = limits.get("unprefixed_embedding_architectures")
-            if unprefixed is None:
-                return NoPrediction("no prediction: these limits were read before the reader looked for embeddings "
-                                    "built without a prefix (read them again), and an F16 GGUF's loading depends on it")
-            arch = next((a for a in archs if a in unprefixed), None)
-            if arch is not None:
-                model_class = unprefixed[arch].rpartition(".")[2]
-                return _pred("failed", "loader-mismatch",
-                             f"There is no module or parameter named 'embed_tokens.weight' in {model_class}: {arch} "
-                             f"builds its VocabParallelEmbedding without a prefix, so vllm-gguf-plugin cannot see that "
-                             f"this file's token_embd is unquantized and gives it the GGUF embedding method (qweight)",
-                             f"{build} vllm/model_executor/models/{unprefixed[arch].replace('.', '.py ', 1)}: "
-                             f"VocabParallelEmbedding(..., quant_config=...) without prefix=; vllm-gguf-plugin "
-                             f"{(limits.get('gguf') or {}).get('plugin_version') or ''} is_layer_skipped_gguf('', ...)",
-                             platform)
-            rope = _gguf_rope_step(limits, archs, model, build, platform)
-            if not isinstance(rope, str):
-                return rope
+            # linear.py): no GGUF kernel decides it; its loading and its Q/K layout do.
+            found = gguf_source_steps(method, limits, archs, model, build, platform)
+            if not isinstance(found, list):
+                return found
             steps = [build, "F16 GGUF: UnquantizedLinearMethod and UnquantizedEmbeddingMethod (vllm-gguf-plugin "
-                     "UNQUANTIZED_TYPES; the model names its embedding, so is_layer_skipped_gguf finds it)", rope]
+                     "UNQUANTIZED_TYPES; the model names its embedding, so is_layer_skipped_gguf finds it)", *found]
             return Prediction("passed", None, "no check of this vLLM build on the way rules it out (model config, "
                               "worker start, compiled code, the embedding's prefix, the Q/K layout)", "; ".join(steps),
                               platform, None)  # type: ignore[arg-type]
@@ -254,10 +295,10 @@ class VllmFacts(EngineFacts):
                                     "older reader, or the plugin did not register)")
             steps.append(f"vllm-gguf-plugin {gguf.get('plugin_version') or ''}: GGUFConfig.get_min_capability() = "
                          f"{gguf.get('plugin_min_capability')}; " + "; ".join(f"{b.name}: {', '.join(b.archs)}" for b in gguf_plugin))
-            rope = _gguf_rope_step(limits, archs, model, build, platform)
-            if not isinstance(rope, str):
-                return rope
-            steps.append(rope)
+            found = gguf_source_steps(method, limits, archs, model, build, platform)
+            if not isinstance(found, list):
+                return found
+            steps.extend(found)
         elif method in WALKED_METHODS:
             walked = self._walk_step(method, resolved, target, num, limits, model, build, platform)
             if not isinstance(walked, tuple):

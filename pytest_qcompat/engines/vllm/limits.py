@@ -295,7 +295,7 @@ def unprefixed_embeddings(sources: ModelSources, classes: dict[str, tuple[str, s
     return dict(sorted(out.items()))
 
 
-def gguf_rope(sources: ModelSources, classes: dict[str, tuple[str, str]]) -> dict[str, Any]:
+def gguf_rope(sources: ModelSources, classes: dict[str, tuple[str, str]], plugin_dir: Path | None = None) -> dict[str, Any]:
     """Whether vLLM computes a GGUF's attention in the layout the file stores it. llama.cpp's converter permutes the
     Q/K rows of some architectures for its interleaved RoPE (a "llama" GGUF); a reader must undo that or rotate
     interleaved. transformers' GGUF loader undoes it for the GGUF architectures whose tensor processor calls
@@ -318,13 +318,57 @@ def gguf_rope(sources: ModelSources, classes: dict[str, tuple[str, str]]) -> dic
                              if "_reverse_permute" in inspect.getsource(proc))
     except Exception:  # noqa: BLE001  (no transformers, or its GGUF module moved: the rule is not read)
         interleaved = []
-    plugin = importlib.util.find_spec("vllm_gguf_plugin")
+    if plugin_dir is None:
+        plugin = importlib.util.find_spec("vllm_gguf_plugin")
+        plugin_dir = Path(plugin.origin).parent if plugin is not None and plugin.origin else None
     undoes = None
-    if plugin is not None and plugin.origin:
-        undoes = any(re.search(r"permut", f.read_text(errors="ignore"), re.IGNORECASE)
-                     for f in Path(plugin.origin).parent.rglob("*.py"))
+    if plugin_dir is not None:
+        undoes = any(re.search(r"permut", f.read_text(errors="ignore"), re.IGNORECASE) for f in plugin_dir.rglob("*.py"))
     return {"neox_without_gguf_case": dict(sorted(neox.items())), "interleaved_gguf_architectures": interleaved,
             "plugin_undoes_permutation": undoes, "transformers_version": _version_or_none("transformers")}
+
+
+def registry_classes(vllm_dir: Path) -> dict[str, tuple[str, str]]:
+    """{architecture: (module, class)} from vLLM's model registry source (its dict literals of
+    "Arch": ("module", "Class")), for a build that cannot be imported here (a CUDA wheel unpacked on a CPU machine)."""
+    import ast
+
+    out: dict[str, tuple[str, str]] = {}
+    tree = ast.parse((vllm_dir / "model_executor" / "models" / "registry.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values):
+                if (isinstance(k, ast.Constant) and isinstance(k.value, str) and isinstance(v, ast.Tuple)
+                        and len(v.elts) >= 2 and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in v.elts[:2])):
+                    out.setdefault(k.value, (v.elts[0].value, v.elts[1].value))
+    return out
+
+
+def source_facts(vllm_dir: Path, plugin_dir: Path | None = None) -> dict[str, Any]:
+    """The limits that come from a build's Python sources alone (GGUF loading and RoPE layout), read from an unpacked
+    wheel without importing it: for a CUDA build on a CPU machine (`--source-facts`), so that stored predictions made
+    by that build can be revised with what the reader has learned since (facts.revise_gguf_prediction). The version
+    is the wheel's own (vllm/_version.py)."""
+    version = None
+    version_py = vllm_dir / "_version.py"
+    if version_py.exists():
+        m = re.search(r"""(?:__version__|version)\s*(?::\s*str\s*)?=\s*['"]([^'"]+)['"]""", version_py.read_text())
+        version = m.group(1) if m else None
+    for meta in ([] if version else vllm_dir.parent.glob("vllm-*.dist-info/METADATA")):
+        m = re.search(r"^Version: (\S+)", meta.read_text(), re.M)
+        version = m.group(1) if m else None
+    sources = ModelSources(vllm_dir / "model_executor" / "models")
+    classes = {a: (f"vllm.model_executor.models.{m}", c) for a, (m, c) in registry_classes(vllm_dir).items()}
+    plugin_version = None
+    if plugin_dir is not None:
+        for meta in plugin_dir.parent.glob("vllm_gguf_plugin-*.dist-info/METADATA"):
+            m = re.search(r"^Version: (\S+)", meta.read_text(), re.M)
+            plugin_version = m.group(1) if m else None
+    wheel = next((d.name.removesuffix(".dist-info") for d in vllm_dir.parent.glob("vllm-*.dist-info")), None)
+    return {"engine": "vllm", "distribution": "vllm", "version": version,
+            "read_from": f"{wheel} wheel, unpacked" if wheel else str(vllm_dir),
+            "unprefixed_embedding_architectures": unprefixed_embeddings(sources, classes),
+            "gguf_rope": gguf_rope(sources, classes, plugin_dir), "gguf": {"plugin_version": plugin_version}}
 
 
 # The checkpoint configs to walk besides the produced ones: a JSON file {id: quantization_config} named by this
@@ -797,14 +841,19 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    from vllm.platforms import current_platform
-
     parser = argparse.ArgumentParser(prog="python -m pytest_qcompat.engines.vllm.limits")
     parser.add_argument("--config", help="a checkpoint's config.json (its quantization_config is walked)")
     parser.add_argument("--method", default="all", choices=["all", *sorted(PRODUCED_PRESETS)])
     parser.add_argument("--dtype", action="append", choices=WALK_DTYPES)
     parser.add_argument("--json", action="store_true", help="the whole walk as JSON")
+    parser.add_argument("--source-facts", metavar="VLLM_DIR", help="print, as JSON, the limits read from the Python "
+                        "sources of the vllm package folder VLLM_DIR (an unpacked wheel; nothing imported), with "
+                        "vllm-gguf-plugin's from --plugin-dir and transformers' from this interpreter")
+    parser.add_argument("--plugin-dir", help="the vllm_gguf_plugin package folder for --source-facts")
     args = parser.parse_args(argv)
+    if args.source_facts:
+        print(json.dumps(source_facts(Path(args.source_facts), Path(args.plugin_dir) if args.plugin_dir else None), indent=1))
+        return 0
     if args.config:
         data = json.loads(Path(args.config).read_text())
         qcfg = data.get("quantization_config") or data.get("compression_config")
@@ -816,6 +865,7 @@ def main(argv: list[str] | None = None) -> int:
         names = sorted(PRODUCED_PRESETS) if args.method == "all" else [args.method]
         configs = {name: produced_quant_config(name) for name in names}
     import vllm
+    from vllm.platforms import current_platform
 
     vllm_dir = Path(importlib.util.find_spec("vllm").origin).parent
     is_cuda = bool(getattr(current_platform, "is_cuda", lambda: False)())
