@@ -316,10 +316,11 @@ def revise_predictions(doc: dict[str, Any], facts: dict[str, Any]) -> int:
         cell["prediction_revised_from"] = {"prediction": cell.get("prediction"), "no_prediction": cell.get("no_prediction"),
                                            "facts": f"{facts.get('distribution', 'vllm')} {facts.get('version')}: "
                                                     f"{facts.get('read_from')}"}
-        cell["prediction"], cell["no_prediction"] = new.to_dict(), None
+        cell["prediction"] = new.to_dict()
         if cell.get("status") == "skipped" and cell.get("evidence") in ("predicted", "none"):
-            cell["evidence"] = "predicted"  # as the session marks a skipped cell with a prediction
+            cell["evidence"], cell["no_prediction"] = "predicted", None  # as the session marks a predicted skip
             changed += 1
+        # a cell that ran keeps `no_prediction` beside `prediction_check`: what was known before its run
         elif (hint := predicted_cause(cell.get("status") or "", cell.get("error_class"), cell["prediction"], revised=True)):
             cell["hint"] = hint
     return changed

@@ -87,6 +87,16 @@ def test_published_verdicts_are_truthful():
     assert gguf and all(c["engine_args"]["model"].endswith(".gguf") for c in gguf)  # the file itself, via the plugin
     smol_gguf = [c for c in gguf if c["model"] == "smollm2-135m" and c["target"] == "sm_90"]
     assert smol_gguf and all(c["error_class"] == "wrong-output" and "degenerate" in c["message"] for c in smol_gguf)
+    # issue 20: no "llama" GGUF is a predicted pass in vLLM 0.25 (its LlamaAttention rotates the file's interleaved
+    # Q/K NeoX-style), revisions keep what they replaced, and a run's own prediction (audited) is never revised
+    llama_gguf = [c for c in gpu_vllm if c["quantization"].startswith("gguf")
+                  and c["model"] in ("tiny-llama", "tiny-mistral", "smollm2-135m")]
+    assert not [c["id"] for c in llama_gguf if c.get("evidence") == "predicted" and c["prediction"]["status"] == "passed"]
+    revised = [c for c in cells if "prediction_revised_from" in c]
+    assert len(revised) >= 20 and all("vllm-0.25.0 wheel" in c["prediction_revised_from"]["facts"] for c in revised)
+    assert all(c["prediction"]["source"].endswith("not before the run") for c in revised)
+    checked = [c for c in revised if c["status"] != "skipped"]
+    assert checked and all(c.get("prediction_check") == c["prediction_revised_from"]["prediction"] for c in checked)
     assert any(c["status"] == "inconclusive" for c in cells)
     # Gemma 3 on the GPU: where the base built there failed its check (transformers 5.17), its cells say so, none is
     # judged; the runs whose base passed its check have verdicts: float16 is broken in transformers (NaN) and refused
