@@ -23,7 +23,8 @@ from . import checks
 from .quality import compare_scores
 from .engines.facts import EngineFacts, TriedFix
 from .names import capability_of
-from .results import (CANNOT_RUN_PREFIX, CellResult, broken_dependency, broken_dependency_reason, checkpoint_not_made,
+from .results import (BASE_CHECK_HINT, CANNOT_RUN_PREFIX, CellResult, base_check_failed, broken_dependency,
+                      broken_dependency_reason, checkpoint_not_made,
                       hint_after_retry, make_inconclusive, missing_requirement_named, retry_outcome)
 from .taxonomy import classify
 
@@ -83,7 +84,8 @@ def decide(ctx: CellContext, request: dict[str, Any], execute: Execute, log_name
     not_made = checkpoint_not_made(result.message or "", result.stderr_tail or "") if result.status == "failed" else None
     if not_made is not None:
         return make_inconclusive(result, not_made)
-    if result.status == "failed" and (result.message or "").startswith("BaseCheckFailed"):
+    if result.status == "failed" and base_check_failed(result.message or ""):
+        result.hint = BASE_CHECK_HINT
         return make_inconclusive(result, "base checkpoint failed its check against the GGUF: "
                                          + (result.message or "").split("GGUF", 1)[-1].lstrip(" :"))
     if result.status in ("failed", "crashed"):

@@ -277,6 +277,9 @@ def reclassify(doc: dict[str, Any], source_facts: list[dict[str, Any]] | None = 
             cell["hint"] = hint_after_retry(cell.get("hint"), cell.get("error_class"), cell["retry"])
     for facts in source_facts or ():  # predictions revised with what the reader since learned from the same build
         changed += revise_predictions(doc, facts)
+    for cell in doc["cells"]:  # cells undecided by a base that failed its check say what it means (not counted)
+        if cell.get("status") == "inconclusive" and base_check_failed(cell.get("message") or ""):
+            cell["hint"] = BASE_CHECK_HINT
     for cell in doc["cells"]:  # reports written before no_engine_path get it (not a verdict: not counted)
         if cell.get("finished_at") and not cell.get("no_engine_path"):
             why = path_not_reached(cell.get("engine_kind"), cell["status"], cell.get("error_class"), cell.get("engine_path"),
@@ -400,6 +403,19 @@ def missing_requirement_named(text: str, missing: list[dict[str, str]]) -> dict[
             if dist == top or dist.startswith(top + "_") or top.startswith(dist + "_"):
                 return req
     return None
+
+
+# The hint of a cell whose base failed its check (artifacts/real.py check_base): what the record's versions mean.
+BASE_CHECK_HINT = ("The base checkpoint this runner built from the GGUF disagrees with llama.cpp reading the same file "
+                   "(the reason says where), so nothing here can be judged against it. It depends on the builder's "
+                   "versions, which the record names: transformers 5.17 reads Gemma 3's GGUF tokenizer as Unigram and "
+                   "tokenizes differently from llama.cpp, 5.19 reads it as BPE and agrees (measured on the CPU). Build "
+                   "bases with a transformers that agrees (scripts/gpu-stage.sh stages 5.19 for it on the GPU machine) "
+                   "or carry a base built and checked elsewhere, then run the cells again.")
+
+
+def base_check_failed(message: str) -> bool:
+    return message.startswith("BaseCheckFailed")
 
 
 def make_inconclusive(result: CellResult, reason: str) -> CellResult:

@@ -128,6 +128,7 @@ def test_a_base_that_fails_its_check_makes_its_cells_inconclusive_once(built, tm
         assert cell["status"] == "inconclusive", (cell["status"], cell.get("message"), proc.stdout[-2000:])
         assert cell["reason"].startswith("base checkpoint failed its check against the GGUF"), cell["reason"]
         assert "tokenizer differs from llama.cpp's vocabulary" in cell["reason"]
+        assert cell["hint"].startswith("The base checkpoint this runner built from the GGUF disagrees with llama.cpp")
     assert doc["environment"]["bases"]["gemma3"]["check"]["status"] == "failed"
     md = (tmp_path / "qcompat-report" / "report.md").read_text()
     assert "| gemma3 | **failed**: its cells are inconclusive |" in md
