@@ -215,6 +215,11 @@ def hint_after_retry(hint: str | None, error_class: str | None, retry: dict[str,
     tried = ", ".join(f"{k}={v}" for k, v in retry["changes"].items())
     status = retry.get("status") or "failed"
     outcome = f"with {tried}: {retry_outcome(status)}"
+    judged = retry.get("judged_by") or {}
+    if status == "passed" and judged.get("status") in ("failed", "crashed"):
+        # a retry is not judged (loads and generates); the matrix's own cell for that dtype was, and failed
+        outcome = (f"with {tried}: it runs, but the matrix's own cell for it fails its checks "
+                   f"({judged.get('error_class') or judged['status']})")
     if status in ("failed", "crashed", "timed_out"):
         said = " ".join((retry.get("message") or "").split())
         said = said if len(said) <= 160 else said[:159] + "…"
@@ -223,6 +228,36 @@ def hint_after_retry(hint: str | None, error_class: str | None, retry: dict[str,
     if error_class in DTYPE_REMEDIES and ":" in base:
         return f"{base.split(':')[0]}. Tried here {outcome}"
     return f"{base} Tried here {outcome}"
+
+
+def retry_fixed(retry: dict[str, Any] | None) -> bool:
+    """Did the tried fix work: the retry passed, and the matrix's own cell for the change (judged) did not fail."""
+    return bool(retry) and retry.get("status") == "passed" and (retry.get("judged_by") or {}).get("status") not in ("failed", "crashed")
+
+
+def judge_retries_by_their_cells(cells: list[dict[str, Any]]) -> int:
+    """A retry that worked only loaded and generated; where the matrix has the cell the retry became (the same
+    model, method, engine and target in the retried dtype) that cell was judged. When it failed, the retry says so
+    (`judged_by`) and the hint stops calling the change a fix: on the H200 a GGUF cell on sm_75 said "Tried here with
+    dtype=float16: works" beside its own float16 cell, wrong-output. Returns how many hints changed."""
+    index = {(c.get("model"), c.get("quantization"), c.get("engine"), c.get("target"), c.get("dtype")): c for c in cells}
+    changed = 0
+    for cell in cells:
+        retry = cell.get("retry") or {}
+        if cell.get("status") not in ("failed", "crashed", "timed_out") or retry.get("status") != "passed":
+            continue
+        if set(retry.get("changes") or {}) != {"dtype"}:
+            continue
+        sibling = index.get((cell.get("model"), cell.get("quantization"), cell.get("engine"), cell.get("target"),
+                             retry["changes"]["dtype"]))
+        if sibling is None or sibling.get("status") not in ("failed", "crashed"):
+            continue
+        retry["judged_by"] = {"id": sibling["id"], "status": sibling["status"], "error_class": sibling.get("error_class")}
+        hint = hint_after_retry(cell.get("hint"), cell.get("error_class"), retry)
+        if hint != cell.get("hint"):
+            cell["hint"] = hint
+            changed += 1
+    return changed
 
 
 def predicted_cause(status: str, error_class: str | None, prediction: Any, revised: bool = False) -> str | None:
@@ -275,6 +310,7 @@ def reclassify(doc: dict[str, Any], source_facts: list[dict[str, Any]] | None = 
     for cell in doc["cells"]:  # hints as the cell's own tried fix leaves them (not a verdict: not counted)
         if cell.get("retry") and cell.get("status") in ("failed", "crashed", "timed_out"):
             cell["hint"] = hint_after_retry(cell.get("hint"), cell.get("error_class"), cell["retry"])
+    judge_retries_by_their_cells(doc["cells"])
     for facts in source_facts or ():  # predictions revised with what the reader since learned from the same build
         changed += revise_predictions(doc, facts)
     for cell in doc["cells"]:  # cells undecided by a base that failed its check say what it means (not counted)

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from .cells import Cell
 from .engines.facts import target_platform
-from .results import SCHEMA, CellResult
+from .results import SCHEMA, CellResult, judge_retries_by_their_cells
 
 # reason_code of a cell that never started because the session (or its time budget) ended first
 NOT_RUN = "not-run"
@@ -106,7 +106,9 @@ class ReportStore:
 
     def document(self) -> dict[str, Any]:
         with self._lock:
-            return {"schema": SCHEMA, "environment": self.environment, "cells": [r.to_dict() for r in self.records.values()]}
+            cells = [r.to_dict() for r in self.records.values()]
+        judge_retries_by_their_cells(cells)  # a retry's "works" against the judged cell it became
+        return {"schema": SCHEMA, "environment": self.environment, "cells": cells}
 
     def flush(self) -> None:
         with self._lock:

@@ -365,9 +365,9 @@ RULES: tuple[Rule, ...] = (
          fallback="quantization=\"bitsandbytes\" is already set: this engine version does not read this checkpoint's bitsandbytes layout; try another version or engine."),
     Rule("loader-mismatch/vllm-gguf-unprefixed-embedding", "loader-mismatch",
          "The GGUF's token embedding is unquantized (F16/BF16/F32), and this vLLM model builds its embedding without a "
-         "module prefix (LlamaModel, so Llama, Mistral and Phi-3 too), so the GGUF config takes it for a quantized one: "
-         "use a GGUF whose token_embd is quantized (Q8_0, or a llama-quantize type such as Q4_K_M), or run this file in "
-         "llama.cpp or transformers.",
+         "module prefix (LlamaModel, so Llama, Mistral and Phi-3 too), so the GGUF config takes it for a quantized one. "
+         "Run this file in llama.cpp or transformers. A quantized token_embd (Q8_0, Q4_K_M) gets past this load, but "
+         "where the build rotates a \"llama\" GGUF's Q/K NeoX-style (vLLM 0.25 and 0.32 do) its output is wrong.",
          # the loader yields `<name>.weight` (an F16 tensor) where the layer was built with GGUF params `<name>.qweight`
          (r"There is no module or parameter named '(?:[\w.]*\.)?(\w+)\.weight'[^\n]*'(?:[\w.]*\.)?\1\.qweight(?:_type)?'",),
          1, "vllm/model_executor/models/llama.py LlamaModel (VocabParallelEmbedding without prefix=) + vllm-gguf-plugin "

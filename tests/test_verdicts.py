@@ -150,9 +150,10 @@ def test_gguf_in_vllm_needs_the_plugin_where_the_tree_has_none():
     assert facts.predict("sm_70", "auto", "gguf-q8_0", cuda, LLAMA).error_class == "dtype-unsupported-by-gpu"
     assert facts.predict("sm_70", "float16", "gguf-q8_0", cuda, LLAMA).error_class == "no-kernel-image"
     # an F16 GGUF needs no GGUF kernel (plain torch matmuls): neither the CPU rule nor the kernels decide it, its
-    # loader does, which no limit reads (it passed for tiny Qwen2 and failed to load for tiny Llama on the CPU build)
+    # loader does (it passed for tiny Qwen2 and failed to load for tiny Llama on the CPU build): limits read before
+    # the reader looked at the model's embedding cannot tell (test_predict_dispatch has the limits that can)
     f16_cpu = facts.predict("cpu", "auto", "gguf-f16", {**CPU_LIMITS, "gguf": {"plugin_installed": True, "plugin_builds": plugin}}, LLAMA)
-    assert isinstance(f16_cpu, NoPrediction) and "plain torch matmuls" in f16_cpu.reason
+    assert isinstance(f16_cpu, NoPrediction) and "embeddings built without a prefix" in f16_cpu.reason
     assert isinstance(facts.predict("sm_90", "auto", "gguf-f16", {**cuda, "gguf": {**cuda["gguf"], "plugin_min_capability": 60}}, LLAMA), NoPrediction)
     # the gates before it still answer in vLLM's order
     assert facts.predict("sm_70", "auto", "gguf-f16", cuda, LLAMA).error_class == "dtype-unsupported-by-gpu"
@@ -507,3 +508,30 @@ def test_a_wrong_output_the_prediction_named_gets_its_cause_as_hint():
     assert predicted_cause("passed", None, pred) is None  # the run decides: a pass is not blamed
     assert predicted_cause("failed", "loader-mismatch", pred) is None  # another failure keeps its own hint
     assert predicted_cause("failed", "wrong-output", {**pred, "status": "passed", "error_class": None}) is None
+
+
+def test_a_retry_that_works_is_held_to_the_judged_cell_it_became():
+    # The H200 table: smollm2 GGUF bfloat16 on sm_75 said "Tried here with dtype=float16: works" beside its own
+    # float16 cell, which failed wrong-output (a retry loads and generates; it is not judged).
+    from pytest_qcompat.results import hint_after_retry, judge_retries_by_their_cells
+
+    def cell(dtype, status, error_class=None, retry=None):
+        hint = None
+        if retry:
+            hint = hint_after_retry("This GPU cannot run bfloat16: use dtype float16.", error_class, retry)
+        return {"id": f"m-gguf-{dtype}-vllm-sm_75", "model": "m", "quantization": "gguf", "engine": "vllm",
+                "target": "sm_75", "dtype": dtype, "status": status, "error_class": error_class, "retry": retry,
+                "hint": hint}
+
+    retry = {"changes": {"dtype": "float16"}, "status": "passed"}
+    bf16 = cell("bfloat16", "failed", "dtype-unsupported-by-gpu", dict(retry))
+    assert bf16["hint"].endswith("Tried here with dtype=float16: works.")
+    cells = [bf16, cell("float16", "failed", "wrong-output")]
+    assert judge_retries_by_their_cells(cells) == 1
+    assert bf16["hint"] == ("This GPU cannot run bfloat16. Tried here with dtype=float16: it runs, but the matrix's own "
+                            "cell for it fails its checks (wrong-output).")
+    assert bf16["retry"]["judged_by"]["id"] == "m-gguf-float16-vllm-sm_75"
+    assert judge_retries_by_their_cells(cells) == 0  # applied once
+    # a sibling that passed, or none at all: "works" stands
+    ok = [cell("bfloat16", "failed", "dtype-unsupported-by-gpu", dict(retry)), cell("float16", "passed")]
+    assert judge_retries_by_their_cells(ok) == 0 and ok[0]["hint"].endswith("works.")

@@ -21,6 +21,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from ..results import retry_fixed
 from .stamp import environment_stamp
 
 # What a user knows a compute capability by (column headers, and words the search box understands).
@@ -88,7 +89,7 @@ def summary(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     total: Counter = Counter()
     for c in cells:
         o, ev = judge(c)
-        fixed = o == "fail" and ev != "predicted" and (c.get("retry") or {}).get("status") == "passed"
+        fixed = o == "fail" and ev != "predicted" and retry_fixed(c.get("retry"))
         for cnt in (per.setdefault(str(c.get("engine")), Counter()), total):
             cnt[f"{ev}:{o}"] += 1
             cnt["cells"] += 1

@@ -5,6 +5,7 @@ from typing import Any
 
 from . import audit
 from .charts import chart_name
+from ..results import retry_fixed
 from .stamp import environment_stamp
 from .table import SYMBOL, sections, skip_mark, totals
 
@@ -43,7 +44,7 @@ def cell_text(cell: dict[str, Any], notes: dict[tuple, int]) -> str:
 
 def _fixed(retry: dict[str, Any] | None) -> str:
     """The changes of a tried fix that worked ("dtype=float16"), or ''."""
-    if not retry or retry.get("status") != "passed":
+    if not retry_fixed(retry):
         return ""
     return ", ".join(f"{k}={v}" for k, v in retry.get("changes", {}).items())
 

@@ -46,7 +46,10 @@
     }
     let fix = null;
     const r = c.retry;
-    if (o === "fail" && ev !== "predicted" && r && r.status) fix = { ok: r.status === "passed", label: fixLabel(r.changes) };
+    // a retry that ran is "ok" only if the matrix's own (judged) cell for the change did not fail (judged_by)
+    const judged = (r && r.judged_by) || {};
+    if (o === "fail" && ev !== "predicted" && r && r.status)
+      fix = { ok: r.status === "passed" && judged.status !== "failed" && judged.status !== "crashed", label: fixLabel(r.changes) };
     return (J[i] = { o, ev, cls, deg, label: label || (o === "unsure" ? "inconclusive" : null), fix });
   }
   function short(v) { return SHORT[v] || (typeof v === "object" ? JSON.stringify(v) : String(v)); }
