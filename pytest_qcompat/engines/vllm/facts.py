@@ -61,7 +61,7 @@ def gguf_source_steps(method: str, limits: dict[str, Any], archs: list[str], mod
     """What a GGUF cell meets after the capability gates and kernel images, in vLLM's order, as the build's model
     sources say (limits.py unprefixed_embeddings, gguf_rope): loading an F16 file, then the Q/K layout at generate.
     A failed prediction or no prediction where one decides it, else the steps' text for the prediction's source.
-    Also used to revise stored predictions with these facts read from the same build (revise_gguf_prediction)."""
+    Also used to revise stored predictions with these facts read from the same build (revise_prediction)."""
     if method in UNQUANTIZED_GGUF_METHODS:
         unprefixed = limits.get("unprefixed_embedding_architectures")
         if unprefixed is None:
@@ -82,27 +82,39 @@ def gguf_source_steps(method: str, limits: dict[str, Any], archs: list[str], mod
     return [rope] if isinstance(rope, str) else rope
 
 
-def revise_gguf_prediction(cell: dict[str, Any], model: dict[str, Any], facts: dict[str, Any]) -> Prediction | None:
-    """A stored GGUF prediction for a CUDA target, revised with facts read later from the source of the very build
-    that made it (`facts`: limits.py source_facts of that vLLM's wheel; same version and platform): the steps the
-    predictor has since learned come after every check the stored prediction passed, so a stored pass (or an F16
-    "no prediction", made after those checks too) is revised by them alone; a stored failure stays, being earlier
-    in vLLM's order. None where nothing changes."""
+def revise_prediction(cell: dict[str, Any], model: dict[str, Any], facts: dict[str, Any]) -> Prediction | None:
+    """A stored prediction for a CUDA target, revised with facts read later from the source of the very build that
+    made it (`facts`: limits.py source_facts of that vLLM's wheel; same version): the model config's float16 refusal,
+    vLLM's first check, overrides any stored prediction that says otherwise (a run of 2026-12-01 predicted Gemma 3's
+    GGUF to pass in float16 on sm_120, which the build refuses at model config, as its sm_90 run showed); the GGUF
+    steps come after every check a stored pass (or an F16 "no prediction", made after those checks too) passed, so
+    they revise those alone; any other stored failure stays, being earlier in vLLM's order. None where nothing
+    changes."""
     stored = cell.get("prediction")
     method = cell.get("quantization") or ""
-    if not method.startswith("gguf") or cell.get("engine_kind", cell.get("engine")) != "vllm":
+    if cell.get("engine_kind", cell.get("engine")) != "vllm":
         return None
     if str(cell.get("engine_version") or facts.get("version")) != str(facts.get("version")):
+        return None
+    platform = "cuda"
+    build = f"{facts.get('distribution', 'vllm')} {facts.get('version')} ({platform} build)"
+    later = f"; read since from {facts.get('read_from') or 'that build'} (merge --source-facts), not before the run"
+    refused = facts.get("fp16_refused_model_types") or {}
+    model_type = (model or {}).get("model_type")
+    if cell.get("dtype") == "float16" and model_type in refused:
+        if stored and stored.get("error_class") == "dtype-unsupported-by-model":
+            return None
+        return _pred("failed", "dtype-unsupported-by-model",
+                     f"The model type {model_type!r} does not support float16. Reason: {refused[model_type]}",
+                     f"{build} vllm.config.model._FLOAT16_NOT_SUPPORTED_MODELS{later}", platform)
+    if not method.startswith("gguf"):
         return None
     if stored is not None and stored.get("status") != "passed":
         return None
     if stored is None and not (method in UNQUANTIZED_GGUF_METHODS and "F16 GGUF" in str(cell.get("no_prediction") or "")):
         return None
-    platform = "cuda"
-    build = f"{facts.get('distribution', 'vllm')} {facts.get('version')} ({platform} build)"
     limits = {**facts, "platform": platform}
     found = gguf_source_steps(method, limits, model.get("architectures") or [], model, build, platform)
-    later = f"; read since from {facts.get('read_from') or 'that build'} (merge --source-facts), not before the run"
     if isinstance(found, Prediction) and found.status == "failed":
         return dataclasses.replace(found, source=found.source + later)
     if stored is None and isinstance(found, list):

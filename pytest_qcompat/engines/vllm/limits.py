@@ -344,10 +344,25 @@ def registry_classes(vllm_dir: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _fp16_refused_from_source(vllm_dir: Path) -> dict[str, str]:
+    """vllm.config.model._FLOAT16_NOT_SUPPORTED_MODELS read from the source (what read_limits takes from the module)."""
+    import ast
+
+    path = vllm_dir / "config" / "model.py"
+    if not path.exists():
+        return {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(getattr(t, "id", "") == "_FLOAT16_NOT_SUPPORTED_MODELS" for t in targets) and isinstance(node.value, ast.Dict):
+            return {k.value: v.value for k, v in zip(node.value.keys, node.value.values)
+                    if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)}
+    return {}
+
+
 def source_facts(vllm_dir: Path, plugin_dir: Path | None = None) -> dict[str, Any]:
     """The limits that come from a build's Python sources alone (GGUF loading and RoPE layout), read from an unpacked
     wheel without importing it: for a CUDA build on a CPU machine (`--source-facts`), so that stored predictions made
-    by that build can be revised with what the reader has learned since (facts.revise_gguf_prediction). The version
+    by that build can be revised with what the reader has learned since (facts.revise_prediction). The version
     is the wheel's own (vllm/_version.py)."""
     version = None
     version_py = vllm_dir / "_version.py"
@@ -367,6 +382,7 @@ def source_facts(vllm_dir: Path, plugin_dir: Path | None = None) -> dict[str, An
     wheel = next((d.name.removesuffix(".dist-info") for d in vllm_dir.parent.glob("vllm-*.dist-info")), None)
     return {"engine": "vllm", "distribution": "vllm", "version": version,
             "read_from": f"{wheel} wheel, unpacked" if wheel else str(vllm_dir),
+            "fp16_refused_model_types": _fp16_refused_from_source(vllm_dir),
             "unprefixed_embedding_architectures": unprefixed_embeddings(sources, classes),
             "gguf_rope": gguf_rope(sources, classes, plugin_dir), "gguf": {"plugin_version": plugin_version}}
 
