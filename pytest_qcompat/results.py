@@ -415,10 +415,29 @@ def broken_dependency(traceback: str, engine: str) -> tuple[str, str] | None:
     return package, module
 
 
+_STAND_IN_TOKENIZER = re.compile(r"File not found: \S*/tiny/[\w.-]+/tokenizer\.model")
+
+
+def stand_in_unconvertible(message: str) -> str | None:
+    """Why a cell's checkpoint could not be made from an embedded tiny stand-in (artifacts StandInUnconvertible; in
+    reports written before it, the converter's "File not found: <cache>/tiny/<arch>-<hash>/tokenizer.model"), or
+    None. The default matrix published 21 tiny Gemma 2 GGUF cells as failed `tokenizer-unsupported` for this: a
+    property of the stand-in, not of Gemma 2 (its real checkpoints ship tokenizer.model)."""
+    if not (message.startswith("StandInUnconvertible") or (message.startswith("RuntimeError: convert_hf_to_gguf failed")
+                                                           and _STAND_IN_TOKENIZER.search(message))):
+        return None
+    return ("the checkpoint cannot be made from the embedded stand-in, so nothing ran: llama.cpp's converter needs a "
+            "SentencePiece tokenizer.model for this architecture, which its real checkpoints ship and the stand-in "
+            "(a byte-level BPE tokenizer) lacks; this decides nothing about the architecture or the method")
+
+
 def checkpoint_not_made(message: str, traceback: str) -> str | None:
     """Why the cell's checkpoint could not be made on this runner (so no engine ran), or None: the producer failed
     (ProducerFailed), or its tool is missing here (no llm-compressor environment on the H200's runs of the tiny
     matrix: the bundle had no GPT-2 GPTQ checkpoint, so the cell tried to make it)."""
+    stand_in = stand_in_unconvertible(message)
+    if stand_in is not None:
+        return stand_in
     if message.startswith("ProducerFailed"):
         lines = [ln.strip() for ln in message.split(":", 1)[-1].splitlines() if ln.strip()]
         said = lines[0].split(":")[0] + ": " + lines[-1] if len(lines) > 1 else "".join(lines)

@@ -141,3 +141,27 @@ def test_w4a16_group_size_divides_every_linear():
     assert w4a16_group_size([96, 160]) == 32
     with pytest.raises(ValueError, match="no W4A16 group size"):
         w4a16_group_size([100])
+
+
+def test_a_stand_in_the_converter_cannot_read_decides_nothing(tmp_path):
+    # The embedded tiny Gemma 2 has a byte-level BPE tokenizer.json; llama.cpp's Gemma 2 converter reads the
+    # SentencePiece tokenizer.model real Gemma 2 checkpoints ship. The default matrix published its 21 GGUF cells as
+    # failed `tokenizer-unsupported`, a verdict on Gemma 2 that only the stand-in earned: they are undecided now.
+    from pytest_qcompat.artifacts import StandInUnconvertible
+    from pytest_qcompat.artifacts.gguf import produce
+    from pytest_qcompat.results import checkpoint_not_made
+    from pytest_qcompat.tiny import build
+
+    source = build("gemma2")
+    assert (source / "qcompat-tiny.json").exists() and not (source / "tokenizer.model").exists()
+    with pytest.raises(StandInUnconvertible) as caught:
+        produce(str(source), tmp_path / "out", "gguf-f16")
+    message = f"StandInUnconvertible: {caught.value}"
+    assert checkpoint_not_made(message, "").startswith("the checkpoint cannot be made from the embedded stand-in")
+    # a report written before the exception had the converter's own words: read the same way on merge --reclassify
+    legacy = ("RuntimeError: convert_hf_to_gguf failed:   File \"conversion/base.py\", line 2099\n"
+              f"FileNotFoundError: File not found: {source}/tokenizer.model")
+    assert checkpoint_not_made(legacy, "") == checkpoint_not_made(message, "")
+    # a user's own checkpoint without tokenizer.model stays a failure of that checkpoint
+    assert checkpoint_not_made("RuntimeError: convert_hf_to_gguf failed: FileNotFoundError: File not found: "
+                               "/models/my-gemma2/tokenizer.model", "") is None

@@ -76,6 +76,13 @@ class ProducerFailed(RuntimeError):
     engine, so the run says nothing about the engine (attempts.decide: inconclusive, with the producer's error)."""
 
 
+class StandInUnconvertible(ProducerFailed):
+    """An embedded tiny stand-in lacks what real checkpoints of its architecture ship, and the producer needs it
+    (llama.cpp's Gemma 2 converter reads a SentencePiece tokenizer.model; the stand-ins carry a byte-level BPE
+    tokenizer.json only): the checkpoint cannot be made from the stand-in, which decides nothing about the
+    architecture or the method (attempts.decide: inconclusive)."""
+
+
 def traceback_excerpt(stderr: str, head: int = 1200, tail: int = 1800) -> str:
     """The start of the last traceback (where the producer was when it failed) and the end (the error): a deep
     pickling failure's tail alone showed only pickle's own frames (H200, 2026-12-01)."""

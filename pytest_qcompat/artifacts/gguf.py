@@ -110,7 +110,15 @@ def produce(source: str, out: str | os.PathLike, method: str) -> Path:
                              capture_output=True, text=True)
         if res.returncode != 0:
             # The exception is at the end; the converter's INFO lines before it are noise here.
-            raise RuntimeError("convert_hf_to_gguf failed: " + "\n".join(res.stderr.strip().splitlines()[-12:]))
+            said = "\n".join(res.stderr.strip().splitlines()[-12:])
+            if (Path(source) / "qcompat-tiny.json").exists() and "tokenizer.model" in said:
+                from . import StandInUnconvertible
+
+                raise StandInUnconvertible(
+                    "llama.cpp's converter needs a SentencePiece tokenizer.model for this architecture, which real "
+                    "checkpoints of it ship and the embedded stand-in (a byte-level BPE tokenizer.json) lacks: "
+                    + said.splitlines()[-1])
+            raise RuntimeError("convert_hf_to_gguf failed: " + said)
         if method in QUANTIZED:
             import llama_cpp
 
