@@ -23,7 +23,18 @@ from .matrix import ModelSpec
 def model_info(model: ModelSpec, method: str) -> dict[str, Any] | None:
     """model_type / architectures / stored dtype of a model, and its checkpoint's quantization_config, read without
     loading it (None for hub ids). A method's own checkpoint (a variant: the user's, a bundled one) is read first,
-    also for a tiny model, so its quantization_config is the one predicted."""
+    also for a tiny model, so its quantization_config is the one predicted. For a GGUF method, the GGUF architecture
+    llama.cpp's converter writes for it (its Q/K layout), where the model does not say and the converter is here."""
+    info = _model_info(model, method)
+    if info is not None and method.startswith("gguf") and not info.get("gguf_architecture"):
+        from .artifacts.gguf import converter_architectures
+
+        written = converter_architectures()
+        info = {**info, "gguf_architecture": next((written[a] for a in info.get("architectures") or [] if a in written), None)}
+    return info
+
+
+def _model_info(model: ModelSpec, method: str) -> dict[str, Any] | None:
     variant = model.variants.get(method)
     if variant and not model.source.startswith("real:"):
         info = _config_info(Path(variant) / "config.json")

@@ -772,3 +772,16 @@ def test_source_facts_of_an_unimported_build_match_the_limits_read_by_importing_
             == {a: vllm_limits["gguf_rope"]["neox_without_gguf_case"].get(a) for a in llama})
     assert facts["gguf"]["plugin_version"] == vllm_limits["gguf"]["plugin_version"]
     assert facts["fp16_refused_model_types"] == vllm_limits["fp16_refused_model_types"]
+
+
+def test_a_users_checkpoint_gets_the_gguf_architecture_the_converter_writes(tmp_path):
+    # A user's own Llama folder converted to GGUF here: its Q/K layout is the converter's "llama" one, so its GGUF
+    # cells are predicted by the build's RoPE facts rather than left unpredicted.
+    from pytest_qcompat.matrix import ModelSpec
+    from pytest_qcompat.predict import model_info
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mistral", "architectures": ["MistralForCausalLM"],
+                                                      "dtype": "bfloat16"}))
+    spec = ModelSpec(id="mine", source=str(tmp_path))
+    assert model_info(spec, "gguf-q4_k_m")["gguf_architecture"] == "llama"
+    assert "gguf_architecture" not in model_info(spec, "awq")
