@@ -149,8 +149,7 @@ def read_limits() -> dict[str, Any]:
         "bf16_min_capability": bf16,
         "fp16_refused_model_types": dict(getattr(model_cfg, "_FLOAT16_NOT_SUPPORTED_MODELS", {})),
         "architectures": archs,
-        "bnb_unsupported_architectures": classes_without(vllm_dir / "model_executor" / "models", classes,
-                                                         "packed_modules_mapping"),
+        "bnb_unsupported_architectures": classes_without(sources, classes, "packed_modules_mapping"),
         "unprefixed_embedding_architectures": unprefixed_embeddings(sources, classes),
         "gguf_rope": gguf_rope(sources, classes),
         "builds": builds,
@@ -165,55 +164,25 @@ def read_limits() -> dict[str, Any]:
     }
 
 
-def classes_without(models_dir: Path, classes: dict[str, tuple[str, str]], attribute: str) -> list[str]:
+def classes_without(sources: ModelSources | Path, classes: dict[str, tuple[str, str]], attribute: str) -> list[str]:
     """The architectures whose model class has no `attribute`, read from the source of vLLM's model files (their
     classes, bases and class-level or `self.` assignments; bases resolved by name across the files, so mixins such
     as SupportsLoRA count) without importing ~300 model modules. vLLM's bitsandbytes loader refuses a model class
     without `packed_modules_mapping` ("Model GPT2LMHeadModel does not support BitsAndBytes quantization yet"),
     after the model config, the worker start and the first kernels."""
-    import ast
-
-    defines: dict[tuple[str, str], bool] = {}
-    bases: dict[tuple[str, str], list[str]] = {}
-    by_name: dict[str, list[tuple[str, str]]] = {}
-    for path in sorted(models_dir.glob("*.py")):
-        try:
-            tree = ast.parse(path.read_text())
-        except (OSError, SyntaxError, ValueError):
-            continue
-        module = path.stem
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.ClassDef):
-                continue
-            key = (module, node.name)
-            names = [b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases]
-            bases[key] = [n for n in names if n]
-            by_name.setdefault(node.name, []).append(key)
-            found = False
-            for sub in ast.walk(node):
-                targets = (sub.targets if isinstance(sub, ast.Assign)
-                           else [sub.target] if isinstance(sub, ast.AnnAssign) and sub.value is not None else [])
-                for t in targets:
-                    if (isinstance(t, ast.Name) and t.id == attribute) or (
-                            isinstance(t, ast.Attribute) and t.attr == attribute and getattr(t.value, "id", "") == "self"):
-                        found = True
-            defines[key] = found
+    sources = sources if isinstance(sources, ModelSources) else ModelSources(sources)
 
     def has(key: tuple[str, str], seen: frozenset = frozenset()) -> bool:
-        if key in seen or key not in defines:
+        if key in seen or key not in sources.defines:
             return False
-        if defines[key]:
+        if attribute in sources.defines[key]:
             return True
-        for name in bases[key]:
-            same = [k for k in by_name.get(name, ()) if k[0] == key[0]] or by_name.get(name, [])
-            if any(has(k, seen | {key}) for k in same):
-                return True
-        return False
+        return any(has(k, seen | {key}) for name in sources.bases[key] for k in sources.named(name, key[0]))
 
     out = []
     for arch, (module_name, class_name) in classes.items():
         key = (module_name.rpartition(".")[2], class_name)
-        if key in defines and not has(key):
+        if key in sources.defines and not has(key):
             out.append(arch)
     return sorted(out)
 
@@ -230,6 +199,8 @@ class ModelSources:
 
         self.builds: dict[tuple[str, str], dict[str, str]] = {}
         self.refs: dict[tuple[str, str], list[str]] = {}
+        self.bases: dict[tuple[str, str], list[str]] = {}
+        self.defines: dict[tuple[str, str], set[str]] = {}  # class-level or `self.` assignments
         self.by_name: dict[str, list[tuple[str, str]]] = {}
         self.mentions_gguf: dict[str, bool] = {}
         for path in sorted(models_dir.glob("*.py")):
@@ -245,8 +216,17 @@ class ModelSources:
                 key = (path.stem, node.name)
                 self.by_name.setdefault(node.name, []).append(key)
                 names = [b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases]
+                self.bases[key] = [n for n in names if n]
                 built: dict[str, str] = {}
+                defined: set[str] = set()
                 for sub in ast.walk(node):
+                    targets = (sub.targets if isinstance(sub, ast.Assign)
+                               else [sub.target] if isinstance(sub, ast.AnnAssign) and sub.value is not None else [])
+                    for t in targets:
+                        if isinstance(t, ast.Name):
+                            defined.add(t.id)
+                        elif isinstance(t, ast.Attribute) and getattr(t.value, "id", "") == "self":
+                            defined.add(t.attr)
                     if isinstance(sub, ast.Name) and sub.id not in names:
                         names.append(sub.id)
                     if not isinstance(sub, ast.Call):
@@ -261,7 +241,12 @@ class ModelSources:
                         built["rope"] = ("interleaved" if isinstance(style, ast.Constant) and style.value is False
                                          else "neox")  # get_rope's default is NeoX; a variable may be either
                 self.builds[key] = built
+                self.defines[key] = defined
                 self.refs[key] = [n for n in names if n and n != node.name]
+
+    def named(self, name: str, module: str) -> list[tuple[str, str]]:
+        """The classes a name in `module` refers to: that module's own, else every module's of that name."""
+        return [k for k in self.by_name.get(name, ()) if k[0] == module] or self.by_name.get(name, [])
 
     def resolve(self, module: str, class_name: str, thing: str) -> tuple[str, str, str] | None:
         """(module, class, what it builds) for the first class reached from `class_name` that builds `thing`."""
@@ -275,8 +260,7 @@ class ModelSources:
             if thing in self.builds[key]:
                 return key[0], key[1], self.builds[key][thing]
             for name in self.refs[key]:
-                same = [k for k in self.by_name.get(name, ()) if k[0] == key[0]] or self.by_name.get(name, [])
-                todo.extend(same)
+                todo.extend(self.named(name, key[0]))
         return None
 
 
