@@ -176,7 +176,7 @@ MAKING_THE_CHECKPOINT = "in resolve_checkpoint"  # in a traceback: the cell fail
 
 def engine_never_ran(message: str, traceback: str) -> str | None:
     """Why the cell's engine was never called (its checkpoint or base could not be made), or None."""
-    if message.startswith("BaseCheckFailed"):
+    if base_check_failed(message):
         return "the base checkpoint failed its check, so the engine never ran"
     if MAKING_THE_CHECKPOINT in traceback:
         return "the checkpoint could not be made (" + (message.splitlines() or [""])[0][:200] + "), so the engine never ran"
@@ -479,6 +479,7 @@ BASE_CHECK_HINT = ("The base checkpoint this runner built from the GGUF disagree
 
 
 def base_check_failed(message: str) -> bool:
+    """A cell's message says its base failed its check (artifacts/real.py BaseCheckFailed)."""
     return message.startswith("BaseCheckFailed")
 
 
