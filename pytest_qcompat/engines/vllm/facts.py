@@ -104,9 +104,7 @@ def revise_prediction(cell: dict[str, Any], model: dict[str, Any], facts: dict[s
     if cell.get("dtype") == "float16" and model_type in refused:
         if stored and stored.get("error_class") == "dtype-unsupported-by-model":
             return None
-        return _pred("failed", "dtype-unsupported-by-model",
-                     f"The model type {model_type!r} does not support float16. Reason: {refused[model_type]}",
-                     f"{build} vllm.config.model._FLOAT16_NOT_SUPPORTED_MODELS{later}", platform)
+        return _fp16_refusal(model_type, refused, build, platform, later)
     if not method.startswith("gguf"):
         return None
     if stored is not None and stored.get("status") != "passed":
@@ -159,6 +157,14 @@ def _gguf_rope_step(limits: dict[str, Any], archs: list[str], model: dict[str, A
         return "RoPE: vllm-gguf-plugin permutes this file's Q/K for the NeoX rotation" if rope.get("plugin_undoes_permutation") \
             else NoPrediction("no prediction: whether vllm-gguf-plugin undoes this file's Q/K permutation was not read")
     return f"RoPE: a {file_arch!r} GGUF stores Q/K in the NeoX layout {where} rotates"
+
+
+def _fp16_refusal(model_type: str, refused: dict[str, str], build: str, platform: str, later: str = "") -> Prediction:
+    """vLLM's model config refusing float16 for a model type (`_FLOAT16_NOT_SUPPORTED_MODELS`, its first check);
+    `later`: said of a prediction read from the build after the run."""
+    return _pred("failed", "dtype-unsupported-by-model",
+                 f"The model type {model_type!r} does not support float16. Reason: {refused[model_type]}",
+                 f"{build} vllm.config.model._FLOAT16_NOT_SUPPORTED_MODELS{later}", platform)
 
 
 def _pred(status: str, error_class: str | None, reason: str, source: str, platform: str) -> Prediction:
@@ -224,9 +230,7 @@ class VllmFacts(EngineFacts):
                          f"{build} ModelRegistry.get_supported_archs()", platform)
         refused = limits.get("fp16_refused_model_types", {})
         if resolved == "float16" and model.get("model_type") in refused:
-            return _pred("failed", "dtype-unsupported-by-model",
-                         f"The model type {model['model_type']!r} does not support float16. Reason: {refused[model['model_type']]}",
-                         f"{build} vllm.config.model._FLOAT16_NOT_SUPPORTED_MODELS", platform)
+            return _fp16_refusal(model["model_type"], refused, build, platform)
         gguf_plugin = None
         if method.startswith("gguf"):
             gguf = limits.get("gguf") or {}

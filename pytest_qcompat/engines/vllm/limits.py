@@ -343,6 +343,15 @@ def _fp16_refused_from_source(vllm_dir: Path) -> dict[str, str]:
     return {}
 
 
+def _dist_info_version(package_dir: Path, dist: str) -> str | None:
+    """The version in the dist-info beside an unpacked package folder (`<dist>-<version>.dist-info/METADATA`)."""
+    for meta in package_dir.parent.glob(f"{dist}-*.dist-info/METADATA"):
+        m = re.search(r"^Version: (\S+)", meta.read_text(), re.M)
+        if m:
+            return m.group(1)
+    return None
+
+
 def source_facts(vllm_dir: Path, plugin_dir: Path | None = None) -> dict[str, Any]:
     """The limits that come from a build's Python sources alone (GGUF loading and RoPE layout), read from an unpacked
     wheel without importing it: for a CUDA build on a CPU machine (`--source-facts`), so that stored predictions made
@@ -353,16 +362,10 @@ def source_facts(vllm_dir: Path, plugin_dir: Path | None = None) -> dict[str, An
     if version_py.exists():
         m = re.search(r"""(?:__version__|version)\s*(?::\s*str\s*)?=\s*['"]([^'"]+)['"]""", version_py.read_text())
         version = m.group(1) if m else None
-    for meta in ([] if version else vllm_dir.parent.glob("vllm-*.dist-info/METADATA")):
-        m = re.search(r"^Version: (\S+)", meta.read_text(), re.M)
-        version = m.group(1) if m else None
+    version = version or _dist_info_version(vllm_dir, "vllm")
     sources = ModelSources(vllm_dir / "model_executor" / "models")
     classes = {a: (f"vllm.model_executor.models.{m}", c) for a, (m, c) in registry_classes(vllm_dir).items()}
-    plugin_version = None
-    if plugin_dir is not None:
-        for meta in plugin_dir.parent.glob("vllm_gguf_plugin-*.dist-info/METADATA"):
-            m = re.search(r"^Version: (\S+)", meta.read_text(), re.M)
-            plugin_version = m.group(1) if m else None
+    plugin_version = _dist_info_version(plugin_dir, "vllm_gguf_plugin") if plugin_dir is not None else None
     wheel = next((d.name.removesuffix(".dist-info") for d in vllm_dir.parent.glob("vllm-*.dist-info")), None)
     return {"engine": "vllm", "distribution": "vllm", "version": version,
             "read_from": f"{wheel} wheel, unpacked" if wheel else str(vllm_dir),
